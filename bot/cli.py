@@ -1,0 +1,198 @@
+"""Command line: `python -m bot ingest|search|ask|run|doctor` (also the `paperbot` script)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bot.config import Settings, load_settings
+from bot.index import IndexUnavailableError
+from bot.logs import configure_logging
+from bot.search import QueryError, SearchResult
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="ingest papers from files, folders or live sources")
+    ingest.add_argument(
+        "sources",
+        nargs="+",
+        help="files (HF JSON/JSONL, arXiv Atom XML or listing JSONL, saved page text, generic JSONL), "
+        "folders of them, or live sources hf:YYYY-MM-DD and arxiv:CATEGORY",
+    )
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    search = sub.add_parser("search", help="hybrid search over the stored papers")
+    search.add_argument("query", nargs="?", help="what to look for")
+    search.add_argument("--limit", type=int, default=5)
+    search.add_argument("--since", type=_date, help="only papers published on or after this date")
+    search.add_argument("--until", type=_date, help="only papers published on or before this date")
+    search.add_argument("--category", action="append", default=[], help="arXiv category filter (repeatable)")
+    search.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid")
+    search.add_argument("--json", action="store_true", help="one JSON object per query")
+    search.add_argument("--queries-file", type=Path, help='JSONL file, one {"q": "..."} per line')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.core, settings.secrets)
+    handler = {"ingest": cmd_ingest, "search": cmd_search}[args.command]
+    try:
+        return asyncio.run(handler(args, settings))
+    except IndexUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+def _expand(sources: Sequence[str]) -> list[str]:
+    from bot.ingest.fetch import is_live_source
+
+    expanded: list[str] = []
+    for spec in sources:
+        path = Path(spec)
+        if not is_live_source(spec) and path.is_dir():
+            expanded.extend(str(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith("."))
+        else:
+            expanded.append(spec)
+    return expanded
+
+
+async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from bot.ingest.fetch import FetchError, fetch_source, is_live_source
+    from bot.ingest.sources import ParseResult, Rejected, parse_path
+    from bot.services import open_services
+
+    papers = []
+    rejected: list[Rejected] = []
+    read = 0
+    for spec in _expand(args.sources):
+        try:
+            if is_live_source(spec):
+                result = await fetch_source(spec, settings.sources)
+            else:
+                result = parse_path(Path(spec))
+        except FileNotFoundError:
+            result = ParseResult(rejected=[Rejected(spec, None, "no such file or directory")])
+        except (ValueError, FetchError) as exc:
+            result = ParseResult(rejected=[Rejected(spec, None, str(exc))])
+        read += result.records
+        papers.extend(result.papers)
+        rejected.extend(result.rejected)
+    for item in rejected:
+        where = f"{item.source}:{item.line}" if item.line else item.source
+        print(f"rejected {where}: {item.reason}", file=sys.stderr)
+
+    async with open_services(settings) as services:
+        show = not args.no_progress and sys.stderr.isatty() is not False
+        with tqdm(total=len(papers), unit="paper", disable=not show or not papers, file=sys.stderr) as bar:
+            report = await services.ingestor.ingest(papers, progress=bar.update)
+        report.read = read
+        report.rejected = rejected
+        stored = await services.index.count_papers()
+    print(f"{report.summary()} (stored papers: {stored}, {report.seconds:.1f}s)")
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+def _result_json(result: SearchResult) -> dict[str, Any]:
+    return {
+        "query": result.query,
+        "results": [
+            {"paper_id": h.paper.paper_id, "title": h.paper.title, "score": round(h.score, 6), "url": h.paper.url}
+            for h in result.hits
+        ],
+    }
+
+
+def _print_human(result: SearchResult) -> None:
+    print(f"# {result.query}")
+    if not result.hits:
+        print("  (no papers found)")
+    for rank, hit in enumerate(result.hits, 1):
+        paper = hit.paper
+        date = paper.published.isoformat() if paper.published else "????-??-??"
+        print(f"{rank:>2}. {paper.title}")
+        print(f"    {paper.paper_id} · {date} · score {hit.score:.4f} · {paper.url or ''}")
+
+
+def _read_queries(path: Path) -> list[str]:
+    queries = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise QueryError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("q"), str):
+            raise QueryError(f'{path}:{line_no}: expected an object with a string "q"')
+        queries.append(item["q"])
+    return queries
+
+
+async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import open_services
+
+    try:
+        if args.queries_file:
+            queries = _read_queries(args.queries_file)
+        elif args.query is not None:
+            queries = [args.query]
+        else:
+            raise QueryError("give a QUERY or --queries-file")
+    except (QueryError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    async with open_services(settings) as services:
+        for query in queries:
+            try:
+                result = await services.search.search(
+                    query,
+                    limit=args.limit,
+                    since=args.since,
+                    until=args.until,
+                    categories=tuple(args.category),
+                    mode=args.mode,
+                )
+            except QueryError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            if result.truncated:
+                print("warning: the query was too long and was truncated", file=sys.stderr)
+            if args.json:
+                print(json.dumps(_result_json(result), ensure_ascii=False))
+            else:
+                _print_human(result)
+    return EXIT_OK

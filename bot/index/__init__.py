@@ -1,0 +1,26 @@
+"""Vector index: embedded Qdrant Edge by default, Qdrant server/cluster when QDRANT_URL is set."""
+
+from __future__ import annotations
+
+from bot.config import Settings
+from bot.index.base import ChunkHit, IndexedChunk, IndexUnavailableError, PaperIndex, SearchFilter, SparseVec
+
+__all__ = [
+    "ChunkHit",
+    "IndexUnavailableError",
+    "IndexedChunk",
+    "PaperIndex",
+    "SearchFilter",
+    "SparseVec",
+    "open_index",
+]
+
+
+def open_index(settings: Settings) -> PaperIndex:
+    if settings.qdrant.url:
+        from bot.index.server import ServerPaperIndex
+
+        return ServerPaperIndex(settings.qdrant)
+    from bot.index.edge import EdgePaperIndex
+
+    return EdgePaperIndex(settings.core.qdrant_path)

@@ -1,0 +1,200 @@
+"""Embedded default: Qdrant Edge, Qdrant's own engine in-process, persisted under the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+import structlog
+
+from bot.index.base import (
+    DENSE_VECTOR,
+    PAYLOAD_INDEXES,
+    SPARSE_VECTOR,
+    ChunkHit,
+    IndexedChunk,
+    IndexUnavailableError,
+    PaperIndex,
+    SearchFilter,
+    SearchMode,
+    SparseVec,
+    RRF_K,
+    day_number,
+    hit_from_payload,
+)
+from bot.models import Paper, point_id
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+
+
+def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool = False) -> qe.Filter | None:
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if search_filter is not None:
+        if search_filter.since or search_filter.until:
+            must.append(
+                qe.FieldCondition(
+                    key="published_day",
+                    range=qe.RangeFloat(
+                        gte=day_number(search_filter.since), lte=day_number(search_filter.until)
+                    ),
+                )
+            )
+        if search_filter.categories:
+            must.append(qe.FieldCondition(key="categories", match=qe.MatchAny(list(search_filter.categories))))
+        if search_filter.paper_ids:
+            must.append(qe.FieldCondition(key="paper_id", match=qe.MatchAny(list(search_filter.paper_ids))))
+        if search_filter.exclude_paper_ids:
+            must_not.append(
+                qe.FieldCondition(key="paper_id", match=qe.MatchAny(list(search_filter.exclude_paper_ids)))
+            )
+    if first_chunk_only:
+        must.append(qe.FieldCondition(key="chunk_no", match=qe.MatchValue(0)))
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+class EdgePaperIndex(PaperIndex):
+    backend = "edge"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._shard: qe.EdgeShard | None = None
+        # Edge calls are synchronous Rust; they run in worker threads, one writer at a time.
+        self._write_lock = threading.Lock()
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise IndexUnavailableError("the embedded index is not open; call ensure_collection() first")
+        return self._shard
+
+    async def ensure_collection(self, dense_size: int) -> None:
+        await asyncio.to_thread(self._open, dense_size)
+
+    def _open(self, dense_size: int) -> None:
+        if self._shard is not None:
+            return
+        config = qe.EdgeConfig(
+            vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        try:
+            if self._path.exists() and any(self._path.iterdir()):
+                self._shard = qe.EdgeShard.load(str(self._path), config)
+            else:
+                self._path.mkdir(parents=True, exist_ok=True)
+                self._shard = qe.EdgeShard.create(str(self._path), config)
+                for name, kind in PAYLOAD_INDEXES.items():
+                    self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise IndexUnavailableError(
+                f"cannot open the embedded Qdrant store at {self._path}: {exc} "
+                "(is another paperbot process using it, or was it created with another embedding size?)"
+            ) from exc
+        log.info("index.opened", backend=self.backend, path=str(self._path))
+
+    async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        if not chunks:
+            return
+        points = [
+            qe.Point(
+                id=chunk.point_id,
+                vector={
+                    DENSE_VECTOR: chunk.dense,
+                    SPARSE_VECTOR: qe.SparseVector(chunk.sparse.indices, chunk.sparse.values),
+                },
+                payload=chunk.payload(),
+            )
+            for chunk in chunks
+        ]
+        await asyncio.to_thread(self._update, qe.UpdateOperation.upsert_points(points))
+
+    def _update(self, operation: qe.UpdateOperation) -> None:
+        with self._write_lock:
+            try:
+                self.shard.update(operation)
+            except OSError as exc:
+                raise IndexUnavailableError(f"writing the embedded Qdrant store failed: {exc}") from exc
+
+    async def flush(self) -> None:
+        await asyncio.to_thread(self.shard.flush)
+
+    async def fetch_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        ids = [point_id(pid, 0) for pid in paper_ids]
+        records = await asyncio.to_thread(self.shard.retrieve, ids, True, False)
+        papers = [Paper.from_payload(dict(r.payload or {})) for r in records]
+        return {p.paper_id: p for p in papers}
+
+    async def set_paper_metadata(self, papers: Sequence[Paper]) -> None:
+        for paper in papers:
+            flt = qe.Filter(must=[qe.FieldCondition(key="paper_id", match=qe.MatchValue(paper.paper_id))])
+            payload = paper.to_payload()
+            payload.update(published_day=day_number(paper.published), hf_day=day_number(paper.hf_date))
+            await asyncio.to_thread(self._update, qe.UpdateOperation.set_payload_by_filter(flt, payload))
+
+    async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
+        flt = qe.Filter(
+            must=[
+                qe.FieldCondition(key="paper_id", match=qe.MatchValue(paper_id)),
+                qe.FieldCondition(key="chunk_no", range=qe.RangeFloat(gte=from_chunk)),
+            ]
+        )
+        await asyncio.to_thread(self._update, qe.UpdateOperation.delete_points_by_filter(flt))
+
+    async def query(
+        self,
+        *,
+        dense: list[float] | None,
+        sparse: SparseVec | None,
+        mode: SearchMode,
+        limit: int,
+        search_filter: SearchFilter,
+    ) -> list[ChunkHit]:
+        flt = build_filter(search_filter)
+        dense_query = qe.Query.Nearest(dense, using=DENSE_VECTOR) if dense is not None else None
+        sparse_query = (
+            qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR)
+            if sparse is not None
+            else None
+        )
+        if mode == "hybrid":
+            prefetch_limit = max(limit * 2, 20)
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[
+                    qe.Prefetch(limit=prefetch_limit, query=dense_query, filter=flt),
+                    qe.Prefetch(limit=prefetch_limit, query=sparse_query, filter=flt),
+                ],
+                query=qe.Fusion.Rrf(k=RRF_K),
+                with_payload=True,
+            )
+        else:
+            request = qe.QueryRequest(
+                limit=limit,
+                query=dense_query if mode == "dense" else sparse_query,
+                filter=flt,
+                with_payload=True,
+            )
+        points = await asyncio.to_thread(self.shard.query, request)
+        return [hit_from_payload(dict(p.payload or {}), p.score) for p in points]
+
+    async def count_papers(self, search_filter: SearchFilter | None = None) -> int:
+        request = qe.CountRequest(exact=True, filter=build_filter(search_filter, first_chunk_only=True))
+        return int(await asyncio.to_thread(self.shard.count, request))
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self.shard.info)
+
+    async def close(self) -> None:
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            await asyncio.to_thread(shard.flush)
+            await asyncio.to_thread(shard.close)

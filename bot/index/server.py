@@ -1,0 +1,188 @@
+"""Qdrant server or cluster through qdrant-client (async). Also runs against `:memory:` in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from bot.config import QdrantSettings
+from bot.index.base import (
+    DENSE_VECTOR,
+    PAYLOAD_INDEXES,
+    SPARSE_VECTOR,
+    ChunkHit,
+    IndexedChunk,
+    IndexUnavailableError,
+    PaperIndex,
+    SearchFilter,
+    SearchMode,
+    SparseVec,
+    RRF_K,
+    day_number,
+    hit_from_payload,
+)
+from bot.models import Paper, point_id
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
+_READ_CONSISTENCY: dict[str, Any] = {
+    "all": models.ReadConsistencyType.ALL,
+    "majority": models.ReadConsistencyType.MAJORITY,
+    "quorum": models.ReadConsistencyType.QUORUM,
+    "1": 1,
+}
+
+
+def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool = False) -> models.Filter | None:
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if search_filter is not None:
+        if search_filter.since or search_filter.until:
+            must.append(
+                models.FieldCondition(
+                    key="published_day",
+                    range=models.Range(gte=day_number(search_filter.since), lte=day_number(search_filter.until)),
+                )
+            )
+        if search_filter.categories:
+            must.append(models.FieldCondition(key="categories", match=models.MatchAny(any=list(search_filter.categories))))
+        if search_filter.paper_ids:
+            must.append(models.FieldCondition(key="paper_id", match=models.MatchAny(any=list(search_filter.paper_ids))))
+        if search_filter.exclude_paper_ids:
+            must_not.append(
+                models.FieldCondition(key="paper_id", match=models.MatchAny(any=list(search_filter.exclude_paper_ids)))
+            )
+    if first_chunk_only:
+        must.append(models.FieldCondition(key="chunk_no", match=models.MatchValue(value=0)))
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+class ServerPaperIndex(PaperIndex):
+    backend = "server"
+
+    def __init__(self, settings: QdrantSettings, client: AsyncQdrantClient | None = None) -> None:
+        self._settings = settings
+        self._collection = settings.collection
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._client = client or AsyncQdrantClient(
+            url=settings.url, api_key=api_key, timeout=int(settings.timeout_s)
+        )
+        self._read_consistency = _READ_CONSISTENCY[settings.read_consistency]
+
+    async def ensure_collection(self, dense_size: int) -> None:
+        try:
+            if await self._client.collection_exists(self._collection):
+                return
+            await self._client.create_collection(
+                self._collection,
+                vectors_config={DENSE_VECTOR: models.VectorParams(size=dense_size, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                shard_number=self._settings.shard_number,
+                replication_factor=self._settings.replication_factor,
+                write_consistency_factor=self._settings.write_consistency_factor,
+            )
+            for name, kind in PAYLOAD_INDEXES.items():
+                await self._client.create_payload_index(self._collection, name, field_schema=_SCHEMA[kind])
+        except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
+            raise IndexUnavailableError(f"Qdrant at {self._settings.url} is not usable: {exc}") from exc
+        log.info("index.collection_created", backend=self.backend, collection=self._collection)
+
+    async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        if not chunks:
+            return
+        points = [
+            models.PointStruct(
+                id=chunk.point_id,
+                vector={
+                    DENSE_VECTOR: chunk.dense,
+                    SPARSE_VECTOR: models.SparseVector(indices=chunk.sparse.indices, values=chunk.sparse.values),
+                },
+                payload=chunk.payload(),
+            )
+            for chunk in chunks
+        ]
+        await self._client.upsert(self._collection, points=points, wait=True)
+
+    async def fetch_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        records = await self._client.retrieve(
+            self._collection,
+            ids=[point_id(pid, 0) for pid in paper_ids],
+            with_payload=True,
+            consistency=self._read_consistency,
+        )
+        papers = [Paper.from_payload(dict(r.payload or {})) for r in records]
+        return {p.paper_id: p for p in papers}
+
+    async def set_paper_metadata(self, papers: Sequence[Paper]) -> None:
+        for paper in papers:
+            payload = paper.to_payload()
+            payload.update(published_day=day_number(paper.published), hf_day=day_number(paper.hf_date))
+            flt = models.Filter(must=[models.FieldCondition(key="paper_id", match=models.MatchValue(value=paper.paper_id))])
+            await self._client.set_payload(self._collection, payload=payload, points=flt, wait=True)
+
+    async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
+        flt = models.Filter(
+            must=[
+                models.FieldCondition(key="paper_id", match=models.MatchValue(value=paper_id)),
+                models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk)),
+            ]
+        )
+        await self._client.delete(self._collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+
+    async def query(
+        self,
+        *,
+        dense: list[float] | None,
+        sparse: SparseVec | None,
+        mode: SearchMode,
+        limit: int,
+        search_filter: SearchFilter,
+    ) -> list[ChunkHit]:
+        flt = build_filter(search_filter)
+        sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values) if sparse else None
+        if mode == "hybrid":
+            prefetch_limit = max(limit * 2, 20)
+            response = await self._client.query_points(
+                self._collection,
+                prefetch=[
+                    models.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, filter=flt),
+                    models.Prefetch(query=sparse_query, using=SPARSE_VECTOR, limit=prefetch_limit, filter=flt),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                limit=limit,
+                with_payload=True,
+                consistency=self._read_consistency,
+            )
+        else:
+            response = await self._client.query_points(
+                self._collection,
+                query=dense if mode == "dense" else sparse_query,
+                using=DENSE_VECTOR if mode == "dense" else SPARSE_VECTOR,
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
+                consistency=self._read_consistency,
+            )
+        return [hit_from_payload(dict(p.payload or {}), p.score) for p in response.points]
+
+    async def count_papers(self, search_filter: SearchFilter | None = None) -> int:
+        result = await self._client.count(
+            self._collection, count_filter=build_filter(search_filter, first_chunk_only=True), exact=True
+        )
+        return int(result.count)
+
+    async def ping(self) -> None:
+        try:
+            await self._client.get_collections()
+        except Exception as exc:
+            raise IndexUnavailableError(f"Qdrant at {self._settings.url} is unreachable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._client.close()

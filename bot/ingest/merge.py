@@ -1,0 +1,70 @@
+"""Fold records of the same paper from different sources (or repeated in one) into one `Paper`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import TypeVar
+
+from bot.ingest.sources.base import ordered_union
+from bot.models import Paper
+
+T = TypeVar("T")
+
+
+def merge_papers(old: Paper, new: Paper) -> Paper:
+    """Combine two records of one paper.
+
+    Text (title, abstract, authors, comment) comes from the higher arXiv version; with equal or
+    unknown versions the old record's text stays and only its gaps are filled from the new one.
+    Counters and links take the best known value; lists are ordered unions.
+    """
+    if old.paper_id != new.paper_id:
+        raise ValueError(f"cannot merge different papers: {old.paper_id!r} and {new.paper_id!r}")
+    newer_text = old.version is not None and new.version is not None and new.version > old.version
+    primary, secondary = (new, old) if newer_text else (old, new)
+    return Paper(
+        paper_id=old.paper_id,
+        title=primary.title or secondary.title,
+        abstract=primary.abstract or secondary.abstract,
+        authors=list(primary.authors or secondary.authors),
+        comment=_first(primary.comment, secondary.comment),
+        arxiv_id=_first(old.arxiv_id, new.arxiv_id),
+        version=_max(old.version, new.version),
+        published=_earliest(old.published, new.published),
+        categories=ordered_union(old.categories, new.categories),
+        upvotes=_max(old.upvotes, new.upvotes),
+        ai_summary=_first(old.ai_summary, new.ai_summary),
+        github_url=_first(old.github_url, new.github_url),
+        project_url=_first(old.project_url, new.project_url),
+        hf_date=_first(old.hf_date, new.hf_date),
+        sources=ordered_union(old.sources, new.sources),
+    )
+
+
+def dedupe(papers: Iterable[Paper]) -> tuple[list[Paper], int]:
+    """Distinct papers in first-seen order, and how many duplicate records were merged into them."""
+    by_id: dict[str, Paper] = {}
+    merged = 0
+    for paper in papers:
+        seen = by_id.get(paper.paper_id)
+        if seen is None:
+            by_id[paper.paper_id] = paper
+        else:
+            by_id[paper.paper_id] = merge_papers(seen, paper)
+            merged += 1
+    return list(by_id.values()), merged
+
+
+def _first(*values: T | None) -> T | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    known = [value for value in (a, b) if value is not None]
+    return max(known) if known else None
+
+
+def _earliest(a: dt.date | None, b: dt.date | None) -> dt.date | None:
+    known = [value for value in (a, b) if value is not None]
+    return min(known) if known else None

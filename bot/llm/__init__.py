@@ -1,0 +1,57 @@
+"""The LLM layer: an OpenAI-compatible client, and the embedded server used when none is configured."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bot.config import LLMSettings
+from bot.llm.client import Completion, CompletionStream, LLMClient, UsageTotals, resolve_api_mode
+from bot.llm.errors import (
+    LLMError,
+    LLMRequestError,
+    LLMStreamInterrupted,
+    LLMUnavailableError,
+    LocalLLMUnavailable,
+)
+from bot.llm.local_server import LocalLLMServer
+
+__all__ = [
+    "Completion",
+    "CompletionStream",
+    "LLMClient",
+    "LLMError",
+    "LLMRequestError",
+    "LLMStreamInterrupted",
+    "LLMUnavailableError",
+    "LocalLLMServer",
+    "LocalLLMUnavailable",
+    "UsageTotals",
+    "llm_session",
+    "open_llm",
+    "resolve_api_mode",
+]
+
+
+async def open_llm(settings: LLMSettings, models_dir: Path) -> tuple[LLMClient, LocalLLMServer | None]:
+    """The configured server if `OPENAI_BASE_URL` is set, else a freshly started embedded one.
+
+    The caller owns both: `await client.aclose()`, then `await server.stop()` if it is not None.
+    """
+    if settings.base_url:
+        return LLMClient.from_settings(settings, base_url=settings.base_url, embedded=False), None
+    server = LocalLLMServer(settings, models_dir)
+    await server.start()
+    return LLMClient.from_settings(settings, base_url=server.base_url, embedded=True), server
+
+
+@asynccontextmanager
+async def llm_session(settings: LLMSettings, models_dir: Path) -> AsyncIterator[LLMClient]:
+    client, server = await open_llm(settings, models_dir)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        if server is not None:
+            await server.stop()

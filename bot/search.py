@@ -1,0 +1,88 @@
+"""Hybrid paper search: dense + BM25 fused with RRF, one result per paper."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import structlog
+
+from bot.embedding import Embedder
+from bot.index import ChunkHit, PaperIndex, SearchFilter
+from bot.index.base import SearchMode
+from bot.models import SearchHit, clean_text
+from bot.sparse import sparse_query
+from bot.tokens import truncate_tokens
+
+log = structlog.get_logger(__name__)
+
+# all-MiniLM-L6-v2 reads 256 word pieces; a tiktoken budget a little under that keeps the
+# whole query visible to the model.
+MAX_QUERY_TOKENS = 200
+MAX_LIMIT = 50
+
+
+class QueryError(ValueError):
+    """The query cannot be run; the message is meant for the user."""
+
+
+@dataclass
+class SearchResult:
+    query: str
+    hits: list[SearchHit]
+    truncated: bool = False
+
+
+class SearchService:
+    def __init__(self, index: PaperIndex, embedder: Embedder, *, encoding: str = "cl100k_base") -> None:
+        self.index = index
+        self.embedder = embedder
+        self._encoding = encoding
+
+    def prepare_query(self, query: str) -> tuple[str, bool]:
+        text = clean_text(query)
+        if not text:
+            raise QueryError("the search query is empty; type a few words describing the papers you want")
+        text, truncated = truncate_tokens(text, MAX_QUERY_TOKENS, self._encoding)
+        if truncated:
+            log.warning("search.query_truncated", max_tokens=MAX_QUERY_TOKENS)
+        return text, truncated
+
+    async def search_chunks(
+        self,
+        query: str,
+        *,
+        limit: int,
+        search_filter: SearchFilter | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[ChunkHit]:
+        """Top chunks (several may come from one paper); used by retrieval-augmented answers."""
+        text, _ = self.prepare_query(query)
+        dense = await self.embedder.embed_query(text) if mode != "sparse" else None
+        sparse = sparse_query(text) if mode != "dense" else None
+        return await self.index.query(
+            dense=dense, sparse=sparse, mode=mode, limit=limit, search_filter=search_filter or SearchFilter()
+        )
+
+    async def search(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        categories: tuple[str, ...] = (),
+        mode: SearchMode = "hybrid",
+    ) -> SearchResult:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
+        text, truncated = self.prepare_query(query)
+        search_filter = SearchFilter(since=since, until=until, categories=categories)
+        chunks = await self.search_chunks(text, limit=limit * 3, search_filter=search_filter, mode=mode)
+        best: dict[str, SearchHit] = {}
+        for chunk in chunks:  # already sorted by score: the first chunk of a paper is its best
+            if chunk.paper.paper_id not in best:
+                best[chunk.paper.paper_id] = SearchHit(
+                    paper=chunk.paper, score=chunk.score, chunk_no=chunk.chunk_no, chunk_text=chunk.text
+                )
+        return SearchResult(query=text, hits=list(best.values())[:limit], truncated=truncated)
