@@ -16,6 +16,7 @@ import structlog
 from bot.config import Settings, load_settings
 from bot.index import IndexUnavailableError
 from bot.logs import configure_logging
+from bot.models import clean_text
 from bot.search import QueryError, SearchResult
 
 log = structlog.get_logger(__name__)
@@ -172,6 +173,8 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             queries = [args.query]
         else:
             raise QueryError("give a QUERY or --queries-file")
+        if any(not clean_text(q) for q in queries):
+            raise QueryError("the search query is empty; type a few words describing the papers you want")
     except (QueryError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -72,7 +72,7 @@ class ServerPaperIndex(PaperIndex):
         self._collection = settings.collection
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         self._client = client or AsyncQdrantClient(
-            url=settings.url, api_key=api_key, timeout=int(settings.timeout_s)
+            url=settings.url, api_key=api_key, timeout=int(settings.timeout_s), check_compatibility=False
         )
         self._read_consistency = _READ_CONSISTENCY[settings.read_consistency]
 

@@ -143,18 +143,31 @@ async def _get_with_retries(
             response = await client.get(
                 url, params=params, headers=headers, timeout=timeout, follow_redirects=True
             )
-        except httpx.TransportError as exc:
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise FetchError(f"bad source URL {url!r} (check SOURCES_*_API_BASE): {exc}", url=url) from exc
+        except httpx.TransportError as exc:  # connect/read errors and timeouts: worth another try
             problem, status = f"{type(exc).__name__}: {exc}".rstrip(": "), None
+        except httpx.HTTPError as exc:  # redirect loops, undecodable bodies: retrying will not help
+            raise FetchError(f"{url} failed: {type(exc).__name__}: {exc}", url=url) from exc
         else:
             status = response.status_code
             if response.is_success:
-                log.info("fetch_done", url=str(response.url), status=status, bytes=len(response.content),
-                         attempt=attempt, elapsed_s=round(time.perf_counter() - started, 3))
+                log.info(
+                    "fetch_done",
+                    url=str(response.url),
+                    status=status,
+                    bytes=len(response.content),
+                    attempt=attempt,
+                    elapsed_s=round(time.perf_counter() - started, 3),
+                )
                 return response.content
             problem = f"HTTP {status} {response.reason_phrase}".strip()
             if not _is_retryable(status):
-                raise FetchError(f"{response.url} answered {problem}{_body_hint(response)}",
-                                 url=str(response.url), status=status)
+                raise FetchError(
+                    f"{response.url} answered {problem}{_body_hint(response)}",
+                    url=str(response.url),
+                    status=status,
+                )
             retry_after = _retry_after_s(response)
         if attempt == retry.attempts:
             raise FetchError(f"{url} failed after {attempt} attempts: {problem}", url=url, status=status)

@@ -32,8 +32,11 @@ def parse_path(path: Path) -> ParseResult:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         supported = ", ".join(sorted(s for s in SUPPORTED_SUFFIXES if s))
-        result = ParseResult(rejected=[Rejected(str(path), None, f"unsupported file type {suffix!r} "
-                                                                   f"(expected one of {supported})")])
+        result = ParseResult(
+            rejected=[
+                Rejected(str(path), None, f"unsupported file type {suffix!r} (expected one of {supported})")
+            ]
+        )
         _log_result(result, str(path), None)
         return result
     return parse_bytes(data, source_name=str(path))

@@ -32,27 +32,48 @@ def is_header_line(line: str) -> bool:
 
 
 def parse_saved_page(text: str, source: str) -> ParseResult:
-    lines = [(no, clean_text(raw)) for no, raw in enumerate(text.splitlines(), start=1)]
-    content = [(no, line) for no, line in lines if line]
-    start = 0
-    while start < len(content) and is_header_line(content[start][1]):
-        start += 1
+    blocks = _paragraphs(text)
+    pos = 0
+    while pos < len(blocks) and is_header_line(blocks[pos][1]):
+        pos += 1
     result = ParseResult()
-    pos = start
-    while pos < len(content):
-        title_no, title = content[pos]
+    while pos < len(blocks):
+        title_no, title = blocks[pos]
         result.records += 1
-        if len(title) > MAX_TITLE_CHARS:
+        if not _looks_like_title(title):
             reason = f"expected a title, found a {len(title)}-character paragraph (no title before it?)"
             result.rejected.append(Rejected(source, title_no, reason))
             pos += 1
             continue
-        if pos + 1 >= len(content):
+        after = blocks[pos + 1][1] if pos + 1 < len(blocks) else None
+        after_next = blocks[pos + 2][1] if pos + 2 < len(blocks) else None
+        # Title, title, abstract: the first title lost its abstract; pairing it would shift every pair.
+        if after is None or (_looks_like_title(after) and after_next and not _looks_like_title(after_next)):
             result.rejected.append(Rejected(source, title_no, f"title {title!r} has no abstract after it"))
-            break
-        abstract = content[pos + 1][1]
+            pos += 1
+            continue
         result.papers.append(
-            Paper(paper_id=title_paper_id(title), title=title, abstract=abstract, sources=["page"])
+            Paper(paper_id=title_paper_id(title), title=title, abstract=after, sources=["page"])
         )
         pos += 2
     return result
+
+
+def _paragraphs(text: str) -> list[tuple[int, str]]:
+    """Blocks of consecutive non-blank lines, joined, with the line number where each starts."""
+    blocks: list[tuple[int, str]] = []
+    current: list[str] = []
+    start = 0
+    for line_no, raw in enumerate([*text.splitlines(), ""], start=1):
+        line = clean_text(raw)
+        if line:
+            start = start if current else line_no
+            current.append(line)
+        elif current:
+            blocks.append((start, " ".join(current)))
+            current = []
+    return blocks
+
+
+def _looks_like_title(text: str) -> bool:
+    return len(text) <= MAX_TITLE_CHARS

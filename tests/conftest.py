@@ -1,0 +1,63 @@
+"""Shared fixtures: isolated settings per test, one embedding model per session, both index back ends."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SEED_PAGE = SHARED_DATA / "seed" / "000_c48a4a4dc127d178.txt"
+
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_WAIT_POLICY": "passive",
+}.items():
+    os.environ.setdefault(_name, _value)
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
+
+# Settings must never come from a developer's .env or shell during tests.
+_SETTING_PREFIXES = ("PAPERBOT_", "QDRANT_", "EMBEDDING_", "TOKENIZER_", "SOURCES_", "RAG_", "LLM_", "OPENAI_",
+                     "LOCAL_LLM_", "DISCORD_", "DIGEST_", "DATABASE_", "HEALTH_")
+
+
+@pytest.fixture(autouse=True)
+def clean_settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith(_SETTING_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env is read
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("PAPERBOT_DATA_DIR", str(data_dir))
+    yield data_dir
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from bot.embedding import LocalEmbedder
+
+    return LocalEmbedder(batch_size=32)
+
+
+@pytest.fixture(params=["edge", "server"])
+async def paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
+    """The same contract runs on Qdrant Edge and on qdrant-client (`:memory:` stands in for a server)."""
+    from qdrant_client import AsyncQdrantClient
+
+    from bot.config import QdrantSettings
+    from bot.index.edge import EdgePaperIndex
+    from bot.index.server import ServerPaperIndex
+
+    if request.param == "edge":
+        index: object = EdgePaperIndex(tmp_path / "qdrant")
+    else:
+        index = ServerPaperIndex(QdrantSettings(), AsyncQdrantClient(location=":memory:"))
+    yield index
+    await index.close()  # type: ignore[attr-defined]

@@ -1,0 +1,118 @@
+"""One contract, two back ends: Qdrant Edge (embedded default) and qdrant-client (server path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+
+import pytest
+
+from bot.index import IndexedChunk, PaperIndex, SearchFilter
+from bot.models import Paper, point_id
+from bot.sparse import sparse_document, sparse_query
+
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+
+DIM = 8
+
+
+def fake_vector(text: str) -> list[float]:
+    """Deterministic unit vector: texts sharing words get similar vectors."""
+    vec = [0.0] * DIM
+    for word in text.lower().split():
+        vec[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
+PAPERS = [
+    Paper(paper_id="2401.00001", arxiv_id="2401.00001", title="Graph neural networks for molecules",
+          abstract="We predict molecular properties with message passing.", categories=["cs.LG"],
+          published=dt.date(2024, 1, 2)),
+    Paper(paper_id="2402.00002", arxiv_id="2402.00002", title="Reasoning in large language models",
+          abstract="Chain of thought prompting improves arithmetic reasoning.", categories=["cs.CL"],
+          published=dt.date(2024, 2, 3)),
+    Paper(paper_id="2403.00003", arxiv_id="2403.00003", title="Diffusion models for video generation",
+          abstract="A video diffusion transformer generates long clips.", categories=["cs.CV"],
+          published=dt.date(2024, 3, 4)),
+]
+
+
+def chunks_for(paper: Paper, n_chunks: int = 1) -> list[IndexedChunk]:
+    text = f"{paper.title}\n\n{paper.abstract}"
+    return [
+        IndexedChunk(point_id(paper.paper_id, i), paper, i, text, fake_vector(text), sparse_document(text))
+        for i in range(n_chunks)
+    ]
+
+
+async def load(index: PaperIndex) -> None:
+    await index.ensure_collection(DIM)
+    await index.upsert([c for p in PAPERS for c in chunks_for(p)])
+
+
+async def ask(index: PaperIndex, text: str, mode: str = "hybrid", **flt: object) -> list[str]:
+    hits = await index.query(
+        dense=fake_vector(text), sparse=sparse_query(text), mode=mode, limit=3,  # type: ignore[arg-type]
+        search_filter=SearchFilter(**flt),  # type: ignore[arg-type]
+    )
+    return [h.paper.paper_id for h in hits]
+
+
+async def test_upsert_is_idempotent(paper_index: PaperIndex) -> None:
+    await load(paper_index)
+    await load(paper_index)
+    assert await paper_index.count_papers() == 3
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+async def test_each_mode_finds_the_matching_paper_first(paper_index: PaperIndex, mode: str) -> None:
+    await load(paper_index)
+    assert (await ask(paper_index, "arithmetic reasoning chain of thought", mode))[0] == "2402.00002"
+
+
+async def test_filters_by_date_range_and_category(paper_index: PaperIndex) -> None:
+    await load(paper_index)
+    since = await ask(paper_index, "models", since=dt.date(2024, 2, 1))
+    assert set(since) == {"2402.00002", "2403.00003"}
+    until = await ask(paper_index, "models", until=dt.date(2024, 1, 31))
+    assert until == ["2401.00001"]
+    assert await ask(paper_index, "models", categories=("cs.CV",)) == ["2403.00003"]
+    assert await paper_index.count_papers(SearchFilter(categories=("cs.CL", "cs.CV"))) == 2
+
+
+async def test_fetch_papers_round_trips_metadata(paper_index: PaperIndex) -> None:
+    await load(paper_index)
+    stored = await paper_index.fetch_papers(["2401.00001", "9999.99999"])
+    assert list(stored) == ["2401.00001"]
+    assert stored["2401.00001"] == PAPERS[0]
+
+
+async def test_metadata_update_reaches_every_chunk(paper_index: PaperIndex) -> None:
+    await paper_index.ensure_collection(DIM)
+    await paper_index.upsert(chunks_for(PAPERS[0], n_chunks=3))
+    updated = PAPERS[0].model_copy(update={"upvotes": 42, "categories": ["cs.LG", "q-bio.BM"]})
+    await paper_index.set_paper_metadata([updated])
+    hits = await paper_index.query(
+        dense=fake_vector("molecules"), sparse=None, mode="dense", limit=10, search_filter=SearchFilter()
+    )
+    assert len(hits) == 3
+    assert {h.paper.upvotes for h in hits} == {42}
+    assert await paper_index.count_papers(SearchFilter(categories=("q-bio.BM",))) == 1
+
+
+async def test_delete_chunks_drops_only_the_tail(paper_index: PaperIndex) -> None:
+    await paper_index.ensure_collection(DIM)
+    await paper_index.upsert(chunks_for(PAPERS[0], n_chunks=4))
+    await paper_index.delete_chunks(PAPERS[0].paper_id, from_chunk=2)
+    hits = await paper_index.query(
+        dense=fake_vector("molecules"), sparse=None, mode="dense", limit=10, search_filter=SearchFilter()
+    )
+    assert sorted(h.chunk_no for h in hits) == [0, 1]
+
+
+async def test_exclusion_filter(paper_index: PaperIndex) -> None:
+    await load(paper_index)
+    found = await ask(paper_index, "models", exclude_paper_ids=("2401.00001", "2402.00002"))
+    assert found == ["2403.00003"]
