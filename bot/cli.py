@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid")
     search.add_argument("--json", action="store_true", help="one JSON object per query")
     search.add_argument("--queries-file", type=Path, help='JSONL file, one {"q": "..."} per line')
+
+    ask = sub.add_parser("ask", help="answer a question from the stored papers (Iter-RetGen), with sources")
+    ask.add_argument("question")
+    ask.add_argument("--iterations", type=int, help="retrieval-generation rounds T, 1-7 (default RAG_ITERATIONS)")
+    ask.add_argument("--k", type=int, help="chunks retrieved per round (default RAG_TOP_K)")
+    ask.add_argument("--json", action="store_true", help="print the answer and its accounting as JSON")
     return parser
 
 
@@ -60,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
     configure_logging(settings.core, settings.secrets)
-    handler = {"ingest": cmd_ingest, "search": cmd_search}[args.command]
+    handler = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask}[args.command]
     try:
         return asyncio.run(handler(args, settings))
     except IndexUnavailableError as exc:
@@ -198,4 +204,37 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps(_result_json(result), ensure_ascii=False))
             else:
                 _print_human(result)
+    return EXIT_OK
+
+
+# --- ask ----------------------------------------------------------------------------------------
+
+
+async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.rag.citations import format_sources_list
+    from bot.rag.iter_retgen import QuestionError
+    from bot.services import open_services
+
+    if args.iterations is not None and not 1 <= args.iterations <= 7:
+        print("error: --iterations must be between 1 and 7", file=sys.stderr)
+        return EXIT_USAGE
+    if args.k is not None and not 1 <= args.k <= 50:
+        print("error: --k must be between 1 and 50", file=sys.stderr)
+        return EXIT_USAGE
+    if not clean_text(args.question):
+        print("error: the question is empty; ask something about the papers", file=sys.stderr)
+        return EXIT_USAGE
+    async with open_services(settings, with_llm=True) as services:
+        try:
+            answer = await services.answers.answer(args.question, iterations=args.iterations, top_k=args.k)
+        except (QuestionError, QueryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return EXIT_OK
+    print(answer.text)
+    if answer.citations:
+        print("\nSources:")
+        print(format_sources_list(answer.citations))
     return EXIT_OK

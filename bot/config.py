@@ -122,6 +122,76 @@ class RagSettings(BaseSettings):
     max_question_chars: int = Field(default=1000, ge=16)
 
 
+class DatabaseSettings(BaseSettings):
+    """Unset `DATABASE_URL` → SQLite at $PAPERBOT_DATA_DIR/paperbot.db. PostgreSQL: postgresql://..."""
+
+    model_config = _config("DATABASE_")
+
+    url: SecretStr | None = None  # may carry a password
+    pool_size: int = Field(default=5, ge=1)
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+    def url_for(self, data_dir: Path) -> str:
+        configured = self.url.get_secret_value().strip() if self.url else ""
+        return configured or f"sqlite+aiosqlite:///{(data_dir / 'paperbot.db').resolve()}"
+
+    @property
+    def password(self) -> str | None:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.url.get_secret_value()).password if self.url else None
+
+
+_WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class DigestSettings(BaseSettings):
+    """Scheduled digests: defaults for new subscriptions and how runs behave."""
+
+    model_config = _config("DIGEST_")
+
+    default_time: str = "09:00"
+    default_timezone: str = "UTC"
+    default_weekdays: str = "mon,tue,wed,thu,fri"
+    default_max_papers: int = Field(default=5, ge=1, le=25)
+    max_papers_limit: int = Field(default=25, ge=1, le=50)
+    summary_concurrency: int = Field(default=4, ge=1, le=64)
+    summary_max_tokens: int = Field(default=160, ge=16)
+    catch_up_grace_minutes: int = Field(default=720, ge=1)
+    min_topic_similarity: float = Field(default=0.25, ge=-1, le=1)
+    arxiv_lookback_days: int = Field(default=3, ge=0, le=14)
+    arxiv_max_results: int = Field(default=300, ge=1, le=2000)
+    source_cache_s: int = Field(default=600, ge=0)
+    feedback_history: int = Field(default=20, ge=0, le=200)
+
+    @field_validator("default_time")
+    @classmethod
+    def _valid_time(cls, value: str) -> str:
+        hour, sep, minute = value.strip().partition(":")
+        if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ValueError("DIGEST_DEFAULT_TIME must be HH:MM (24-hour), e.g. 09:00")
+        return f"{int(hour):02d}:{int(minute):02d}"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"DIGEST_DEFAULT_TIMEZONE {value!r} is not an IANA time zone") from None
+        return value
+
+    @field_validator("default_weekdays")
+    @classmethod
+    def _valid_weekdays(cls, value: str) -> str:
+        names = [part.strip().lower()[:3] for part in value.split(",") if part.strip()]
+        if not names or any(name not in _WEEKDAY_NAMES for name in names):
+            raise ValueError("DIGEST_DEFAULT_WEEKDAYS must list days such as mon,tue,wed,thu,fri")
+        return ",".join(names)
+
+
 class Settings(BaseModel):
     """All settings; each part reads its own environment variables."""
 
@@ -132,12 +202,19 @@ class Settings(BaseModel):
     sources: SourceSettings = Field(default_factory=SourceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
 
     @cached_property
     def secrets(self) -> list[str]:
         """Configured secret values, for log scrubbing and tests."""
         values = [self.qdrant.api_key, self.embedding.api_key, self.llm.api_key]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        if self.database.url is not None and self.database.url.get_secret_value():
+            found.append(self.database.url.get_secret_value())
+            if self.database.password:
+                found.append(self.database.password)
+        return found
 
 
 def load_settings() -> Settings:

@@ -39,13 +39,13 @@ class SearchService:
         self.embedder = embedder
         self._encoding = encoding
 
-    def prepare_query(self, query: str) -> tuple[str, bool]:
+    def prepare_query(self, query: str, max_tokens: int = MAX_QUERY_TOKENS) -> tuple[str, bool]:
         text = clean_text(query)
         if not text:
             raise QueryError("the search query is empty; type a few words describing the papers you want")
-        text, truncated = truncate_tokens(text, MAX_QUERY_TOKENS, self._encoding)
+        text, truncated = truncate_tokens(text, max_tokens, self._encoding)
         if truncated:
-            log.warning("search.query_truncated", max_tokens=MAX_QUERY_TOKENS)
+            log.warning("search.query_truncated", max_tokens=max_tokens)
         return text, truncated
 
     async def search_chunks(
@@ -55,9 +55,10 @@ class SearchService:
         limit: int,
         search_filter: SearchFilter | None = None,
         mode: SearchMode = "hybrid",
+        max_query_tokens: int = MAX_QUERY_TOKENS,
     ) -> list[ChunkHit]:
         """Top chunks (several may come from one paper); used by retrieval-augmented answers."""
-        text, _ = self.prepare_query(query)
+        text, _ = self.prepare_query(query, max_query_tokens)
         dense = await self.embedder.embed_query(text) if mode != "sparse" else None
         sparse = sparse_query(text) if mode != "dense" else None
         return await self.index.query(

@@ -32,7 +32,7 @@ PAPERS = [
           published=dt.date(2024, 1, 2)),
     Paper(paper_id="2402.00002", arxiv_id="2402.00002", title="Reasoning in large language models",
           abstract="Chain of thought prompting improves arithmetic reasoning.", categories=["cs.CL"],
-          published=dt.date(2024, 2, 3)),
+          published=dt.date(2024, 2, 3), sources=["hf", "arxiv"]),
     Paper(paper_id="2403.00003", arxiv_id="2403.00003", title="Diffusion models for video generation",
           abstract="A video diffusion transformer generates long clips.", categories=["cs.CV"],
           published=dt.date(2024, 3, 4)),
@@ -80,6 +80,7 @@ async def test_filters_by_date_range_and_category(paper_index: PaperIndex) -> No
     assert until == ["2401.00001"]
     assert await ask(paper_index, "models", categories=("cs.CV",)) == ["2403.00003"]
     assert await paper_index.count_papers(SearchFilter(categories=("cs.CL", "cs.CV"))) == 2
+    assert await paper_index.count_papers(SearchFilter(sources=("hf",))) == 1
 
 
 async def test_fetch_papers_round_trips_metadata(paper_index: PaperIndex) -> None:

@@ -73,7 +73,7 @@ async def test_missing_llama_cpp_tells_the_operator_what_to_do(
 
     with pytest.raises(LocalLLMUnavailable, match=r"make llm.*OPENAI_BASE_URL"):
         await LocalLLMServer(settings, tmp_path).start()
-    assert not any(tmp_path.iterdir())  # failed before touching the weights
+    assert os.listdir(tmp_path) == []  # failed before touching the weights
 
 
 async def test_server_that_dies_reports_its_stderr(

@@ -46,12 +46,15 @@ class SearchFilter:
     since: dt.date | None = None
     until: dt.date | None = None
     categories: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
     paper_ids: tuple[str, ...] = ()
     exclude_paper_ids: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.since or self.until or self.categories or self.paper_ids or self.exclude_paper_ids)
+        return not (
+            self.since or self.until or self.categories or self.sources or self.paper_ids or self.exclude_paper_ids
+        )
 
 
 @dataclass

@@ -48,6 +48,8 @@ def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool =
             )
         if search_filter.categories:
             must.append(qe.FieldCondition(key="categories", match=qe.MatchAny(list(search_filter.categories))))
+        if search_filter.sources:
+            must.append(qe.FieldCondition(key="sources", match=qe.MatchAny(list(search_filter.sources))))
         if search_filter.paper_ids:
             must.append(qe.FieldCondition(key="paper_id", match=qe.MatchAny(list(search_filter.paper_ids))))
         if search_filter.exclude_paper_ids:

@@ -51,6 +51,8 @@ def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool =
             )
         if search_filter.categories:
             must.append(models.FieldCondition(key="categories", match=models.MatchAny(any=list(search_filter.categories))))
+        if search_filter.sources:
+            must.append(models.FieldCondition(key="sources", match=models.MatchAny(any=list(search_filter.sources))))
         if search_filter.paper_ids:
             must.append(models.FieldCondition(key="paper_id", match=models.MatchAny(any=list(search_filter.paper_ids))))
         if search_filter.exclude_paper_ids:

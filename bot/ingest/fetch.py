@@ -153,7 +153,7 @@ async def _get_with_retries(
             status = response.status_code
             if response.is_success:
                 log.info(
-                    "fetch_done",
+                    "ingest.fetch_done",
                     url=str(response.url),
                     status=status,
                     bytes=len(response.content),
@@ -172,7 +172,7 @@ async def _get_with_retries(
         if attempt == retry.attempts:
             raise FetchError(f"{url} failed after {attempt} attempts: {problem}", url=url, status=status)
         delay = retry.delay(attempt, retry_after)
-        log.warning("fetch_retry", url=url, attempt=attempt, problem=problem, retry_in_s=delay)
+        log.warning("ingest.fetch_retry", url=url, attempt=attempt, problem=problem, retry_in_s=delay)
         await asyncio.sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")
 

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog
+
 from bot.config import LLMSettings
 from bot.llm.client import Completion, CompletionStream, LLMClient, UsageTotals, resolve_api_mode
 from bot.llm.errors import (
@@ -16,6 +18,8 @@ from bot.llm.errors import (
     LocalLLMUnavailable,
 )
 from bot.llm.local_server import LocalLLMServer
+
+log = structlog.get_logger(__name__)
 
 __all__ = [
     "Completion",
@@ -43,7 +47,11 @@ async def open_llm(settings: LLMSettings, models_dir: Path) -> tuple[LLMClient, 
         return LLMClient.from_settings(settings, base_url=settings.base_url, embedded=False), None
     server = LocalLLMServer(settings, models_dir)
     await server.start()
-    return LLMClient.from_settings(settings, base_url=server.base_url, embedded=True), server
+    client = LLMClient.from_settings(settings, base_url=server.base_url, embedded=True)
+    if client.api_mode == "chat":
+        # llama.cpp's gemma chat format silently drops system messages, i.e. our whole context.
+        log.warning("llm.embedded_chat_mode", hint="LLM_API_MODE=chat loses the system prompt on Gemma")
+    return client, server
 
 
 @asynccontextmanager

@@ -212,9 +212,7 @@ def describe_mentions(content: Any) -> str:
     return ", ".join(parts)
 
 
-def effective_mentions(
-    content: Any, allowed: Mapping[str, Any] | None
-) -> tuple[list[int], list[int], bool]:
+def effective_mentions(content: Any, allowed: Mapping[str, Any] | None) -> tuple[list[int], list[int], bool]:
     """Who Discord would actually notify, given the content and allowed_mentions."""
     users, roles, everyone = mentioned_ids(content)
     if not isinstance(allowed, Mapping):

@@ -91,7 +91,9 @@ class GatewayConnection:
         self.close_code: int | None = None  # set when the fake closed it
         self._lock = asyncio.Lock()
         self._zlib = zlib.compressobj() if compress == "zlib-stream" else None
-        self._zstd = zstandard.ZstdCompressor().compressobj() if compress == "zstd-stream" and zstandard else None
+        self._zstd = (
+            zstandard.ZstdCompressor().compressobj() if compress == "zstd-stream" and zstandard else None
+        )
 
     async def send(self, payload: dict[str, Any]) -> None:
         text = json.dumps(payload, separators=(",", ":"))
@@ -99,7 +101,9 @@ class GatewayConnection:
             if self.ws.closed:
                 return
             if self._zlib is not None:
-                await self.ws.send_bytes(self._zlib.compress(text.encode()) + self._zlib.flush(zlib.Z_SYNC_FLUSH))
+                await self.ws.send_bytes(
+                    self._zlib.compress(text.encode()) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+                )
             elif self._zstd is not None:
                 flush = zstandard.COMPRESSOBJ_FLUSH_BLOCK
                 await self.ws.send_bytes(self._zstd.compress(text.encode()) + self._zstd.flush(flush))
@@ -164,7 +168,9 @@ class Gateway:
             return None
         return await self._dispatch_to(session, event, data)
 
-    async def dispatch_if_connected(self, event: str, data: dict[str, Any], *, intent: int | None = None) -> None:
+    async def dispatch_if_connected(
+        self, event: str, data: dict[str, Any], *, intent: int | None = None
+    ) -> None:
         """Echo of the bot's own REST actions: dropped when no bot has identified."""
         if self.session is not None:
             await self.dispatch(event, data, intent=intent)
@@ -218,7 +224,10 @@ class Gateway:
             if await self._check_query(connection, request):
                 await self._send(
                     connection,
-                    {"op": Op.HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gw"]}},
+                    {
+                        "op": Op.HELLO,
+                        "d": {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gw"]},
+                    },
                 )
                 async for message in ws:
                     if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -233,7 +242,9 @@ class Gateway:
     async def _check_query(self, connection: GatewayConnection, request: web.Request) -> bool:
         query = request.query
         if query.get("v") != "10":
-            return await self._refuse(connection, Close.INVALID_API_VERSION, f"gateway version {query.get('v')!r}")
+            return await self._refuse(
+                connection, Close.INVALID_API_VERSION, f"gateway version {query.get('v')!r}"
+            )
         if query.get("encoding", "json") != "json":
             return await self._refuse(connection, Close.DECODE_ERROR, f"encoding {query.get('encoding')!r}")
         supported = {None, "zlib-stream"} | ({"zstd-stream"} if zstandard else set())
@@ -327,7 +338,9 @@ class Gateway:
         large_threshold = int(data.get("large_threshold") or 50)
         all_members = session.wants(Intent.GUILD_PRESENCES)
         for guild_id in guild_ids:
-            guild = state.guild_create_payload(guild_id, all_members=all_members, large_threshold=large_threshold)
+            guild = state.guild_create_payload(
+                guild_id, all_members=all_members, large_threshold=large_threshold
+            )
             await self._dispatch_to(session, "GUILD_CREATE", guild)
         self.fake.notify()
 
@@ -364,7 +377,9 @@ class Gateway:
             wanted = [int(u) for u in data.get("user_ids") or []]
             query = (data.get("query") or "").lower()
             if not wanted and not session.wants(Intent.GUILD_MEMBERS):
-                self.fake.violation(ViolationKind.GATEWAY, "REQUEST_GUILD_MEMBERS for all members without the intent")
+                self.fake.violation(
+                    ViolationKind.GATEWAY, "REQUEST_GUILD_MEMBERS for all members without the intent"
+                )
                 await self._close(connection, Close.INVALID_INTENTS, "members intent required")
                 return
             members = [

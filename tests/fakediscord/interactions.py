@@ -7,6 +7,9 @@ bot's ``/search`` declared ``limit`` as an integer.  User, channel and role opti
 ``resolved`` entries, as Discord sends them.
 """
 
+# Test helpers wait on the bot, so their timeouts are part of the API.
+# ruff: noqa: ASYNC109
+
 from __future__ import annotations
 
 import secrets
@@ -189,7 +192,13 @@ class InteractionBuilder:
             else:
                 sub_type, sub_definitions = (2 if len(sub_path) > 1 else 1), None
             inner = self._options(
-                sub_path[1:], values, sub_definitions, resolved, focused, guild_id=guild_id, where=f"{where} {head}"
+                sub_path[1:],
+                values,
+                sub_definitions,
+                resolved,
+                focused,
+                guild_id=guild_id,
+                where=f"{where} {head}",
             )
             return [{"name": head, "type": sub_type, "options": inner}]
         by_name: dict[str, dict[str, Any]] = {}
@@ -232,7 +241,9 @@ class InteractionBuilder:
             return str(value)
         if option_type == OptionType.CHANNEL:
             channel = state.channel(int(value))
-            partial = {k: channel[k] for k in ("id", "name", "type", "parent_id", "thread_metadata") if k in channel}
+            partial = {
+                k: channel[k] for k in ("id", "name", "type", "parent_id", "thread_metadata") if k in channel
+            }
             partial["permissions"] = str(state.permissions(state.bot_user_id, int(value)))
             resolved.setdefault("channels", {})[str(value)] = partial
             return str(value)
@@ -263,7 +274,9 @@ def _check_constraints(where: str, definition: Mapping[str, Any], value: Any) ->
     """What Discord's client enforces before an interaction is ever sent."""
     choices = definition.get("choices")
     if choices and value not in [c["value"] for c in choices]:
-        raise ValueError(f"{where}: {value!r} is not one of the declared choices {[c['value'] for c in choices]}")
+        raise ValueError(
+            f"{where}: {value!r} is not one of the declared choices {[c['value'] for c in choices]}"
+        )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = definition.get("min_value"), definition.get("max_value")
         if (low is not None and value < low) or (high is not None and value > high):

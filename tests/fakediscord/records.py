@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ViolationKind(str, Enum):
+class ViolationKind(StrEnum):
     SPEC = "spec"  # request does not match Discord's OpenAPI description
     LIMIT = "limit"  # a documented limit the spec does not encode (2000 chars, 6000 embed total...)
     INTERACTION = "interaction"  # 3 s deadline, one callback, token lifetime, response order

@@ -8,6 +8,7 @@ jsonschema's errors into short, readable lines with the JSON path of the offendi
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -83,6 +84,7 @@ class DiscordSpec:
     """Discord's OpenAPI 3.1 description plus helpers; build it once per test session."""
 
     def __init__(self, document: Mapping[str, Any]) -> None:
+        document = _accept_integer_snowflakes(copy.deepcopy(dict(document)))
         self.document = document
         # The document is Discord's own; checking the spec itself would only cost seconds.
         self._api = OpenAPI.from_dict(dict(document), config=Config(spec_validator_cls=None))
@@ -174,6 +176,20 @@ class DiscordSpec:
         return [line for error in errors for line in _describe(error, "response")]
 
 
+def _accept_integer_snowflakes(document: dict[str, Any]) -> dict[str, Any]:
+    """The one deliberate relaxation of Discord's description.
+
+    The spec types a snowflake as a decimal string, but Discord accepts JSON integers for them in
+    request bodies and discord.py sends integers (``message_reference.message_id``,
+    ``allowed_mentions.users``...).  Without this every reply would be reported.
+    """
+    snowflake = document["components"]["schemas"]["SnowflakeType"]
+    document["components"]["schemas"]["SnowflakeType"] = {
+        "oneOf": [snowflake, {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}]
+    }
+    return document
+
+
 # -- error formatting ---------------------------------------------------------------------------
 
 
@@ -213,8 +229,13 @@ def _leaf_errors(error: SchemaError) -> list[SchemaError]:
     for sub in error.context:
         key = sub.relative_schema_path[0] if sub.relative_schema_path else None
         branches.setdefault(key, []).append(sub)
-    # Fewest failures first (the branch that almost matched), then the one that got deepest.
-    best = min(branches.values(), key=lambda subs: (len(subs), -max(_depth(s) for s in subs)))
+    def rank(subs: list[SchemaError]) -> tuple[bool, int, int]:
+        # Skip branches of the wrong JSON type (the "null" of a nullable object), then prefer the
+        # branch with the fewest failures (it almost matched), then the one that got deepest.
+        wrong_type = any(s.validator == "type" and s.absolute_path == error.absolute_path for s in subs)
+        return wrong_type, len(subs), -max(_depth(s) for s in subs)
+
+    best = min(branches.values(), key=rank)
     if max(_depth(s) for s in best) <= len(error.absolute_path):
         return [error]  # no branch got further than the union itself
     return [leaf for sub in best for leaf in _leaf_errors(sub)]

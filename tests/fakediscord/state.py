@@ -107,6 +107,11 @@ MODERATOR_PERMISSIONS = EVERYONE_PERMISSIONS | permission_bits(
 )
 
 
+DM_PERMISSIONS = permission_bits(
+    "view_channel", "send_messages", "read_message_history", "add_reactions", "embed_links", "attach_files"
+)
+
+
 def iso(timestamp: float | None = None) -> str:
     """Discord's timestamp format: ``2026-07-18T09:30:00.123000+00:00``."""
     when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, UTC)
@@ -164,6 +169,7 @@ class Interaction:
     user_id: int
     dispatched_at: float  # fake clock
     message_id: int | None = None  # message carrying the component (type 3)
+    triggered_by: int | None = None  # the interaction that opened this modal (type 5)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     responded_at: float | None = None
     original_message_id: int | None = None
@@ -226,7 +232,9 @@ class FakeDiscordState:
 
     # -- building the world ---------------------------------------------------------------------
 
-    def _user_payload(self, user_id: int, username: str, *, bot: bool = False, global_name: str | None = None):
+    def _user_payload(
+        self, user_id: int, username: str, *, bot: bool = False, global_name: str | None = None
+    ):
         return {
             "id": str(user_id),
             "username": username,
@@ -412,7 +420,9 @@ class FakeDiscordState:
         """Channel permission overwrite (role or member), e.g. to take send_messages from the bot."""
         channel = self.channels[channel_id]
         overwrites = [o for o in channel["permission_overwrites"] if o["id"] != str(target_id)]
-        overwrites.append({"id": str(target_id), "type": 1 if member else 0, "allow": str(allow), "deny": str(deny)})
+        overwrites.append(
+            {"id": str(target_id), "type": 1 if member else 0, "allow": str(allow), "deny": str(deny)}
+        )
         channel["permission_overwrites"] = overwrites
 
     def deny_bot(self, channel_id: int, *permissions: str) -> None:
@@ -431,7 +441,9 @@ class FakeDiscordState:
         for user_id, user in self.users.items():
             if user["username"] == username:
                 return user_id
-        raise LookupError(f"no user named {username!r}; known: {[u['username'] for u in self.users.values()]}")
+        raise LookupError(
+            f"no user named {username!r}; known: {[u['username'] for u in self.users.values()]}"
+        )
 
     def channel_id(self, name: str, *, guild_id: int | None = None) -> int:
         guild_id = guild_id or self.default_guild_id
@@ -485,8 +497,7 @@ class FakeDiscordState:
         if channel_id is not None:
             guild_id = self.guild_of(channel_id)
             if guild_id is None:  # a DM
-                return permission_bits("view_channel", "send_messages", "read_message_history", "add_reactions",
-                                       "embed_links", "attach_files")  # fmt: skip
+                return DM_PERMISSIONS
         assert guild_id is not None
         guild = self.guilds[guild_id]
         if user_id == guild.owner_id:
@@ -587,11 +598,12 @@ class FakeDiscordState:
         the bot's own member, so a bot with the members intent has to chunk (as in production)."""
         guild = self.guilds[guild_id]
         member_ids = list(guild.members) if all_members else [self.bot_user_id]
+        bot_id = str(self.bot_user_id)
         threads = [
-            {**t, "member": {"id": t["id"], "user_id": str(self.bot_user_id), "join_timestamp": iso(), "flags": 1}}
+            {**t, "member": {"id": t["id"], "user_id": bot_id, "join_timestamp": iso(), "flags": 1}}
             for t in self.guild_channels(guild_id, threads=True)
             if not t["thread_metadata"]["archived"]
-        ]  # fmt: skip
+        ]
         return {
             **self._guild_base(guild),
             "joined_at": guild.joined_at,
@@ -599,7 +611,9 @@ class FakeDiscordState:
             "unavailable": False,
             "member_count": len(guild.members),
             "members": [self.member(guild_id, uid) for uid in member_ids],
-            "channels": [{k: v for k, v in c.items() if k != "guild_id"} for c in self.guild_channels(guild_id)],
+            "channels": [
+                {k: v for k, v in c.items() if k != "guild_id"} for c in self.guild_channels(guild_id)
+            ],
             "threads": threads,
             "voice_states": [],
             "presences": [],
@@ -793,10 +807,17 @@ class FakeDiscordState:
             metadata["original_response_message_id"] = str(interaction.original_message_id)
         if interaction.type == 3 and interaction.message_id is not None:
             metadata["interacted_message_id"] = str(interaction.message_id)
+        if interaction.type == 5 and interaction.triggered_by in self.interactions:
+            trigger = self.interactions[interaction.triggered_by]
+            metadata["triggering_interaction_metadata"] = self._interaction_metadata(trigger)
         return metadata
 
     def _set_mentions(
-        self, message: dict[str, Any], allowed: Mapping[str, Any] | None, *, explicit: Sequence[int] | None = None
+        self,
+        message: dict[str, Any],
+        allowed: Mapping[str, Any] | None,
+        *,
+        explicit: Sequence[int] | None = None,
     ) -> None:
         users, roles, everyone = effective_mentions(message["content"], allowed)
         if explicit is not None:
@@ -808,7 +829,10 @@ class FakeDiscordState:
     def _set_reference(self, message: dict[str, Any], reference: Mapping[str, Any]) -> None:
         ref_message_id = reference.get("message_id")
         ref_channel_id = int(reference.get("channel_id") or message["channel_id"])
-        stored_reference: dict[str, Any] = {"type": reference.get("type", 0), "channel_id": str(ref_channel_id)}
+        stored_reference: dict[str, Any] = {
+            "type": reference.get("type", 0),
+            "channel_id": str(ref_channel_id),
+        }
         if ref_message_id is not None:
             stored_reference["message_id"] = str(ref_message_id)
         guild_id = self.guild_of(ref_channel_id) if ref_channel_id in self.channels else None
@@ -819,7 +843,9 @@ class FakeDiscordState:
             message["type"] = 19 if message["type"] == 0 else message["type"]  # REPLY
             referenced = None
             if ref_message_id is not None and self.has_message(int(ref_message_id)):
-                referenced = {k: v for k, v in self.message(int(ref_message_id)).items() if k != "referenced_message"}
+                referenced = {
+                    k: v for k, v in self.message(int(ref_message_id)).items() if k != "referenced_message"
+                }
             message["referenced_message"] = copy.deepcopy(referenced)
 
     def edit_message(

@@ -82,9 +82,11 @@ def _parse_as(fmt: str, data: bytes, source: str) -> ParseResult:
 
 def _log_result(result: ParseResult, source: str, fmt: str | None) -> None:
     for rejected in result.rejected[:_MAX_LOGGED_REJECTS]:
-        log.warning("record_rejected", source=rejected.source, line=rejected.line, reason=rejected.reason)
+        log.warning(
+            "ingest.record_rejected", source=rejected.source, line=rejected.line, reason=rejected.reason
+        )
     log.info(
-        "source_parsed",
+        "ingest.source_parsed",
         source=source,
         format=fmt,
         records=result.records,

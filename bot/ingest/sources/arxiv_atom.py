@@ -34,7 +34,7 @@ def parse_atom(data: bytes, source: str) -> ParseResult:
         result.rejected.append(Rejected(source, None, f"not a readable Atom feed: {problem}"))
         return result
     if feed.bozo:
-        log.warning("atom_feed_malformed", source=source, error=str(feed.get("bozo_exception")))
+        log.warning("ingest.atom_feed_malformed", source=source, error=str(feed.get("bozo_exception")))
     entry_lines = _entry_lines(data)
     if len(entry_lines) != len(feed.entries):
         entry_lines = [None] * len(feed.entries)  # cannot map entries to lines reliably

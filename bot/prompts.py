@@ -1,0 +1,80 @@
+"""Prompt templates live in `prompts/*.txt`: a `[system]` and a `[user]` section with `{placeholders}`.
+
+Rendering checks that the values given are exactly the template's placeholders, so a template and
+the code that fills it cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+
+
+class PromptError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    user: str
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    system: str
+    user: str
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        names = set()
+        for part in (self.system, self.user):
+            names |= {field for _, field, _, _ in string.Formatter().parse(part) if field}
+        return frozenset(names)
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the template text changes (used as a cache key for summaries)."""
+        return hashlib.sha1(f"{self.system}\0{self.user}".encode()).hexdigest()[:12]
+
+    def render(self, **values: object) -> Prompt:
+        given = set(values)
+        if given != self.placeholders:
+            missing, extra = self.placeholders - given, given - self.placeholders
+            raise PromptError(f"prompt {self.name!r}: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        text = {k: str(v) for k, v in values.items()}
+        return Prompt(system=self.system.format_map(text), user=self.user.format_map(text))
+
+
+def parse_template(name: str, text: str) -> PromptTemplate:
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.strip() in ("[system]", "[user]"):
+            current = line.strip()[1:-1]
+            sections[current] = []
+        elif line.startswith("#") and current is None:
+            continue  # comments before the first section
+        elif current is not None:
+            sections[current].append(line)
+    if set(sections) != {"system", "user"}:
+        raise PromptError(f"prompt {name!r} needs a [system] and a [user] section")
+    return PromptTemplate(
+        name=name,
+        system="\n".join(sections["system"]).strip(),
+        user="\n".join(sections["user"]).strip("\n"),
+    )
+
+
+@cache
+def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptTemplate:
+    path = directory / f"{name}.txt"
+    if not path.exists():
+        raise PromptError(f"no prompt file {path}")
+    return parse_template(name, path.read_text(encoding="utf-8"))

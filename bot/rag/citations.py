@@ -1,0 +1,50 @@
+"""Check the model's [n] citations against the sources it was shown; build the Sources list ourselves."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.rag.packing import Source
+
+_CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    paper_id: str
+    title: str
+    url: str | None
+
+
+def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[Citation]]:
+    """Drop every [n] that is not a shown source; return the cleaned answer and the valid citations
+    in order of first use, taken from the retrieval results (never from model text)."""
+    by_number = {s.number: s for s in sources}
+    used: list[int] = []
+
+    def keep_valid(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.split(r"[,;]", match.group(1))]
+        valid = [n for n in numbers if n in by_number]
+        for n in valid:
+            if n not in used:
+                used.append(n)
+        return "".join(f"[{n}]" for n in valid)
+
+    cleaned = _CITATION_GROUP.sub(keep_valid, answer)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
+    cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
+    citations = [
+        Citation(n=n, paper_id=by_number[n].paper.paper_id, title=by_number[n].paper.title, url=by_number[n].paper.url)
+        for n in used
+    ]
+    return cleaned, citations
+
+
+def format_sources_list(citations: Sequence[Citation]) -> str:
+    lines = []
+    for c in citations:
+        lines.append(f"[{c.n}] {c.title} — {c.url}" if c.url else f"[{c.n}] {c.title}")
+    return "\n".join(lines)

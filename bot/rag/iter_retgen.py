@@ -1,0 +1,256 @@
+"""Iter-RetGen (Shao et al., 2023): retrieve with the question, generate, retrieve with the question
+plus that draft, generate again; the last generation is the answer.
+
+Each generation sees only its own iteration's sources. A conversation's follow-up is first made
+standalone. Citations are checked against the sources actually shown, and the Sources list comes
+from the retrieval results, never from the model's text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from bot.config import LLMSettings, RagSettings
+from bot.index import SearchFilter
+from bot.llm.client import LLMClient
+from bot.llm.errors import LLMError
+from bot.prompts import load_prompt
+from bot.rag.citations import Citation, verify_citations
+from bot.rag.extractive import extractive_answer
+from bot.rag.packing import Source, pack_sources, render_sources
+from bot.search import SearchService
+from bot.tokens import count_tokens, truncate_tokens
+
+log = structlog.get_logger(__name__)
+
+CANNOT_ANSWER = "I can't answer that from these papers."
+ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n"]
+# The retrieval query of iteration t > 1 is the question plus the previous draft; BM25 reads all of
+# it, the dense model reads its first ~256 word pieces.
+MAX_RETRIEVAL_QUERY_TOKENS = 512
+
+
+class QuestionError(ValueError):
+    """The question cannot be answered as asked; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass
+class IterationTrace:
+    query: str
+    sources: list[Source]
+    generation: str
+
+
+@dataclass
+class Answer:
+    question: str
+    standalone_question: str
+    text: str
+    citations: list[Citation]
+    iterations: int
+    llm_calls: int = 0
+    retrievals: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    fallback: bool = False  # extractive answer: the LLM was unavailable
+    cannot_answer: bool = False
+    # False when the model cited nothing and `citations` lists every source it was shown instead.
+    cited: bool = True
+    trace: list[IterationTrace] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "answer": self.text,
+            "citations": [
+                {"n": c.n, "paper_id": c.paper_id, "title": c.title, "url": c.url} for c in self.citations
+            ],
+            "iterations": self.iterations,
+            "llm_calls": self.llm_calls,
+            "retrievals": self.retrievals,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+            "fallback": self.fallback,
+            "cited": self.cited,
+        }
+
+
+def final_answer_line(generation: str) -> str:
+    """The text after the last "Answer:"; the whole generation when the model skipped the line."""
+    parts = re.split(r"(?im)^\s*answer\s*:", generation)
+    return (parts[-1] if len(parts) > 1 else generation).strip()
+
+
+def strip_prompt_echo(answer: str, system_prompt: str) -> str:
+    """Remove any sentence of the system prompt that the model repeated verbatim."""
+    for sentence in re.split(r"(?<=[.:])\s+", system_prompt):
+        if len(sentence) >= 25 and sentence in answer:
+            answer = answer.replace(sentence, "")
+    return answer.strip()
+
+
+class AnswerService:
+    def __init__(
+        self,
+        search: SearchService,
+        llm: LLMClient | None,
+        rag: RagSettings,
+        llm_settings: LLMSettings,
+        *,
+        encoding: str = "cl100k_base",
+    ) -> None:
+        self._search = search
+        self._llm = llm
+        self._rag = rag
+        self._llm_settings = llm_settings
+        self._encoding = encoding
+        self._answer_prompt = load_prompt("answer")
+        self._standalone_prompt = load_prompt("standalone_question")
+
+    def validate_question(self, question: str) -> str:
+        text = " ".join(question.split())
+        if not text:
+            raise QuestionError("the question is empty; ask something about the papers")
+        if len(text) > self._rag.max_question_chars:
+            raise QuestionError(
+                f"the question is {len(text)} characters long; the limit is {self._rag.max_question_chars}"
+            )
+        return text
+
+    def source_budget(self, question: str) -> int:
+        """Tokens left for sources: context window − answer budget − the prompt without sources."""
+        empty = self._answer_prompt.render(sources="", question=question, cannot_answer=CANNOT_ANSWER)
+        fixed = count_tokens(empty.system + "\n\n" + empty.user, self._encoding)
+        return self._llm_settings.context_window - self._llm_settings.max_answer_tokens - fixed - 16
+
+    async def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        iterations: int | None = None,
+        top_k: int | None = None,
+        search_filter: SearchFilter | None = None,
+    ) -> Answer:
+        started = time.perf_counter()
+        question = self.validate_question(question)
+        t_max = iterations or self._rag.iterations
+        k = top_k or self._rag.top_k
+        if not 1 <= t_max <= 7:
+            raise QuestionError("iterations must be between 1 and 7")
+        result = Answer(question=question, standalone_question=question, text="", citations=[], iterations=0)
+        if history and self._llm is not None:
+            result.standalone_question = await self._standalone(question, history, result)
+        standalone = result.standalone_question
+
+        draft = ""
+        sources: list[Source] = []
+        for t in range(1, t_max + 1):
+            query = standalone if t == 1 else f"{standalone}\n{draft}"
+            query, _ = truncate_tokens(query, MAX_RETRIEVAL_QUERY_TOKENS, self._encoding)
+            hits = await self._search.search_chunks(
+                query, limit=k, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
+            )
+            result.retrievals += 1
+            sources = pack_sources(hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding)
+            result.iterations = t
+            if not sources:
+                result.trace.append(IterationTrace(query=query, sources=[], generation=""))
+                break
+            if self._llm is None:
+                return self._fallback(result, sources, started)
+            try:
+                draft = await self._generate(standalone, sources, result)
+            except LLMError as exc:
+                log.warning("rag.llm_unavailable", error=str(exc), iteration=t)
+                return self._fallback(result, sources, started)
+            result.trace.append(IterationTrace(query=query, sources=sources, generation=draft))
+
+        return self._finish(result, draft, sources, started)
+
+    async def _standalone(self, question: str, history: Sequence[Turn], result: Answer) -> str:
+        lines: list[str] = []
+        budget = self._rag.history_tokens
+        for turn in reversed(history):  # newest turns first, until the budget is spent
+            line = f"{'User' if turn.role == 'user' else 'Assistant'}: {' '.join(turn.text.split())}"
+            cost = count_tokens(line, self._encoding)
+            if cost > budget:
+                break
+            budget -= cost
+            lines.insert(0, line)
+        if not lines:
+            return question
+        prompt = self._standalone_prompt.render(history="\n".join(lines), question=question)
+        assert self._llm is not None
+        try:
+            completion = await self._llm.generate(system=prompt.system, user=prompt.user, max_tokens=64, stop=["\n"])
+        except LLMError as exc:
+            log.warning("rag.standalone_failed", error=str(exc))
+            return question
+        self._count(result, completion.prompt_tokens, completion.completion_tokens)
+        rewritten = " ".join(completion.text.split())
+        return rewritten if 3 <= len(rewritten) <= self._rag.max_question_chars else question
+
+    async def _generate(self, question: str, sources: list[Source], result: Answer) -> str:
+        prompt = self._answer_prompt.render(
+            sources=render_sources(sources), question=question, cannot_answer=CANNOT_ANSWER
+        )
+        assert self._llm is not None
+        completion = await self._llm.generate(
+            system=prompt.system,
+            user=prompt.user,
+            max_tokens=self._llm_settings.max_answer_tokens,
+            stop=ANSWER_STOPS,
+        )
+        self._count(result, completion.prompt_tokens, completion.completion_tokens)
+        return completion.text.strip()
+
+    @staticmethod
+    def _count(result: Answer, prompt_tokens: int, completion_tokens: int) -> None:
+        result.llm_calls += 1
+        result.prompt_tokens += prompt_tokens
+        result.completion_tokens += completion_tokens
+
+    def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
+        text = strip_prompt_echo(final_answer_line(generation), self._answer_prompt.system)
+        if not sources or not text or CANNOT_ANSWER.lower().rstrip(".") in text.lower():
+            result.text, result.cannot_answer = CANNOT_ANSWER, True
+        else:
+            result.text, result.citations = verify_citations(text, sources)
+            if not result.citations:  # still say where the answer came from
+                result.citations = [
+                    Citation(n=s.number, paper_id=s.paper.paper_id, title=s.paper.title, url=s.paper.url)
+                    for s in sources
+                ]
+                result.cited = False
+        result.seconds = time.perf_counter() - started
+        log.info(
+            "rag.answered",
+            iterations=result.iterations,
+            llm_calls=result.llm_calls,
+            citations=len(result.citations),
+            cannot_answer=result.cannot_answer,
+            seconds=round(result.seconds, 2),
+        )
+        return result
+
+    def _fallback(self, result: Answer, sources: list[Source], started: float) -> Answer:
+        result.fallback = True
+        result.text, result.citations = verify_citations(
+            extractive_answer(result.standalone_question, sources), sources
+        )
+        result.seconds = time.perf_counter() - started
+        log.info("rag.extractive_fallback", sources=len(sources))
+        return result

@@ -1,0 +1,60 @@
+"""Number the retrieved chunks, fit them into the prompt's token budget, order them for long contexts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.index import ChunkHit
+from bot.models import Paper
+from bot.tokens import count_tokens
+
+# Source text must not be able to close the excerpt block and speak as the prompt.
+_DELIMITERS = re.compile(r"<<<\s*EXCERPTS|EXCERPTS\s*>>>|<<<|>>>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int  # the [n] the model sees; 1 = the strongest retrieval result
+    paper: Paper
+    text: str
+    score: float
+
+
+def sanitize_source_text(text: str) -> str:
+    return _DELIMITERS.sub(" ", text).strip()
+
+
+def both_ends_order(sources: Sequence[Source]) -> list[Source]:
+    """Strongest first and last, weakest in the middle (Long-Context LLMs Meet RAG):
+    ranks 1, 3, 5, … then …, 6, 4, 2."""
+    ranked = sorted(sources, key=lambda s: s.number)
+    return ranked[0::2] + ranked[1::2][::-1]
+
+
+def format_source(source: Source) -> str:
+    return f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{sanitize_source_text(source.text)}"
+
+
+def pack_sources(hits: Sequence[ChunkHit], *, budget_tokens: int, encoding: str) -> list[Source]:
+    """Keep the best hits whose formatted text fits in `budget_tokens` (one chunk per paper)."""
+    chosen: list[Source] = []
+    used = 0
+    seen: set[str] = set()
+    for hit in hits:
+        if hit.paper.paper_id in seen:
+            continue
+        body = hit.text.removeprefix(hit.paper.title).strip()
+        candidate = Source(number=len(chosen) + 1, paper=hit.paper, text=body, score=hit.score)
+        cost = count_tokens(format_source(candidate), encoding) + 2  # the blank line between sources
+        if used + cost > budget_tokens:
+            continue  # a shorter, weaker source may still fit
+        chosen.append(candidate)
+        seen.add(hit.paper.paper_id)
+        used += cost
+    return chosen
+
+
+def render_sources(sources: Sequence[Source]) -> str:
+    return "\n\n".join(format_source(s) for s in both_ends_order(sources))

@@ -1,0 +1,472 @@
+"""The fake Discord against the real discord.py: connection, commands, interactions, messages,
+validation, fault injection and gateway reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from tests.fakediscord import (
+    Close,
+    FakeDiscord,
+    FakeDiscordState,
+    MessageFlag,
+    Op,
+    ViolationKind,
+    point_discord_at,
+    run_client,
+)
+from tests.fakediscord.plugin import discord_spec, fake_discord  # noqa: F401  (until conftest registers it)
+from tests.fakediscord.spec import DiscordSpec
+
+MESSAGES = "POST /channels/{channel_id}/messages"
+NO_PINGS = discord.AllowedMentions.none()
+
+
+def make_bot(
+    *, allowed_mentions: discord.AllowedMentions | None = NO_PINGS, message_content: bool = True
+) -> commands.Bot:
+    """A small bot shaped like paperbot: slash commands, a modal, a button, mention replies."""
+    intents = discord.Intents.default()
+    intents.message_content = message_content
+    intents.members = True
+    bot = commands.Bot(
+        command_prefix=commands.when_mentioned,
+        intents=intents,
+        allowed_mentions=allowed_mentions,
+        guild_ready_timeout=0.05,
+    )
+    seen: dict[str, list[Any]] = {"reactions": [], "resumed": [], "messages": [], "interactions": []}
+    bot.seen = seen  # type: ignore[attr-defined]
+
+    @bot.tree.command(description="Search papers")
+    @app_commands.describe(query="What to look for", limit="How many papers")
+    async def search(interaction: discord.Interaction, query: str, limit: app_commands.Range[int, 1, 20] = 5):
+        await interaction.response.defer(thinking=True)
+        await interaction.edit_original_response(content=f"Top {limit} papers for **{query}**")
+        await interaction.followup.send(
+            embed=discord.Embed(title="Sources", description="[1] arXiv:2401.00001")
+        )
+
+    @bot.tree.command(description="Show one paper")
+    async def paper(interaction: discord.Interaction, arxiv_id: str) -> None:
+        view = discord.ui.View()
+        view.add_item(discord.ui.Button(label="Summarize", custom_id=f"summarize:{arxiv_id}"))
+        await interaction.response.send_message(f"Paper {arxiv_id}", view=view)
+
+    @bot.tree.command(description="Pick a topic")
+    async def topic(interaction: discord.Interaction, name: str) -> None:
+        await interaction.response.send_message(f"Topic {name}", ephemeral=True)
+
+    @topic.autocomplete("name")
+    async def topic_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        count = 30 if current == "many" else 3
+        return [app_commands.Choice(name=f"{current}-{i}", value=f"{current}-{i}") for i in range(count)]
+
+    @bot.tree.command(description="Send feedback")
+    async def feedback(interaction: discord.Interaction) -> None:
+        modal = discord.ui.Modal(title="Feedback", custom_id="feedback")
+        modal.add_item(discord.ui.TextInput(label="Comment", custom_id="comment"))
+
+        async def on_submit(submitted: discord.Interaction) -> None:
+            comment = modal.children[0].value  # type: ignore[attr-defined]
+            await submitted.response.send_message(f"Thanks: {comment}", ephemeral=True)
+
+        modal.on_submit = on_submit  # type: ignore[method-assign]
+        await interaction.response.send_modal(modal)
+
+    @bot.tree.command(description="Too slow for Discord")
+    async def slow(interaction: discord.Interaction) -> None:
+        await asyncio.sleep(0.3)
+        await interaction.response.send_message("late")
+
+    @bot.tree.command(description="Answers twice")
+    async def twice(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("one")
+        await interaction.response.send_message("two")  # discord.py raises before sending
+
+    @bot.event
+    async def on_interaction(interaction: discord.Interaction) -> None:
+        custom_id = (interaction.data or {}).get("custom_id", "")
+        if interaction.type is discord.InteractionType.component and custom_id.startswith("summarize:"):
+            await interaction.response.edit_message(content="Summary: it works.", view=None)
+
+    @bot.tree.command(description="Keeps the interaction for later")
+    async def later(interaction: discord.Interaction) -> None:
+        seen["interactions"].append(interaction)
+        await interaction.response.defer()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        seen["messages"].append(message.content)
+        if message.author.bot or bot.user is None or bot.user not in message.mentions:
+            return
+        await message.reply(f"You asked: {message.clean_content}")
+
+    @bot.event
+    async def on_raw_reaction_add(event: discord.RawReactionActionEvent) -> None:
+        seen["reactions"].append((event.message_id, str(event.emoji), event.user_id))
+
+    @bot.event
+    async def on_resumed() -> None:
+        seen["resumed"].append(True)
+
+    return bot
+
+
+def seen(bot: commands.Bot) -> dict[str, list[Any]]:
+    return bot.seen  # type: ignore[attr-defined, no-any-return]
+
+
+def general(fake: FakeDiscord) -> int:
+    return fake.state.channel_id("general")
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+# -- connecting and syncing -----------------------------------------------------------------------
+
+
+async def test_bot_connects_and_fills_its_cache(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        identify = fake_discord.gateway.identifies[0]
+        assert identify["intents"] == bot.intents.value
+        assert identify["token"] == fake_discord.token
+        assert fake_discord.gateway.connections[0].compress == "zlib-stream"  # served compressed
+        guild = bot.get_guild(fake_discord.state.default_guild.id)
+        assert guild is not None and guild.name == "Paper Lab"
+        assert {c.name for c in guild.text_channels} == {"general", "papers", "bot-admin"}
+        # Without the presences intent GUILD_CREATE carries only the bot; the rest came by chunking.
+        assert any(f.op == Op.REQUEST_GUILD_MEMBERS for f in fake_discord.gateway.frames)
+        assert {m.name for m in guild.members} == {"paperbot", "alice", "bob"}
+        assert bot.user is not None and bot.user.id == fake_discord.state.bot_user_id
+        assert bot.application_id == fake_discord.state.application_id
+        assert [r.key for r in fake_discord.requests] == ["GET /users/@me", "GET /oauth2/applications/@me"]
+
+
+async def test_command_sync_is_recorded_and_valid(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        synced = await bot.tree.sync()
+        guild = discord.Object(fake_discord.state.default_guild.id)
+        bot.tree.copy_global_to(guild=guild)
+        await bot.tree.sync(guild=guild)
+        resynced = await bot.tree.sync()
+    puts = [r for r in fake_discord.requests if r.method == "PUT"]
+    assert [r.route for r in puts] == [
+        "/applications/{application_id}/commands",
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+        "/applications/{application_id}/commands",
+    ]
+    search = next(c for c in puts[0].json if c["name"] == "search")
+    assert [o["name"] for o in search["options"]] == ["query", "limit"]
+    assert {c.name for c in synced} == {"search", "paper", "topic", "feedback", "slow", "twice", "later"}
+    assert [c.id for c in synced] == [c.id for c in resynced]  # ids survive an overwrite, as on Discord
+    assert len(fake_discord.state.guild_commands[guild.id]) == 7
+    fake_discord.assert_valid()
+
+
+# -- interactions ---------------------------------------------------------------------------------
+
+
+async def test_slash_command_defer_edit_and_followup(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        await bot.tree.sync()
+        handle = await fake_discord.dispatch_interaction("search", {"query": "retrieval", "limit": 3})
+        assert (await handle.response())["type"] == 5
+        original = await handle.original_message()
+        followup = await handle.followup()
+    assert original["content"] == "Top 3 papers for **retrieval**"
+    assert original["interaction_metadata"]["user"]["username"] == "bob"
+    assert followup["embeds"][0]["title"] == "Sources"
+    option = handle.payload["data"]["options"][1]
+    assert option == {"name": "limit", "type": 4, "value": 3}  # typed from the registered command
+    routes = [r.key for r in fake_discord.requests if r.path.startswith(("/interactions/", "/webhooks/"))]
+    assert routes == [
+        "POST /interactions/{interaction_id}/{interaction_token}/callback",
+        "PATCH /webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        "POST /webhooks/{webhook_id}/{webhook_token}",
+    ]
+    assert [m["id"] for m in fake_discord.messages_in(general(fake_discord))] == [
+        original["id"],
+        followup["id"],
+    ]
+
+
+async def test_first_followup_after_defer_fills_the_thinking_message(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+
+    @bot.tree.command(description="Defer then follow up")
+    async def digest(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.followup.send("first")
+        await interaction.followup.send("second")
+
+    async with run_client(bot, fake_discord):
+        await bot.tree.sync()
+        handle = await fake_discord.dispatch_interaction("digest")
+        second = await handle.followup()
+    original = handle.original
+    assert original is not None and original["content"] == "first"  # Discord reuses the loading message
+    assert original["flags"] & MessageFlag.EPHEMERAL  # ...and keeps the defer's ephemerality
+    assert second["content"] == "second"
+    assert fake_discord.messages_in(general(fake_discord), ephemeral=False) == [second]
+
+
+async def test_component_modal_autocomplete_and_reaction(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        await bot.tree.sync()
+        shown = await (
+            await fake_discord.dispatch_interaction("paper", {"arxiv_id": "2401.00001"})
+        ).original_message()
+        click = await fake_discord.dispatch_component(int(shown["id"]), "summarize:2401.00001")
+        assert (await click.response())["type"] == 7
+        assert fake_discord.state.message(int(shown["id"]))["content"] == "Summary: it works."
+        assert fake_discord.state.message(int(shown["id"]))["components"] == []
+
+        opened = await fake_discord.dispatch_interaction("feedback")
+        modal = await opened.opened_modal()
+        assert modal["custom_id"] == "feedback"
+        submitted = await fake_discord.dispatch_modal_submit(opened, {"comment": "great digest"})
+        assert (await submitted.original_message())["content"] == "Thanks: great digest"
+
+        typed = await fake_discord.dispatch_autocomplete("topic", {"name": "rag"}, focused="name")
+        assert [c["name"] for c in await typed.autocomplete_choices()] == ["rag-0", "rag-1", "rag-2"]
+
+        await fake_discord.dispatch_reaction(
+            int(shown["id"]), "🔥", user_id=fake_discord.state.user_id("alice")
+        )
+        await eventually(lambda: seen(bot)["reactions"])
+    assert seen(bot)["reactions"] == [(int(shown["id"]), "🔥", fake_discord.state.user_id("alice"))]
+
+
+async def test_interaction_rules_are_enforced(fake_discord: FakeDiscord) -> None:
+    fake_discord.interaction_deadline = 0.2  # /slow sleeps 0.3 s
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        await bot.tree.sync()
+        late = await fake_discord.dispatch_interaction("slow")
+        await fake_discord.wait_for(lambda: fake_discord.violations, what="late response")
+        many = await fake_discord.dispatch_autocomplete("topic", {"name": "many"}, focused="name")
+        await fake_discord.wait_for(lambda: len(fake_discord.violations) > 1, what="autocomplete check")
+    assert late.callbacks == []  # Discord answered 404 Unknown interaction
+    reported = fake_discord.clear_violations()
+    assert "first response" in reported[0].message and "defer()" in reported[0].message
+    assert any("30 items, at most 25" in v.message for v in reported)
+    assert any(v.kind is ViolationKind.LIMIT and "25 or fewer" in v.message for v in reported)
+    assert many.choices is None  # rejected with 400
+
+
+async def test_expired_interaction_token_is_rejected(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        await bot.tree.sync()
+        handle = await fake_discord.dispatch_interaction("later")
+        await handle.response()
+        fake_discord.advance_clock(16 * 60)
+        with pytest.raises(discord.HTTPException) as raised:
+            await seen(bot)["interactions"][0].followup.send("too late")
+    assert raised.value.status == 401 and raised.value.code == 50027
+    assert "min after dispatch" in fake_discord.clear_violations(ViolationKind.INTERACTION)[0].message
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+async def test_message_event_gets_a_reply_without_pings(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    channel = general(fake_discord)
+    async with run_client(bot, fake_discord):
+        asked = await fake_discord.dispatch_message(
+            channel, f"<@{fake_discord.state.bot_user_id}> what is RAG? cc @everyone"
+        )
+        reply = await fake_discord.wait_for_message(channel, after=int(asked["id"]))
+    assert reply["content"].startswith("You asked:")
+    assert reply["message_reference"]["message_id"] == asked["id"]
+    assert reply["mentions"] == [] and not reply["mention_everyone"]
+    sent = fake_discord.requests_to(MESSAGES)[0].json
+    assert sent["allowed_mentions"] == {"parse": []}  # AllowedMentions.none(), set once on the Bot
+    fake_discord.assert_no_pings()
+
+
+async def test_ping_checker_catches_a_bot_without_allowed_mentions(fake_discord: FakeDiscord) -> None:
+    bot = make_bot(allowed_mentions=None)
+    async with run_client(bot, fake_discord):
+        text_channel = bot.get_channel(general(fake_discord))
+        assert isinstance(text_channel, discord.TextChannel)
+        sent = await text_channel.send("@everyone today's digest is out")
+    assert sent.mention_everyone  # without allowed_mentions Discord really pings the whole server
+    with pytest.raises(AssertionError, match=r"no allowed_mentions.*content mentions @everyone"):
+        fake_discord.assert_no_pings()
+    assert len(fake_discord.clear_violations(ViolationKind.PING)) == 1
+
+
+async def test_without_message_content_intent_the_bot_sees_no_text(fake_discord: FakeDiscord) -> None:
+    bot = make_bot(message_content=False)
+    mention = f"<@{fake_discord.state.bot_user_id}> hello"
+    async with run_client(bot, fake_discord):
+        await fake_discord.dispatch_message(general(fake_discord), "plain text")
+        await fake_discord.dispatch_message(general(fake_discord), mention)
+        await eventually(lambda: len(seen(bot)["messages"]) >= 2)
+    assert seen(bot)["messages"][:2] == ["", mention]  # mentions of the bot keep their content
+
+
+async def test_history_threads_and_restart_keep_state(
+    fake_discord: FakeDiscord, discord_spec: DiscordSpec
+) -> None:
+    channel = general(fake_discord)
+    for n in range(5):
+        store_message(fake_discord, channel, f"m{n}")
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        text_channel = bot.get_channel(channel)
+        assert isinstance(text_channel, discord.TextChannel)
+        history = [m.content async for m in text_channel.history(limit=3)]
+        oldest = [m.content async for m in text_channel.history(limit=2, oldest_first=True)]
+        sent = await text_channel.send("Digest for today")
+        thread = await sent.create_thread(name="Discuss the digest")
+        await thread.send("Questions here")
+        await sent.add_reaction("📄")
+    assert history == ["m4", "m3", "m2"] and oldest == ["m0", "m1"]
+    assert thread.id == sent.id  # a thread started from a message shares its id
+    assert [m["content"] for m in fake_discord.messages_in(thread.id)] == ["Questions here"]
+    assert fake_discord.state.message(sent.id)["reactions"][0]["me"] is True
+
+    # A second Discord process over the same state: a restarted bot sees what was posted before.
+    async with FakeDiscord(fake_discord.state, spec=discord_spec) as restarted:
+        with point_discord_at(restarted.api_base, restarted.gateway_url):
+            bot = make_bot()
+            async with run_client(bot, restarted):
+                text_channel = bot.get_channel(channel)
+                assert isinstance(text_channel, discord.TextChannel)
+                latest = [m.content async for m in text_channel.history(limit=1)]
+        restarted.assert_valid()
+    assert latest == ["Digest for today"]
+
+
+def store_message(fake: FakeDiscord, channel: int, content: str) -> None:
+    """History written before any bot connects (stored only, nobody to dispatch to)."""
+    fake.state.create_message(channel, author_id=fake.state.user_id("alice"), content=content)
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+async def test_validator_reports_invalid_requests(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    channel = general(fake_discord)
+    async with run_client(bot, fake_discord):
+        route = discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=channel)
+        with pytest.raises(discord.HTTPException) as bad_body:
+            await bot.http.request(
+                route, json={"content": 5, "embeds": "none", "allowed_mentions": {"parse": []}}
+            )
+        text_channel = bot.get_channel(channel)
+        assert isinstance(text_channel, discord.TextChannel)
+        with pytest.raises(discord.HTTPException) as too_long:
+            await text_channel.send("x" * 2001)
+        huge = [discord.Embed(title="t", description="d" * 4000) for _ in range(2)]
+        with pytest.raises(discord.HTTPException):
+            await text_channel.send(embeds=huge)
+        with pytest.raises(discord.HTTPException):
+            await text_channel.send(file=discord.File(__file__), embed=discord.Embed(title="x" * 300))
+    assert bad_body.value.status == 400 and bad_body.value.code == 50035
+    assert too_long.value.code == 50035 and "2000 or fewer" in str(too_long.value)
+    with pytest.raises(AssertionError) as failure:
+        fake_discord.assert_valid()
+    report = str(failure.value)
+    assert "body.content: 5 is not of type 'string'" in report
+    assert "body.embeds: 'none' is not of type 'array'" in report
+    assert "body.content: Must be 2000 or fewer in length. (2001)" in report
+    assert "Embed size exceeds maximum size of 6000 (8002" in report
+    assert "body.embeds[0].title: 300 characters, at most 256 allowed" in report  # from payload_json
+    multipart = fake_discord.requests_to(MESSAGES)[-1]
+    assert multipart.multipart and multipart.files[0].filename == "test_fakediscord.py"
+    assert fake_discord.messages_in(channel) == []  # Discord stored none of them
+    fake_discord.clear_violations()
+
+
+def test_spec_lookup_and_error_messages(discord_spec: DiscordSpec) -> None:
+    original = discord_spec.find_operation("patch", "/webhooks/1/abc/messages/@original")
+    assert original is not None and original.template.endswith("/messages/@original")
+    assert discord_spec.find_operation("get", "/nope") is None
+    problems = discord_spec.validate_request(
+        "post", "/interactions/1/tok/callback", json_body={"type": 4, "data": {"content": 5}}, has_body=True
+    )
+    assert problems == ["body.data.content: 5 is not of type 'string', 'null'"]  # the matching union branch
+    assert discord_spec.validate_response(
+        "get", "/users/@me", 200, {"id": "1"}, headers={"Authorization": "Bot x"}
+    )
+
+
+# -- fault injection and the gateway --------------------------------------------------------------
+
+
+async def test_rate_limits_are_survived_and_the_message_posted_once(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    channel = general(fake_discord)
+    fake_discord.rate_limit(MESSAGES, times=2, retry_after=0.1)
+    fake_discord.rate_limit(MESSAGES, times=1, retry_after=0.1, is_global=True)
+    fake_discord.server_error(MESSAGES, times=1, status=502)
+    async with run_client(bot, fake_discord):
+        text_channel = bot.get_channel(channel)
+        assert isinstance(text_channel, discord.TextChannel)
+        await text_channel.send("posted despite 429s and a 502")
+    assert [r.status for r in fake_discord.requests_to(MESSAGES)] == [429, 429, 429, 502, 200]
+    assert [m["content"] for m in fake_discord.messages_in(channel)] == ["posted despite 429s and a 502"]
+
+
+async def test_close_4000_resumes_and_replays_missed_events(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        session = fake_discord.gateway.session
+        assert session is not None
+        await fake_discord.gateway.disconnect(Close.UNKNOWN_ERROR)
+        assert fake_discord.gateway.connection is None  # so the next event waits for RESUME
+        await fake_discord.dispatch_message(general(fake_discord), "sent while the bot was away")
+        await eventually(lambda: seen(bot)["resumed"] and seen(bot)["messages"])
+    resume = fake_discord.gateway.resumes[0]
+    assert resume["session_id"] == session.id and resume["token"] == fake_discord.token
+    second = fake_discord.gateway.connections[1]
+    assert second.path == "/gateway/resume"  # READY's resume_gateway_url
+    replayed = [f.event for f in fake_discord.gateway.frames if f.connection == 2 and f.event]
+    assert replayed == ["MESSAGE_CREATE", "RESUMED"]
+    assert len(fake_discord.gateway.identifies) == 1
+    assert seen(bot)["messages"] == ["sent while the bot was away"]
+
+
+async def test_close_4009_makes_the_bot_identify_again(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    async with run_client(bot, fake_discord):
+        first = fake_discord.gateway.session
+        await fake_discord.gateway.disconnect(Close.SESSION_TIMED_OUT)
+        # discord.py tries RESUME, gets INVALID_SESSION, waits its 5 s identify delay, identifies.
+        await fake_discord.wait_for(
+            lambda: len(fake_discord.gateway.identifies) == 2, timeout=15, what="IDENTIFY"
+        )
+        await fake_discord.wait_until_ready()
+    invalid = [f for f in fake_discord.gateway.frames if f.op == Op.INVALID_SESSION]
+    assert len(fake_discord.gateway.resumes) == 1 and invalid[0].payload["d"] is False
+    assert fake_discord.gateway.session is not first
+
+
+async def test_state_can_be_built_for_other_servers() -> None:
+    state = FakeDiscordState(default_world=False)
+    guild = state.add_guild("Other Lab")
+    channel = state.add_channel(guild, "digest")
+    state.deny_bot(channel, "send_messages")
+    assert not state.has_permissions(state.bot_user_id, channel, "send_messages")
+    assert state.has_permissions(state.owner_id, channel, "send_messages")
