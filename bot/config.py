@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -109,8 +109,27 @@ class LLMSettings(BaseSettings):
     # Embedded server (used only when OPENAI_BASE_URL is unset).
     local_port: int = Field(default=0, ge=0, le=65535, alias="LOCAL_LLM_PORT")
     local_threads: int = Field(default=2, ge=1, alias="LOCAL_LLM_THREADS")
-    local_ctx: int = Field(default=8192, ge=512, alias="LOCAL_LLM_CTX")
+    local_ctx: int = Field(default=4096, ge=512, alias="LOCAL_LLM_CTX")
     local_start_timeout_s: float = Field(default=120.0, gt=0, alias="LOCAL_LLM_START_TIMEOUT_S")
+    # A 270M model on 2 cores reads prompts slowly (tens to hundreds of tokens/s) and loses the
+    # thread in long ones: keep its prompts and answers short.
+    local_prompt_tokens: int = Field(default=900, ge=256, alias="LOCAL_LLM_PROMPT_TOKENS")
+    local_max_answer_tokens: int = Field(default=128, ge=16, alias="LOCAL_LLM_MAX_ANSWER_TOKENS")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.base_url
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Largest prompt we send: the context window minus the answer, tighter for the embedded model."""
+        if self.embedded:
+            return min(self.local_prompt_tokens, self.local_ctx - self.answer_tokens)
+        return self.context_window - self.max_answer_tokens
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.local_max_answer_tokens if self.embedded else self.max_answer_tokens
 
 
 class RagSettings(BaseSettings):
@@ -192,6 +211,33 @@ class DigestSettings(BaseSettings):
         return ",".join(names)
 
 
+class DiscordSettings(BaseSettings):
+    model_config = _config("DISCORD_")
+
+    token: SecretStr | None = None
+    # Point these at an API proxy (e.g. nirn-proxy) or a local test server.
+    api_base: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+    # Commands sync instantly to these guilds (development); global sync otherwise.
+    dev_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # Sharding: unset → one process, discord.py decides; set → AutoShardedBot with these shards.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None
+    allow_dms: bool = False
+    user_cooldown_s: float = Field(default=10.0, ge=0)
+    guild_rate_per_minute: int = Field(default=30, ge=1)
+    stream_edit_interval_s: float = Field(default=1.0, ge=0.2)
+
+    @field_validator("dev_guild_ids", "shard_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(v) for v in value.replace(" ", "").split(",") if v] if value.strip() else None
+        if isinstance(value, int):
+            return [value]
+        return value
+
+
 class Settings(BaseModel):
     """All settings; each part reads its own environment variables."""
 
@@ -204,11 +250,12 @@ class Settings(BaseModel):
     rag: RagSettings = Field(default_factory=RagSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
 
     @cached_property
     def secrets(self) -> list[str]:
         """Configured secret values, for log scrubbing and tests."""
-        values = [self.qdrant.api_key, self.embedding.api_key, self.llm.api_key]
+        values = [self.qdrant.api_key, self.embedding.api_key, self.llm.api_key, self.discord.token]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.database.url is not None and self.database.url.get_secret_value():
             found.append(self.database.url.get_secret_value())

@@ -59,7 +59,7 @@ async def index(seed_index: Path) -> AsyncIterator[EdgePaperIndex]:
 
 
 def make_service(index, embedder, server: ScriptedLLMServer | None, **llm_overrides):  # type: ignore[no-untyped-def]
-    llm_settings = LLMSettings(**{"LLM_MAX_RETRIES": 2, **llm_overrides})
+    llm_settings = LLMSettings(**{"LLM_MAX_RETRIES": 2, "OPENAI_BASE_URL": "http://configured", **llm_overrides})
     client = None
     if server is not None:
         client = LLMClient(base_url=server.base_url, api_key="sk-scripted", model="m", api_mode="completions",
@@ -120,6 +120,19 @@ async def test_prompt_never_exceeds_the_token_budget(index, embedder, scripted_l
         assert count_tokens(prompt_text(request.json)) <= window - reserve
         assert request.json["max_tokens"] == reserve
     assert 1 <= len(answer.trace[0].sources) < 10  # the budget cut some sources
+
+
+async def test_embedded_model_gets_short_prompts_and_answers(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply("Answer: b [1]"))
+    service = make_service(index, embedder, scripted_llm, OPENAI_BASE_URL=None)
+    answer = await service.answer("memory efficient training of large models", top_k=5)
+    settings = LLMSettings()
+    for request in scripted_llm.requests_to("/v1/completions"):
+        assert count_tokens(prompt_text(request.json)) <= settings.local_prompt_tokens
+        assert request.json["max_tokens"] == settings.local_max_answer_tokens
+    assert len(answer.trace[0].sources) >= 3  # excerpts are shortened so several still fit
 
 
 async def test_cannot_answer_is_a_fixed_reply(index, embedder, scripted_llm: ScriptedLLMServer) -> None:
@@ -216,3 +229,44 @@ async def test_uncited_answer_lists_the_sources_it_was_given(index, embedder, sc
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
     assert not answer.cited
     assert [c.paper_id for c in answer.citations] == [s.paper.paper_id for s in answer.trace[-1].sources]
+
+
+class RecordingProgress:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, int]] = []
+        self.partials: list[str] = []
+
+    async def stage(self, step: str, iteration: int, total: int) -> None:
+        self.events.append((step, iteration, total))
+
+    async def partial(self, text: str) -> None:
+        self.partials.append(text)
+
+
+async def test_progress_stages_and_the_final_generation_streams(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply("Answer: streamed answer [1]", chunk_chars=5))
+    progress = RecordingProgress()
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?", progress=progress)
+    assert progress.events == [("searching", 1, 2), ("thinking", 1, 2), ("searching", 2, 2), ("thinking", 2, 2)]
+    assert len(progress.partials) >= 3 and progress.partials[-1] == "Answer: streamed answer [1]"
+    assert [bool(r.json.get("stream")) for r in scripted_llm.requests] == [False, True]
+    assert answer.text == "streamed answer [1]" and answer.completion_tokens > 0
+
+
+@pytest.mark.llm
+async def test_end_to_end_with_the_embedded_gemma_server(index, embedder) -> None:  # type: ignore[no-untyped-def]
+    """The real llama.cpp server with Gemma 3 270M: the answer's Sources include the right paper."""
+    from bot.llm import llm_session
+    from tests.conftest import ROOT
+
+    llm_settings = LLMSettings()
+    async with llm_session(llm_settings, ROOT / "data" / "models") as client:
+        service = AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
+        answer = await service.answer("How does a neural long-term memory module learn to memorize at test time?")
+    assert not answer.fallback, "the embedded LLM did not answer"
+    assert answer.llm_calls == 2 and answer.completion_tokens > 0
+    assert answer.text and answer.text != CANNOT_ANSWER or answer.cannot_answer
+    titles = [c.title for c in answer.citations]
+    assert any(t.startswith("Titans") for t in titles), (answer.text, titles)

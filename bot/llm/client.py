@@ -169,8 +169,10 @@ class LLMClient:
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             model=settings.model,
             api_mode=resolve_api_mode(settings.api_mode, embedded=embedded),
-            timeout_s=settings.timeout_s,
-            max_retries=settings.max_retries,
+            # The embedded server answers one request at a time and keeps working on a request the
+            # client gave up on, so a retry queues behind it: wait longer and retry at most once.
+            timeout_s=max(settings.timeout_s, 120.0) if embedded else settings.timeout_s,
+            max_retries=min(settings.max_retries, 1) if embedded else settings.max_retries,
             temperature=settings.temperature,
         )
 

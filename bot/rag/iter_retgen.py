@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -37,6 +38,16 @@ MAX_RETRIEVAL_QUERY_TOKENS = 512
 
 class QuestionError(ValueError):
     """The question cannot be answered as asked; the message is for the user."""
+
+
+class AnswerProgress(Protocol):
+    """What a front end (Discord, CLI) is told while an answer is being made."""
+
+    async def stage(self, step: str, iteration: int, total: int) -> None:
+        """`step` is "searching" or "thinking"."""
+
+    async def partial(self, text: str) -> None:
+        """The final generation so far, as it streams."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +141,10 @@ class AnswerService:
         return text
 
     def source_budget(self, question: str) -> int:
-        """Tokens left for sources: context window − answer budget − the prompt without sources."""
+        """Tokens left for sources: the prompt budget (context window − answer) − the prompt without sources."""
         empty = self._answer_prompt.render(sources="", question=question, cannot_answer=CANNOT_ANSWER)
         fixed = count_tokens(empty.system + "\n\n" + empty.user, self._encoding)
-        return self._llm_settings.context_window - self._llm_settings.max_answer_tokens - fixed - 16
+        return self._llm_settings.prompt_tokens - fixed - 16
 
     async def answer(
         self,
@@ -143,6 +154,7 @@ class AnswerService:
         iterations: int | None = None,
         top_k: int | None = None,
         search_filter: SearchFilter | None = None,
+        progress: AnswerProgress | None = None,
     ) -> Answer:
         started = time.perf_counter()
         question = self.validate_question(question)
@@ -160,19 +172,25 @@ class AnswerService:
         for t in range(1, t_max + 1):
             query = standalone if t == 1 else f"{standalone}\n{draft}"
             query, _ = truncate_tokens(query, MAX_RETRIEVAL_QUERY_TOKENS, self._encoding)
+            if progress:
+                await progress.stage("searching", t, t_max)
             hits = await self._search.search_chunks(
                 query, limit=k, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
             )
             result.retrievals += 1
-            sources = pack_sources(hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding)
+            sources = pack_sources(
+                hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k
+            )
             result.iterations = t
             if not sources:
                 result.trace.append(IterationTrace(query=query, sources=[], generation=""))
                 break
             if self._llm is None:
                 return self._fallback(result, sources, started)
+            if progress:
+                await progress.stage("thinking", t, t_max)
             try:
-                draft = await self._generate(standalone, sources, result)
+                draft = await self._generate(standalone, sources, result, stream_to=progress if t == t_max else None)
             except LLMError as exc:
                 log.warning("rag.llm_unavailable", error=str(exc), iteration=t)
                 return self._fallback(result, sources, started)
@@ -203,17 +221,29 @@ class AnswerService:
         rewritten = " ".join(completion.text.split())
         return rewritten if 3 <= len(rewritten) <= self._rag.max_question_chars else question
 
-    async def _generate(self, question: str, sources: list[Source], result: Answer) -> str:
+    async def _generate(
+        self, question: str, sources: list[Source], result: Answer, stream_to: AnswerProgress | None = None
+    ) -> str:
         prompt = self._answer_prompt.render(
             sources=render_sources(sources), question=question, cannot_answer=CANNOT_ANSWER
         )
         assert self._llm is not None
-        completion = await self._llm.generate(
-            system=prompt.system,
-            user=prompt.user,
-            max_tokens=self._llm_settings.max_answer_tokens,
-            stop=ANSWER_STOPS,
-        )
+        request = {
+            "system": prompt.system,
+            "user": prompt.user,
+            "max_tokens": self._llm_settings.answer_tokens,
+            "stop": ANSWER_STOPS,
+        }
+        if stream_to is None:
+            completion = await self._llm.generate(**request)  # type: ignore[arg-type]
+        else:
+            text = ""
+            async with self._llm.stream(**request) as stream:  # type: ignore[arg-type]
+                async for delta in stream:
+                    text += delta
+                    await stream_to.partial(text)
+            assert stream.completion is not None
+            completion = stream.completion
         self._count(result, completion.prompt_tokens, completion.completion_tokens)
         return completion.text.strip()
 

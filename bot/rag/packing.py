@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from bot.index import ChunkHit
 from bot.models import Paper
-from bot.tokens import count_tokens
+from bot.tokens import count_tokens, truncate_tokens
+
+MIN_SOURCE_TOKENS = 48
 
 # Source text must not be able to close the excerpt block and speak as the prompt.
 _DELIMITERS = re.compile(r"<<<\s*EXCERPTS|EXCERPTS\s*>>>|<<<|>>>", re.IGNORECASE)
@@ -37,15 +39,22 @@ def format_source(source: Source) -> str:
     return f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{sanitize_source_text(source.text)}"
 
 
-def pack_sources(hits: Sequence[ChunkHit], *, budget_tokens: int, encoding: str) -> list[Source]:
-    """Keep the best hits whose formatted text fits in `budget_tokens` (one chunk per paper)."""
+def pack_sources(
+    hits: Sequence[ChunkHit], *, budget_tokens: int, encoding: str, share_among: int = 1
+) -> list[Source]:
+    """Keep the best hits whose formatted text fits in `budget_tokens` (one chunk per paper).
+
+    With `share_among` = k, each excerpt is first cut to about budget/k tokens, so a tight budget
+    holds k short excerpts rather than one long one.
+    """
+    per_source = max(MIN_SOURCE_TOKENS, budget_tokens // max(1, share_among))
     chosen: list[Source] = []
     used = 0
     seen: set[str] = set()
     for hit in hits:
         if hit.paper.paper_id in seen:
             continue
-        body = hit.text.removeprefix(hit.paper.title).strip()
+        body, _ = truncate_tokens(hit.text.removeprefix(hit.paper.title).strip(), per_source, encoding)
         candidate = Source(number=len(chosen) + 1, paper=hit.paper, text=body, score=hit.score)
         cost = count_tokens(format_source(candidate), encoding) + 2  # the blank line between sources
         if used + cost > budget_tokens:

@@ -9,7 +9,7 @@ rules read in one place and the fake's 400 responses carry Discord's own error w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +225,3 @@ def effective_mentions(content: Any, allowed: Mapping[str, Any] | None) -> tuple
         [r for r in roles if "roles" in parse or r in allowed_roles],
         everyone and "everyone" in parse,
     )
-
-
-def flatten(values: Iterable[Iterable[Problem]]) -> list[Problem]:
-    return [p for group in values for p in group]

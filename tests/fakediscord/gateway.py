@@ -371,7 +371,7 @@ class Gateway:
         state = self.fake.state
         guild_ids = data.get("guild_id")
         for guild_id in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
-            guild = state.guilds.get(int(guild_id))
+            guild = state.guilds.get(int(guild_id or 0))
             if guild is None:
                 continue
             wanted = [int(u) for u in data.get("user_ids") or []]

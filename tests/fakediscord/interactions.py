@@ -241,7 +241,7 @@ class InteractionBuilder:
             return str(value)
         if option_type == OptionType.CHANNEL:
             channel = state.channel(int(value))
-            partial = {
+            partial: dict[str, Any] = {
                 k: channel[k] for k in ("id", "name", "type", "parent_id", "thread_metadata") if k in channel
             }
             partial["permissions"] = str(state.permissions(state.bot_user_id, int(value)))
@@ -339,7 +339,11 @@ class InteractionHandle:
         return self.record.modal
 
     async def wait_for(
-        self, predicate: Callable[[InteractionHandle], T], *, timeout: float = 5.0, what: str = "condition"
+        self,
+        predicate: Callable[[InteractionHandle], T | None],
+        *,
+        timeout: float = 5.0,
+        what: str = "condition",
     ) -> T:
         return await self._fake.wait_for(lambda: predicate(self), timeout=timeout, what=f"interaction {what}")
 

@@ -142,11 +142,8 @@ class FakeDiscord:
         app.router.add_get("/cdn/{kind}/{path:.*}", self._serve_file)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
         self.state.cdn_base = f"{self.url}/cdn"
         return self
 
@@ -208,9 +205,10 @@ class FakeDiscord:
         changed.set()
 
     async def wait_for(
-        self, predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "condition"
+        self, predicate: Callable[[], T | None], *, timeout: float = 5.0, what: str = "condition"
     ) -> T:
-        """Wait until ``predicate()`` is truthy (re-checked after every request and frame)."""
+        """Wait until ``predicate()`` is truthy: re-checked after every request and gateway frame,
+        and every 50 ms for conditions on the bot's side (its event handlers' effects)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -221,7 +219,7 @@ class FakeDiscord:
             if remaining <= 0:
                 raise TimeoutError(f"fake discord: no {what} within {timeout:g} s{self._violation_hint()}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.25))
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
 
     def _violation_hint(self) -> str:
         return f"; violations so far:\n{self.format_violations()}" if self.violations else ""
@@ -396,9 +394,8 @@ class FakeDiscord:
             self.violation(
                 ViolationKind.SPEC, f"{rec.method} {rec.path}: no such {what} in Discord's API", rec
             )
-            raise DiscordError(
-                404 if what == "path" else 405, 0, f"{404 if what == 'path' else 405}: Not Found"
-            )
+            status, reason = (404, "Not Found") if what == "path" else (405, "Method Not Allowed")
+            raise DiscordError(status, 0, f"{status}: {reason}")
         rec.route = operation.template
         problems = self._validate(rec, operation)
         if (
@@ -411,8 +408,8 @@ class FakeDiscord:
             return fault.response()
         if problems and self.reject_invalid:
             raise DiscordError(400, 50035, "Invalid Form Body", _error_tree(problems))
-        match = request.match_info
-        if match.http_exception is not None:
+        resource = request.match_info.route.resource
+        if resource is None or resource.canonical != API_PREFIX + operation.template:
             self.violation(ViolationKind.UNSUPPORTED, f"the fake does not implement {operation.key}", rec)
             raise DiscordError(404, 0, "404: Not Found (not implemented by the fake)")
         return await handler(request)
@@ -542,6 +539,10 @@ class FakeDiscord:
     def _default_user(self, user_id: int | None) -> int:
         return user_id if user_id is not None else self.state.user_id("bob")
 
+    def _bot_sees(self, channel_id: int) -> bool:
+        """Discord sends no events of a channel the bot cannot view."""
+        return self.state.has_permissions(self.state.bot_user_id, channel_id, "view_channel")
+
     def _visible(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """MESSAGE_CREATE as this bot's intents let it see it (no MESSAGE_CONTENT → no content)."""
         event = self.rest._gateway_message(message)
@@ -609,8 +610,9 @@ class FakeDiscord:
             replied = int(message["referenced_message"]["author"]["id"])  # a reply pings its target
             if all(int(u["id"]) != replied for u in message["mentions"]):
                 message["mentions"].append(state.user(replied))
-        intent = self.rest._message_intent(channel_id)
-        await self.gateway.dispatch("MESSAGE_CREATE", self._visible(message), intent=intent)
+        if self._bot_sees(channel_id):
+            intent = self.rest._message_intent(channel_id)
+            await self.gateway.dispatch("MESSAGE_CREATE", self._visible(message), intent=intent)
         return copy.deepcopy(message)
 
     def reaction_event(self, message_id: int, emoji: Mapping[str, Any], user_id: int) -> dict[str, Any]:
@@ -638,7 +640,8 @@ class FakeDiscord:
         """A user reacts to a message (MESSAGE_REACTION_ADD)."""
         user = self._default_user(user_id)
         parsed = {"id": None, "name": emoji}
-        if self.state.add_reaction(message_id, parsed, user):
+        channel_id = self.state.message_channel[message_id]
+        if self.state.add_reaction(message_id, parsed, user) and self._bot_sees(channel_id):
             await self.gateway.dispatch(
                 "MESSAGE_REACTION_ADD",
                 self.reaction_event(message_id, parsed, user),
@@ -704,7 +707,22 @@ class FakeDiscord:
             require_registered=require_registered,
             target_id=target_id,
         )
+        self._check_command_visible(payload["data"], user, channel_id)
         return await self._dispatch_interaction(payload, channel_id=channel_id, user_id=user)
+
+    def _check_command_visible(self, data: Mapping[str, Any], user_id: int, channel_id: int) -> None:
+        """Discord only offers a command to members holding its default_member_permissions."""
+        state = self.state
+        command = state.find_command(data["name"], state.guild_of(channel_id), data.get("type", 1))
+        required = (command or {}).get("default_member_permissions")
+        if required is None or state.guild_of(channel_id) is None:
+            return
+        if state.permissions(user_id, channel_id) & int(required) != int(required):
+            name = state.users[user_id]["username"]
+            raise PermissionError(
+                f"{name} cannot see /{data['name']} (default_member_permissions={required}); "
+                "Discord would not let them run it"
+            )
 
     async def dispatch_autocomplete(
         self,

@@ -229,6 +229,7 @@ def _leaf_errors(error: SchemaError) -> list[SchemaError]:
     for sub in error.context:
         key = sub.relative_schema_path[0] if sub.relative_schema_path else None
         branches.setdefault(key, []).append(sub)
+
     def rank(subs: list[SchemaError]) -> tuple[bool, int, int]:
         # Skip branches of the wrong JSON type (the "null" of a nullable object), then prefer the
         # branch with the fewest failures (it almost matched), then the one that got deepest.

@@ -1,0 +1,153 @@
+"""Engines and sessions for the state database: SQLite (default) or PostgreSQL, the same code for both.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction starts with `BEGIN IMMEDIATE`, so
+concurrent writers queue on the lock instead of failing when a read transaction turns into a write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from bot.config import DatabaseSettings, Settings
+
+log = structlog.get_logger(__name__)
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+_SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
+
+
+class DatabaseConfigError(ValueError):
+    """DATABASE_URL names a database paperbot cannot use."""
+
+
+def _backend(url: URL) -> str:
+    name = url.get_backend_name()
+    if name == "postgres":
+        return "postgresql"
+    if name not in _ASYNC_DRIVERS:
+        raise DatabaseConfigError(
+            f"unsupported database {name!r} in DATABASE_URL: use sqlite:///path or postgresql://host/db"
+        )
+    return name
+
+
+def async_url(raw: str) -> URL:
+    """The URL with an asyncio driver: sqlite → aiosqlite, postgresql → psycopg (asyncpg is kept)."""
+    url = make_url(raw)
+    backend = _backend(url)
+    if backend == "postgresql" and url.get_driver_name() == "asyncpg":
+        return url
+    return url.set(drivername=_ASYNC_DRIVERS[backend])
+
+
+def sync_url(raw: str) -> URL:
+    """The same database with a blocking driver, for APScheduler's job store."""
+    url = make_url(raw)
+    return url.set(drivername=_SYNC_DRIVERS[_backend(url)])
+
+
+def _sqlite_path(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if immediate:
+            # Let SQLAlchemy (not the driver) decide where transactions begin; see _on_begin.
+            dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    if immediate:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One async engine and its session factory; `sync_engine()` builds a blocking twin for APScheduler."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, busy_timeout_ms: int = 10_000) -> None:
+        self.url = async_url(url)
+        self.sync_url = sync_url(url)
+        self.backend = _backend(self.url)
+        self._busy_timeout_ms = busy_timeout_ms
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if self.backend == "sqlite":
+            path = _sqlite_path(self.url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.backend == "sqlite":
+            _install_sqlite_pragmas(self.engine.sync_engine, busy_timeout_ms, immediate=True)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._sync_engines: list[Engine] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls.from_database_settings(settings.database, settings.core.data_dir)
+
+    @classmethod
+    def from_database_settings(cls, database: DatabaseSettings, data_dir: Path) -> Database:
+        return cls(
+            database.url_for(data_dir),
+            pool_size=database.pool_size,
+            busy_timeout_ms=database.busy_timeout_ms,
+        )
+
+    @property
+    def redacted_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    def sync_engine(self) -> Engine:
+        """A blocking engine on the same database (closed by `close()`)."""
+        engine = create_engine(self.sync_url, pool_pre_ping=True)
+        if self.backend == "sqlite":
+            _install_sqlite_pragmas(engine, self._busy_timeout_ms, immediate=False)
+        self._sync_engines.append(engine)
+        return engine
+
+    async def close(self) -> None:
+        for engine in self._sync_engines:
+            engine.dispose()
+        self._sync_engines.clear()
+        await self.engine.dispose()
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Open the configured database and bring its schema up to date."""
+    from bot.db.schema import upgrade_schema
+
+    database = Database.from_settings(settings)
+    try:
+        version = await upgrade_schema(database.engine)
+        log.info("db.ready", url=database.redacted_url, schema_version=version)
+        yield database
+    finally:
+        await database.close()

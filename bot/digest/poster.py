@@ -1,0 +1,92 @@
+"""The boundary between the digest service and whatever posts messages (the Discord layer).
+
+Every message of a digest carries a marker (e.g. in the embed footer):
+`paperbot digest 2026-08-18 · 2408.12345`. After a crash between sending a message and recording its
+id, the service asks the poster for the channel's recent bot messages with the digest's marker
+prefix, and records the ids it finds instead of posting again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from bot.db.records import DigestCounts, Layout
+from bot.models import Paper
+
+MARKER_PREFIX = "paperbot digest"
+HEADER_ITEM = "#header"
+NOTICE_ITEM = "#notice"
+_MARKER = re.compile(rf"{MARKER_PREFIX} (\d{{4}}-\d{{2}}-\d{{2}}) · (\S+)")
+
+
+def digest_marker(digest_date: dt.date) -> str:
+    """The prefix shared by every message of one day's digest."""
+    return f"{MARKER_PREFIX} {digest_date.isoformat()}"
+
+
+def item_marker(digest_date: dt.date, item: str) -> str:
+    """The marker of one message: the digest marker and the paper id (or header/notice)."""
+    return f"{digest_marker(digest_date)} · {item.lstrip('#')}"
+
+
+def parse_marker(text: str) -> tuple[dt.date, str] | None:
+    """(digest date, item) from a text containing a marker, else None."""
+    match = _MARKER.search(text)
+    if not match:
+        return None
+    try:
+        return dt.date.fromisoformat(match.group(1)), match.group(2)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class DigestHeader:
+    """The first message of a digest, or (with `empty_message`) the one line of an empty day."""
+
+    subscription_id: int | None
+    digest_date: dt.date
+    sources: tuple[str, ...]
+    counts: DigestCounts
+    paper_count: int
+    layout: Layout
+    marker: str
+    empty_message: str | None = None
+
+
+@dataclass(frozen=True)
+class PaperPost:
+    """One paper of a digest: title → link, authors, upvotes, summary, and why it was picked."""
+
+    subscription_id: int | None
+    digest_date: dt.date
+    rank: int
+    paper: Paper
+    summary: str
+    summary_is_fallback: bool  # True: the abstract's first sentences, the LLM was unavailable
+    why: str
+    layout: Layout
+    marker: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class DigestPoster(Protocol):
+    """Posts digest messages; implemented by the Discord layer. Must not ping anyone."""
+
+    async def post_header(self, channel_id: int, header: DigestHeader) -> int:
+        """Send the header (or the empty-day line); return its message id."""
+        ...
+
+    async def post_paper(self, channel_id: int, post: PaperPost, parent_message_id: int | None) -> int:
+        """Send one paper per `post.layout` (a thread or a message under the header); return the id of
+        the message that carries the paper (reactions on it are feedback)."""
+        ...
+
+    async def find_recent_digest_messages(self, channel_id: int, marker: str) -> list[tuple[int, str]]:
+        """(message id, full marker) of the bot's recent messages in the channel (and its digest
+        threads) whose marker starts with `marker`."""
+        ...

@@ -1,0 +1,466 @@
+"""One digest run for one channel and day: fetch → ingest → pick → summarize → post → record.
+
+Exactly once, explicitly (a post and a database row cannot share a transaction):
+1. plan: every message of the digest is written to the ledger as an intent, with its content;
+2. before each post, its attempt is recorded; after it, its message id;
+3. a rerun of the same channel and day resumes the plan. An item that was attempted but has no
+   message id may have been posted just before a crash: the poster is asked for the channel's recent
+   messages carrying the digest marker, and a match is recorded instead of posting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from bot.config import DigestSettings
+from bot.db.records import (
+    DigestCounts,
+    LedgerEntry,
+    PlannedItem,
+    RunStatus,
+    RunTrigger,
+    Subscription,
+    SubscriptionSettings,
+)
+from bot.db.repository import Repository
+from bot.digest.empty import EmptyReason, empty_reason, explain_empty
+from bot.digest.picking import Pick, PickRules, gather_signals, rank_papers
+from bot.digest.poster import (
+    HEADER_ITEM,
+    NOTICE_ITEM,
+    DigestHeader,
+    DigestPoster,
+    PaperPost,
+    digest_marker,
+    item_marker,
+)
+from bot.digest.sources import SourceLoader
+from bot.digest.summaries import Summary, SummaryService
+from bot.models import Paper
+from bot.search import SearchService
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: int | None
+    status: RunStatus
+    counts: DigestCounts
+    errors: list[str] = field(default_factory=list)
+    empty_message: str | None = None
+
+
+class DigestRunner(Protocol):
+    """What the scheduler needs from the service."""
+
+    async def run(
+        self, subscription: Subscription, digest_date: dt.date, *, trigger: RunTrigger = "manual"
+    ) -> RunOutcome: ...
+
+
+@dataclass
+class Composition:
+    """A digest worked out but not posted: the picks with their summaries, or why there are none."""
+
+    subscription: SubscriptionSettings
+    digest_date: dt.date
+    sources: tuple[str, ...]
+    counts: DigestCounts
+    picks: list[Pick]
+    summaries: dict[str, Summary]
+    dropped: Counter[str]
+    errors: list[str]
+    empty: EmptyReason | None = None
+    empty_message: str | None = None
+
+
+@dataclass(frozen=True)
+class DigestPreview:
+    """What `/digest preview` shows: the digest that would be posted now, and nothing was posted."""
+
+    header: DigestHeader
+    posts: list[PaperPost]
+    errors: list[str]
+    dropped: dict[str, int]
+
+
+@dataclass
+class _Delivery:
+    posted: int = 0
+    failed: int = 0
+    recovered: int = 0
+    header_failed: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def _subscription_id(subscription: SubscriptionSettings) -> int | None:
+    return subscription.id if isinstance(subscription, Subscription) else None
+
+
+class DigestService:
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        search: SearchService,
+        sources: SourceLoader,
+        summaries: SummaryService,
+        settings: DigestSettings,
+        poster: DigestPoster | None = None,
+    ) -> None:
+        self.repo = repo
+        self.search = search
+        self.sources = sources
+        self.summaries = summaries
+        self.settings = settings
+        self.poster = poster
+        self._locks: dict[tuple[int, dt.date], asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(
+        self, subscription: Subscription, digest_date: dt.date, *, trigger: RunTrigger = "manual"
+    ) -> RunOutcome:
+        """Post the channel's digest for `digest_date` (or finish posting it); never posts an item twice."""
+        if self.poster is None:
+            raise RuntimeError("DigestService.run needs a poster; pass poster= when building the service")
+        key = (subscription.channel_id, digest_date)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._run_locked(subscription, digest_date, trigger)
+        finally:
+            if not lock.locked():
+                self._locks.pop(key, None)
+
+    async def preview(self, subscription: SubscriptionSettings, digest_date: dt.date) -> DigestPreview:
+        """Pick and summarize as a run would, without posting or recording anything."""
+        composition = await self.compose(subscription, digest_date)
+        header = self._header(composition)
+        posts = [self._paper_post(composition, rank, pick) for rank, pick in enumerate(composition.picks, 1)]
+        return DigestPreview(header, posts, composition.errors, dict(composition.dropped))
+
+    async def compose(self, subscription: SubscriptionSettings, digest_date: dt.date) -> Composition:
+        """Fetch and ingest the day's sources, then pick and summarize the channel's papers."""
+        day = await self.sources.day_papers(
+            subscription, digest_date, arxiv_lookback_days=self.settings.arxiv_lookback_days
+        )
+        already = await self.repo.posted_paper_ids(subscription.channel_id, [p.paper_id for p in day.papers])
+        candidates = [p for p in day.papers if p.paper_id not in already]
+        counts = DigestCounts(
+            fetched=day.fetched, new=len(candidates), duplicates=day.repeated + len(day.papers) - len(candidates)
+        )
+        result = rank_papers(candidates, await self._signals(subscription, candidates), self._rules(subscription))
+        counts.filtered = result.filtered
+        summaries = await self.summaries.summarize([pick.paper for pick in result.picks])
+        composition = Composition(
+            subscription=subscription,
+            digest_date=digest_date,
+            sources=tuple(subscription.source_names),
+            counts=counts,
+            picks=result.picks,
+            summaries=summaries,
+            dropped=result.dropped,
+            errors=day.errors,
+        )
+        if not result.picks:
+            composition.empty = empty_reason(
+                counts,
+                sources_failed=day.all_sources_failed,
+                arxiv_only=not subscription.hf_daily,
+                digest_date=digest_date,
+            )
+            composition.empty_message = explain_empty(
+                composition.empty,
+                counts,
+                digest_date=digest_date,
+                sources=composition.sources,
+                dropped=result.dropped,
+                errors=day.errors,
+                min_upvotes=subscription.min_upvotes,
+                has_arxiv=bool(subscription.arxiv_categories),
+            )
+        return composition
+
+    # ------------------------------------------------------------------ the run
+
+    async def _run_locked(self, subscription: Subscription, digest_date: dt.date, trigger: RunTrigger) -> RunOutcome:
+        bound = log.bind(
+            subscription_id=subscription.id,
+            guild_id=subscription.guild_id,
+            channel_id=subscription.channel_id,
+            digest_date=digest_date.isoformat(),
+            trigger=trigger,
+        )
+        run_id = await self.repo.start_run(subscription, digest_date, trigger)
+        bound = bound.bind(run_id=run_id)
+        if subscription.paused and trigger != "manual":
+            bound.info("digest.skipped_paused")
+            await self.repo.finish_run(run_id, "skipped", DigestCounts(), errors=["subscription is paused"])
+            return RunOutcome(run_id, "skipped", DigestCounts(), ["subscription is paused"])
+        bound.info("digest.run_started")
+        counts = DigestCounts()
+        try:
+            outcome = await self._run_steps(subscription, digest_date, run_id, counts, bound)
+        except Exception as exc:
+            bound.exception("digest.run_failed")
+            errors = [f"{type(exc).__name__}: {exc}"[:500]]
+            await self.repo.finish_run(run_id, "failed", counts, errors=errors)
+            return RunOutcome(run_id, "failed", counts, errors)
+        bound.info("digest.run_finished", status=outcome.status, **outcome.counts.as_dict())
+        return outcome
+
+    async def _run_steps(
+        self,
+        subscription: Subscription,
+        digest_date: dt.date,
+        run_id: int,
+        counts: DigestCounts,
+        bound: Any,
+    ) -> RunOutcome:
+        planned = [e for e in await self.repo.digest_entries(subscription.channel_id, digest_date) if e.kind != "notice"]
+        if planned:
+            header = next((e for e in planned if e.kind == "header"), None)
+            if header is not None:
+                counts.copy_from(DigestCounts.from_dict(header.content.get("counts", {})))
+            counts.posted = counts.failed = counts.recovered = 0
+            if all(e.posted for e in planned):
+                bound.info("digest.already_posted")
+                await self.repo.finish_run(run_id, "already_posted", counts)
+                return RunOutcome(run_id, "already_posted", counts)
+            bound.info("digest.resuming", pending=sum(not e.posted for e in planned))
+            return await self._deliver_and_finish(subscription, planned, run_id, counts, [], bound)
+
+        composition = await self.compose(subscription, digest_date)
+        counts.copy_from(composition.counts)
+        details = {"dropped": dict(composition.dropped), "sources": list(composition.sources)}
+        if composition.picks:
+            entries = await self.repo.plan_digest(
+                guild_id=subscription.guild_id,
+                channel_id=subscription.channel_id,
+                digest_date=digest_date,
+                run_id=run_id,
+                items=self._plan(composition),
+            )
+            planned = [e for e in entries if e.kind != "notice"]
+            return await self._deliver_and_finish(
+                subscription, planned, run_id, counts, composition.errors, bound, details
+            )
+
+        assert composition.empty is not None
+        bound.info("digest.empty", reason=composition.empty.value, announce=subscription.announce_empty)
+        errors = list(composition.errors)
+        if subscription.announce_empty:
+            notice = PlannedItem(
+                NOTICE_ITEM,
+                "notice",
+                0,
+                item_marker(digest_date, NOTICE_ITEM),
+                {"message": composition.empty_message, "counts": counts.as_dict(), **details},
+            )
+            entries = await self.repo.plan_digest(
+                guild_id=subscription.guild_id,
+                channel_id=subscription.channel_id,
+                digest_date=digest_date,
+                run_id=run_id,
+                items=[notice],
+            )
+            pending = [e for e in entries if e.kind == "notice" and not e.posted]
+            delivery = await self._deliver(subscription, pending, bound)
+            errors += delivery.errors
+        await self.repo.finish_run(
+            run_id, "empty", counts, errors=errors, empty_reason=composition.empty.value, details=details
+        )
+        return RunOutcome(run_id, "empty", counts, errors, composition.empty_message)
+
+    async def _deliver_and_finish(
+        self,
+        subscription: Subscription,
+        planned: list[LedgerEntry],
+        run_id: int,
+        counts: DigestCounts,
+        errors: list[str],
+        bound: Any,
+        details: dict[str, Any] | None = None,
+    ) -> RunOutcome:
+        delivery = await self._deliver(subscription, planned, bound)
+        counts.posted, counts.failed, counts.recovered = delivery.posted, delivery.failed, delivery.recovered
+        errors = [*errors, *delivery.errors]
+        status: RunStatus = "failed" if delivery.header_failed else "partial" if delivery.failed else "posted"
+        await self.repo.finish_run(run_id, status, counts, errors=errors, details=details)
+        return RunOutcome(run_id, status, counts, errors)
+
+    async def _deliver(self, subscription: Subscription, entries: list[LedgerEntry], bound: Any) -> _Delivery:
+        """Post the entries not yet posted, in order, recovering the ones a crash left unconfirmed."""
+        assert self.poster is not None
+        channel_id = subscription.channel_id
+        delivery = _Delivery()
+        pending = [e for e in entries if not e.posted]
+        if not pending:
+            return delivery
+        found: dict[str, int] = {}
+        if any(e.attempts > 0 for e in pending):
+            marker = digest_marker(pending[0].digest_date)
+            try:
+                messages = await self.poster.find_recent_digest_messages(channel_id, marker)
+            except Exception as exc:
+                # Unverifiable: posting could duplicate; stop and let a later run try again.
+                bound.warning("digest.recovery_lookup_failed", error=str(exc)[:300])
+                delivery.header_failed = True
+                delivery.errors.append(f"could not check the channel for earlier digest posts: {exc}"[:500])
+                return delivery
+            found = {found_marker: message_id for message_id, found_marker in messages}
+        parent_id = next((e.message_id for e in entries if e.kind == "header" and e.posted), None)
+        for entry in pending:
+            if entry.attempts > 0 and entry.marker in found:
+                message_id = found[entry.marker]
+                await self.repo.mark_posted(entry.id, message_id)
+                bound.info("digest.post_recovered", item=entry.item, message_id=message_id)
+                delivery.recovered += entry.kind == "paper"
+                if entry.kind == "header":
+                    parent_id = message_id
+                continue
+            await self.repo.mark_attempt(entry.id)
+            try:
+                if entry.kind == "paper":
+                    message_id = await self.poster.post_paper(channel_id, self._post_from(entry, subscription), parent_id)
+                else:
+                    message_id = await self.poster.post_header(channel_id, self._header_from(entry, subscription))
+            except Exception as exc:
+                error = f"{entry.item}: {type(exc).__name__}: {exc}"[:500]
+                bound.warning("digest.post_failed", item=entry.item, error=error)
+                await self.repo.mark_failed(entry.id, error)
+                delivery.errors.append(error)
+                if entry.kind == "header":
+                    delivery.header_failed = True
+                    break
+                delivery.failed += 1
+                continue
+            await self.repo.mark_posted(entry.id, message_id)
+            if entry.kind == "header":
+                parent_id = message_id
+            else:
+                delivery.posted += entry.kind == "paper"
+        return delivery
+
+    # ------------------------------------------------------------------ building blocks
+
+    def _rules(self, subscription: SubscriptionSettings) -> PickRules:
+        return PickRules(
+            topics=tuple(subscription.topics),
+            keywords=tuple(subscription.keywords),
+            negative_keywords=tuple(subscription.negative_keywords),
+            min_upvotes=subscription.min_upvotes,
+            max_papers=subscription.max_papers,
+            min_topic_similarity=self.settings.min_topic_similarity,
+        )
+
+    async def _signals(self, subscription: SubscriptionSettings, candidates: list[Paper]) -> dict[str, Any]:
+        if not candidates:
+            return {}
+        liked: list[Paper] = []
+        disliked: list[Paper] = []
+        if self.settings.feedback_history:
+            feedback = await self.repo.channel_feedback(subscription.channel_id, self.settings.feedback_history)
+            stored = await self.search.index.fetch_papers([*feedback.liked, *feedback.disliked])
+            liked = [stored[p] for p in feedback.liked if p in stored]
+            disliked = [stored[p] for p in feedback.disliked if p in stored]
+        if not (subscription.topics or liked or disliked):
+            return {}
+        return await gather_signals(
+            self.search, candidates, topics=subscription.topics, liked=liked, disliked=disliked
+        )
+
+    def _plan(self, composition: Composition) -> list[PlannedItem]:
+        date = composition.digest_date
+        header = PlannedItem(
+            HEADER_ITEM,
+            "header",
+            0,
+            item_marker(date, HEADER_ITEM),
+            {
+                "counts": composition.counts.as_dict(),
+                "sources": list(composition.sources),
+                "paper_count": len(composition.picks),
+            },
+        )
+        papers = []
+        for rank, pick in enumerate(composition.picks, 1):
+            summary = composition.summaries[pick.paper.paper_id]
+            papers.append(
+                PlannedItem(
+                    pick.paper.paper_id,
+                    "paper",
+                    rank,
+                    item_marker(date, pick.paper.paper_id),
+                    {
+                        "paper": pick.paper.model_dump(mode="json"),
+                        "summary": summary.text,
+                        "summary_is_fallback": summary.is_fallback,
+                        "why": pick.why,
+                        "score": pick.score,
+                    },
+                )
+            )
+        return [header, *papers]
+
+    def _header(self, composition: Composition) -> DigestHeader:
+        subscription = composition.subscription
+        return DigestHeader(
+            subscription_id=_subscription_id(subscription),
+            digest_date=composition.digest_date,
+            sources=composition.sources,
+            counts=composition.counts,
+            paper_count=len(composition.picks),
+            layout=subscription.layout,
+            marker=item_marker(composition.digest_date, NOTICE_ITEM if composition.empty else HEADER_ITEM),
+            empty_message=composition.empty_message,
+        )
+
+    def _paper_post(self, composition: Composition, rank: int, pick: Pick) -> PaperPost:
+        summary = composition.summaries[pick.paper.paper_id]
+        return PaperPost(
+            subscription_id=_subscription_id(composition.subscription),
+            digest_date=composition.digest_date,
+            rank=rank,
+            paper=pick.paper,
+            summary=summary.text,
+            summary_is_fallback=summary.is_fallback,
+            why=pick.why,
+            layout=composition.subscription.layout,
+            marker=item_marker(composition.digest_date, pick.paper.paper_id),
+        )
+
+    def _header_from(self, entry: LedgerEntry, subscription: Subscription) -> DigestHeader:
+        content = entry.content
+        return DigestHeader(
+            subscription_id=subscription.id,
+            digest_date=entry.digest_date,
+            sources=tuple(content.get("sources", [])),
+            counts=DigestCounts.from_dict(content.get("counts", {})),
+            paper_count=int(content.get("paper_count", 0)),
+            layout=subscription.layout,
+            marker=entry.marker,
+            empty_message=content.get("message") if entry.kind == "notice" else None,
+        )
+
+    def _post_from(self, entry: LedgerEntry, subscription: Subscription) -> PaperPost:
+        content = entry.content
+        return PaperPost(
+            subscription_id=subscription.id,
+            digest_date=entry.digest_date,
+            rank=entry.position,
+            paper=Paper.from_payload(content["paper"]),
+            summary=str(content.get("summary", "")),
+            summary_is_fallback=bool(content.get("summary_is_fallback", False)),
+            why=str(content.get("why", "")),
+            layout=subscription.layout,
+            marker=entry.marker,
+        )
