@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--iterations", type=int, help="retrieval-generation rounds T, 1-7 (default RAG_ITERATIONS)")
     ask.add_argument("--k", type=int, help="chunks retrieved per round (default RAG_TOP_K)")
     ask.add_argument("--json", action="store_true", help="print the answer and its accounting as JSON")
+
+    sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
     return parser
 
 
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
     configure_logging(settings.core, settings.secrets)
-    handler = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask}[args.command]
+    handler = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "run": cmd_run}[args.command]
     try:
         return asyncio.run(handler(args, settings))
     except IndexUnavailableError as exc:
@@ -237,4 +239,19 @@ async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if answer.citations:
         print("\nSources:")
         print(format_sources_list(answer.citations))
+    return EXIT_OK
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.daemon import EXIT_CONFIG, ConfigurationError, run_bot
+
+    try:
+        await run_bot(settings)
+    except ConfigurationError as exc:
+        log.error("daemon.configuration_error", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK

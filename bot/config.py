@@ -224,6 +224,9 @@ class DiscordSettings(BaseSettings):
     shard_count: int | None = Field(default=None, ge=1)
     shard_ids: Annotated[list[int] | None, NoDecode] = None
     allow_dms: bool = False
+    # Privileged intent (enable it in the developer portal). Without it the bot still answers slash
+    # commands and messages that mention it, but cannot read follow-ups in threads that don't.
+    message_content_intent: bool = True
     user_cooldown_s: float = Field(default=10.0, ge=0)
     guild_rate_per_minute: int = Field(default=30, ge=1)
     stream_edit_interval_s: float = Field(default=1.0, ge=0.2)

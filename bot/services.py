@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -16,6 +17,9 @@ from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
 from bot.rag.iter_retgen import AnswerService
 from bot.search import SearchService
 from bot.tokens import ensure_tiktoken_cache
+
+if TYPE_CHECKING:
+    from bot.digest.summaries import SummaryService
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +33,7 @@ class Services:
     search: SearchService
     answers: AnswerService
     llm: LLMClient | None
+    summaries: SummaryService | None = None
 
 
 @asynccontextmanager

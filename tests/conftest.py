@@ -23,7 +23,7 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
 
-pytest_plugins = ["tests.support.scripted_llm"]
+pytest_plugins = ["tests.support.scripted_llm", "tests.fakediscord.plugin"]
 
 # Settings must never come from a developer's .env or shell during tests.
 _SETTING_PREFIXES = ("PAPERBOT_", "QDRANT_", "EMBEDDING_", "TOKENIZER_", "SOURCES_", "RAG_", "LLM_", "OPENAI_",

@@ -22,6 +22,7 @@ from tests.fakediscord import (
     point_discord_at,
     run_client,
 )
+from tests.fakediscord.checks import MentionAllowance, message_problems, ping_problems
 from tests.fakediscord.spec import DiscordSpec
 
 pytest_plugins = ["tests.fakediscord.plugin"]  # fixtures fake_discord and discord_spec
@@ -48,7 +49,9 @@ def make_bot(
 
     @bot.tree.command(description="Search papers")
     @app_commands.describe(query="What to look for", limit="How many papers")
-    async def search(interaction: discord.Interaction, query: str, limit: app_commands.Range[int, 1, 20] = 5):
+    async def search(
+        interaction: discord.Interaction, query: str, limit: app_commands.Range[int, 1, 20] = 5
+    ) -> None:
         await interaction.response.defer(thinking=True)
         await interaction.edit_original_response(content=f"Top {limit} papers for **{query}**")
         await interaction.followup.send(
@@ -194,6 +197,40 @@ async def test_slash_command_defer_edit_and_followup(fake_discord: FakeDiscord) 
         original["id"],
         followup["id"],
     ]
+
+
+async def test_subcommands_and_typed_options(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    received: list[tuple[str, Any, Any, Any]] = []
+    digest = app_commands.Group(name="digest", description="Digest subscriptions")
+
+    @digest.command(description="Subscribe a channel")
+    async def subscribe(
+        interaction: discord.Interaction,
+        topic: str,
+        channel: discord.TextChannel,
+        hour: app_commands.Range[int, 0, 23],
+        curator: discord.Member,
+    ) -> None:
+        received.append((topic, channel, hour, curator))
+        await interaction.response.send_message("Subscribed", ephemeral=True)
+
+    bot.tree.add_command(digest)
+    alice = fake_discord.state.user_id("alice")
+    papers = fake_discord.state.channel_id("papers")
+    async with run_client(bot, fake_discord):
+        await bot.tree.sync()
+        options = {"topic": "rag", "channel": papers, "hour": 9, "curator": alice}
+        handle = await fake_discord.dispatch_interaction("digest subscribe", options)
+        assert (await handle.original_message())["flags"] & MessageFlag.EPHEMERAL
+        with pytest.raises(ValueError, match=r"outside \[0, 23\]"):
+            await fake_discord.dispatch_interaction("digest subscribe", {**options, "hour": 24})
+        with pytest.raises(ValueError, match="has no option"):
+            await fake_discord.dispatch_interaction("digest subscribe", {**options, "typo": 1})
+    topic, channel, hour, curator = received[0]
+    assert (topic, hour) == ("rag", 9)
+    assert isinstance(channel, discord.TextChannel) and channel.id == papers
+    assert isinstance(curator, discord.Member) and curator.id == alice
 
 
 async def test_first_followup_after_defer_fills_the_thinking_message(fake_discord: FakeDiscord) -> None:
@@ -489,3 +526,41 @@ def test_state_can_be_built_for_other_servers() -> None:
     state.deny_bot(channel, "send_messages")
     assert not state.has_permissions(state.bot_user_id, channel, "send_messages")
     assert state.has_permissions(state.owner_id, channel, "send_messages")
+
+
+def test_hand_checked_limits_and_ping_rules() -> None:
+    embed = {
+        "title": "t" * 257,
+        "description": "d" * 4097,
+        "fields": [{"name": "n" * 257, "value": "v" * 1025}] + [{"name": "n", "value": "v"}] * 25,
+        "footer": {"text": "f" * 2049},
+        "author": {"name": "a" * 257},
+    }
+    problems = {p.where(): p.code for p in message_problems({"content": "c" * 2001, "embeds": [embed] * 11})}
+    assert problems["body.content"] == "BASE_TYPE_MAX_LENGTH"
+    assert problems["body.embeds"] in ("BASE_TYPE_MAX_LENGTH", "MAX_EMBED_SIZE_EXCEEDED")
+    for where in (
+        "title",
+        "description",
+        "fields",
+        "fields[0].name",
+        "fields[0].value",
+        "footer.text",
+        "author.name",
+    ):
+        assert f"body.embeds[0].{where}" in problems, where
+    assert [p.code for p in message_problems({"embeds": [{"fields": [{"name": "", "value": "x"}]}]})] == [
+        "BASE_TYPE_REQUIRED"
+    ]
+    assert message_problems({"content": "c" * 2000, "embeds": [{"description": "d" * 4096}]}) == []
+
+    none = MentionAllowance()
+    assert ping_problems({"content": "hi", "allowed_mentions": {"parse": []}}, none, is_reply=False) == []
+    assert ping_problems({"allowed_mentions": {"parse": ["users"]}}, none, is_reply=False)
+    assert ping_problems({"allowed_mentions": {"parse": [], "users": [1]}}, none, is_reply=False)
+    replying = {"allowed_mentions": {"parse": [], "replied_user": True}}
+    assert ping_problems(replying, none, is_reply=True)
+    assert ping_problems(replying, MentionAllowance(replied_user=True), is_reply=True) == []
+    assert (
+        ping_problems({"allowed_mentions": {"users": [1]}}, MentionAllowance(users={1}), is_reply=False) == []
+    )

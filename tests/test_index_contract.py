@@ -117,3 +117,17 @@ async def test_exclusion_filter(paper_index: PaperIndex) -> None:
     await load(paper_index)
     found = await ask(paper_index, "models", exclude_paper_ids=("2401.00001", "2402.00002"))
     assert found == ["2403.00003"]
+
+
+async def test_a_second_process_on_the_same_embedded_store_gets_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bot.index import IndexUnavailableError
+    from bot.index.edge import EdgePaperIndex
+
+    first = EdgePaperIndex(tmp_path / "store")
+    await first.ensure_collection(DIM)
+    second = EdgePaperIndex(tmp_path / "store")
+    with pytest.raises(IndexUnavailableError, match="another paperbot process"):
+        await second.ensure_collection(DIM)
+    await first.close()
+    await second.ensure_collection(DIM)  # usable once the first one closed
+    await second.close()

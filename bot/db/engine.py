@@ -30,8 +30,6 @@ class DatabaseConfigError(ValueError):
 
 def _backend(url: URL) -> str:
     name = url.get_backend_name()
-    if name == "postgres":
-        return "postgresql"
     if name not in _ASYNC_DRIVERS:
         raise DatabaseConfigError(
             f"unsupported database {name!r} in DATABASE_URL: use sqlite:///path or postgresql://host/db"
@@ -39,9 +37,17 @@ def _backend(url: URL) -> str:
     return name
 
 
+def _parse(raw: str) -> URL:
+    # Heroku-style `postgres://` is not a name SQLAlchemy knows.
+    scheme, sep, rest = raw.strip().partition("://")
+    if sep and scheme.split("+")[0] == "postgres":
+        raw = f"postgresql{scheme[len('postgres'):]}://{rest}"
+    return make_url(raw)
+
+
 def async_url(raw: str) -> URL:
     """The URL with an asyncio driver: sqlite → aiosqlite, postgresql → psycopg (asyncpg is kept)."""
-    url = make_url(raw)
+    url = _parse(raw)
     backend = _backend(url)
     if backend == "postgresql" and url.get_driver_name() == "asyncpg":
         return url
@@ -50,7 +56,7 @@ def async_url(raw: str) -> URL:
 
 def sync_url(raw: str) -> URL:
     """The same database with a blocking driver, for APScheduler's job store."""
-    url = make_url(raw)
+    url = _parse(raw)
     return url.set(drivername=_SYNC_DRIVERS[_backend(url)])
 
 

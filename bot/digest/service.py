@@ -155,9 +155,13 @@ class DigestService:
         already = await self.repo.posted_paper_ids(subscription.channel_id, [p.paper_id for p in day.papers])
         candidates = [p for p in day.papers if p.paper_id not in already]
         counts = DigestCounts(
-            fetched=day.fetched, new=len(candidates), duplicates=day.repeated + len(day.papers) - len(candidates)
+            fetched=day.fetched,
+            new=len(candidates),
+            duplicates=day.repeated + len(day.papers) - len(candidates),
         )
-        result = rank_papers(candidates, await self._signals(subscription, candidates), self._rules(subscription))
+        result = rank_papers(
+            candidates, await self._signals(subscription, candidates), self._rules(subscription)
+        )
         counts.filtered = result.filtered
         summaries = await self.summaries.summarize([pick.paper for pick in result.picks])
         composition = Composition(
@@ -191,7 +195,9 @@ class DigestService:
 
     # ------------------------------------------------------------------ the run
 
-    async def _run_locked(self, subscription: Subscription, digest_date: dt.date, trigger: RunTrigger) -> RunOutcome:
+    async def _run_locked(
+        self, subscription: Subscription, digest_date: dt.date, trigger: RunTrigger
+    ) -> RunOutcome:
         bound = log.bind(
             subscription_id=subscription.id,
             guild_id=subscription.guild_id,
@@ -225,7 +231,11 @@ class DigestService:
         counts: DigestCounts,
         bound: Any,
     ) -> RunOutcome:
-        planned = [e for e in await self.repo.digest_entries(subscription.channel_id, digest_date) if e.kind != "notice"]
+        planned = [
+            e
+            for e in await self.repo.digest_entries(subscription.channel_id, digest_date)
+            if e.kind != "notice"
+        ]
         if planned:
             header = next((e for e in planned if e.kind == "header"), None)
             if header is not None:
@@ -330,9 +340,13 @@ class DigestService:
             await self.repo.mark_attempt(entry.id)
             try:
                 if entry.kind == "paper":
-                    message_id = await self.poster.post_paper(channel_id, self._post_from(entry, subscription), parent_id)
+                    message_id = await self.poster.post_paper(
+                        channel_id, self._post_from(entry, subscription), parent_id
+                    )
                 else:
-                    message_id = await self.poster.post_header(channel_id, self._header_from(entry, subscription))
+                    message_id = await self.poster.post_header(
+                        channel_id, self._header_from(entry, subscription)
+                    )
             except Exception as exc:
                 error = f"{entry.item}: {type(exc).__name__}: {exc}"[:500]
                 bound.warning("digest.post_failed", item=entry.item, error=error)
@@ -368,7 +382,9 @@ class DigestService:
         liked: list[Paper] = []
         disliked: list[Paper] = []
         if self.settings.feedback_history:
-            feedback = await self.repo.channel_feedback(subscription.channel_id, self.settings.feedback_history)
+            feedback = await self.repo.channel_feedback(
+                subscription.channel_id, self.settings.feedback_history
+            )
             stored = await self.search.index.fetch_papers([*feedback.liked, *feedback.disliked])
             liked = [stored[p] for p in feedback.liked if p in stored]
             disliked = [stored[p] for p in feedback.disliked if p in stored]

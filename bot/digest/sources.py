@@ -16,7 +16,7 @@ import structlog
 
 from bot.config import SourceSettings
 from bot.db.records import SubscriptionSettings
-from bot.ingest.fetch import fetch_source
+from bot.ingest.fetch import DEFAULT_RETRY, RetryPolicy, fetch_source
 from bot.ingest.merge import dedupe
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import ParseResult
@@ -28,11 +28,13 @@ SourceFetcher = Callable[[str], Awaitable[ParseResult]]
 Clock = Callable[[], float]
 
 
-def live_fetcher(settings: SourceSettings, *, arxiv_max_results: int = 300) -> SourceFetcher:
+def live_fetcher(
+    settings: SourceSettings, *, arxiv_max_results: int = 300, retry: RetryPolicy = DEFAULT_RETRY
+) -> SourceFetcher:
     """Fetch `hf:DATE` / `arxiv:CATEGORY` over HTTP (see bot.ingest.fetch)."""
 
     async def fetch(spec: str) -> ParseResult:
-        return await fetch_source(spec, settings, max_results=arxiv_max_results)
+        return await fetch_source(spec, settings, max_results=arxiv_max_results, retry=retry)
 
     return fetch
 
@@ -113,7 +115,9 @@ class SourceLoader:
         return select_day(batches, digest_date, arxiv_lookback_days=arxiv_lookback_days)
 
 
-def select_day(batches: Sequence[SourceBatch], digest_date: dt.date, *, arxiv_lookback_days: int) -> DayPapers:
+def select_day(
+    batches: Sequence[SourceBatch], digest_date: dt.date, *, arxiv_lookback_days: int
+) -> DayPapers:
     """HF daily lists are already the day's; arXiv papers count if first submitted within the lookback."""
     earliest = digest_date - dt.timedelta(days=arxiv_lookback_days)
     kept: list[Paper] = []
@@ -125,10 +129,14 @@ def select_day(batches: Sequence[SourceBatch], digest_date: dt.date, *, arxiv_lo
             per_source[batch.spec] = 0
             continue
         if batch.spec.startswith("arxiv:"):
-            papers = [p for p in batch.papers if p.published is not None and earliest <= p.published <= digest_date]
+            papers = [
+                p for p in batch.papers if p.published is not None and earliest <= p.published <= digest_date
+            ]
         else:
             papers = list(batch.papers)
         per_source[batch.spec] = len(papers)
         kept.extend(papers)
     distinct, repeated = dedupe(kept)
-    return DayPapers(papers=distinct, fetched=len(kept), repeated=repeated, per_source=per_source, errors=errors)
+    return DayPapers(
+        papers=distinct, fetched=len(kept), repeated=repeated, per_source=per_source, errors=errors
+    )

@@ -109,7 +109,9 @@ class SummaryService:
         cached = await self._repo.cached_summaries(
             [p.paper_id for p in unique], prompt_version=self.prompt_version, model=self.model
         )
-        results = {pid: Summary(pid, text, is_fallback=False, from_cache=True) for pid, text in cached.items()}
+        results = {
+            pid: Summary(pid, text, is_fallback=False, from_cache=True) for pid, text in cached.items()
+        }
         missing = [p for p in unique if p.paper_id not in results]
         generated = await asyncio.gather(*(self._shared(p) for p in missing))
         results.update({s.paper_id: s for s in generated})
@@ -145,7 +147,9 @@ class SummaryService:
             return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
         text = clean_summary(completion.text)
         if not text:
-            log.warning("digest.summary_empty", paper_id=paper.paper_id, finish_reason=completion.finish_reason)
+            log.warning(
+                "digest.summary_empty", paper_id=paper.paper_id, finish_reason=completion.finish_reason
+            )
             return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
         await self._repo.store_summary(
             paper.paper_id, prompt_version=self.prompt_version, model=self.model, text=text

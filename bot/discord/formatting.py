@@ -9,6 +9,7 @@ import discord
 
 from bot.models import Paper
 from bot.rag.citations import Citation
+from bot.rag.iter_retgen import Answer
 
 NO_MENTIONS = discord.AllowedMentions.none()
 MESSAGE_LIMIT = 2000
@@ -130,3 +131,12 @@ def fit_embeds(embeds: Sequence[discord.Embed]) -> list[list[discord.Embed]]:
         else:
             groups.append([embed])
     return groups
+
+
+def answer_messages(answer: Answer) -> list[tuple[str, list[discord.Embed]]]:
+    """The answer as Discord messages: text split at 2000 characters, Sources embed on the last one."""
+    chunks = split_message(answer.text) or ["…"]
+    messages: list[tuple[str, list[discord.Embed]]] = [(chunk, []) for chunk in chunks]
+    if answer.citations:
+        messages[-1][1].append(sources_embed(answer.citations, cited=answer.cited))
+    return messages

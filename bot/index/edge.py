@@ -96,7 +96,7 @@ class EdgePaperIndex(PaperIndex):
                 self._shard = qe.EdgeShard.create(str(self._path), config)
                 for name, kind in PAYLOAD_INDEXES.items():
                     self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
-        except (OSError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # qdrant_edge raises a bare Exception for a locked or corrupt store
             raise IndexUnavailableError(
                 f"cannot open the embedded Qdrant store at {self._path}: {exc} "
                 "(is another paperbot process using it, or was it created with another embedding size?)"

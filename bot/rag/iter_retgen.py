@@ -75,6 +75,7 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    llm_seconds: float = 0.0  # time inside LLM calls; the rest is retrieval and prompt assembly
     fallback: bool = False  # extractive answer: the LLM was unavailable
     cannot_answer: bool = False
     # False when the model cited nothing and `citations` lists every source it was shown instead.
@@ -217,7 +218,7 @@ class AnswerService:
         except LLMError as exc:
             log.warning("rag.standalone_failed", error=str(exc))
             return question
-        self._count(result, completion.prompt_tokens, completion.completion_tokens)
+        self._count(result, completion.prompt_tokens, completion.completion_tokens, completion.seconds)
         rewritten = " ".join(completion.text.split())
         return rewritten if 3 <= len(rewritten) <= self._rag.max_question_chars else question
 
@@ -244,12 +245,13 @@ class AnswerService:
                     await stream_to.partial(text)
             assert stream.completion is not None
             completion = stream.completion
-        self._count(result, completion.prompt_tokens, completion.completion_tokens)
+        self._count(result, completion.prompt_tokens, completion.completion_tokens, completion.seconds)
         return completion.text.strip()
 
     @staticmethod
-    def _count(result: Answer, prompt_tokens: int, completion_tokens: int) -> None:
+    def _count(result: Answer, prompt_tokens: int, completion_tokens: int, seconds: float) -> None:
         result.llm_calls += 1
+        result.llm_seconds += seconds
         result.prompt_tokens += prompt_tokens
         result.completion_tokens += completion_tokens
 

@@ -147,7 +147,7 @@ class InteractionBuilder:
                 f"registered: {known}. Did the bot sync its command tree?"
             )
         resolved: dict[str, dict[str, Any]] = {}
-        definitions = (command or {}).get("options")
+        definitions = command.get("options", []) if command else None  # None: nothing to check against
         option_list = self._options(
             parts[1:], options, definitions, resolved, focused, guild_id=guild_id, where=parts[0]
         )

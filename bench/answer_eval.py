@@ -1,0 +1,144 @@
+"""Answer quality of Iter-RetGen over the 48 seed papers, for T = 1, 2, 3 in one run, with the local LLM.
+
+Questions: bench/data/seed_questions.jsonl (single- and multi-paper; expected papers by title).
+Reports per T: source recall (expected papers among the final Sources), citation precision (cited [n]
+that are expected papers), LLM calls, tokens and seconds per question; plus the non-LLM overhead per
+iteration (retrieval + prompt assembly) measured with a zero-latency scripted LLM at 10k papers.
+
+    .venv/bin/python bench/answer_eval.py [--iterations 1,2,3] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, SHARED, open_full_index
+
+QUESTIONS = ROOT / "bench" / "data" / "seed_questions.jsonl"
+
+
+async def build_seed_index(embedder, path: Path):  # type: ignore[no-untyped-def]
+    from bot.config import TokenizerSettings
+    from bot.index.edge import EdgePaperIndex
+    from bot.ingest.pipeline import Ingestor
+    from bot.ingest.sources import parse_path
+
+    index = EdgePaperIndex(path)
+    await index.ensure_collection(embedder.dimensions)
+    papers = parse_path(SHARED / "seed" / "000_c48a4a4dc127d178.txt").papers
+    await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
+    return index
+
+
+async def quality(args: argparse.Namespace, embedder) -> dict[int, dict[str, float]]:  # type: ignore[no-untyped-def]
+    from bot.config import LLMSettings, RagSettings
+    from bot.llm import llm_session
+    from bot.rag.iter_retgen import AnswerService
+    from bot.search import SearchService
+
+    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()][: args.limit]
+    rows: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        index = await build_seed_index(embedder, Path(tmp) / "qdrant")
+        llm_settings = LLMSettings()
+        async with llm_session(llm_settings, ROOT / "data" / "models") as client:
+            service = AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
+            for t in args.iterations:
+                recall, precision_hits, cited_total = [], 0, 0
+                calls, tokens, seconds, fallbacks, cannot = [], [], [], 0, 0
+                for item in questions:
+                    answer = await service.answer(item["q"], iterations=t)
+                    expected = set(item["expected"])
+                    final_titles = {s.paper.title for s in answer.trace[-1].sources} if answer.trace else set()
+                    recall.append(len(expected & final_titles) / len(expected))
+                    if answer.cited:
+                        cited_total += len(answer.citations)
+                        precision_hits += sum(c.title in expected for c in answer.citations)
+                    calls.append(answer.llm_calls)
+                    tokens.append(answer.prompt_tokens + answer.completion_tokens)
+                    seconds.append(answer.seconds)
+                    fallbacks += answer.fallback
+                    cannot += answer.cannot_answer
+                    if args.verbose:
+                        print(f"T={t} {item['q'][:60]!r} -> {answer.text[:100]!r} cites={[c.n for c in answer.citations]}")
+                rows[t] = {
+                    "source_recall": statistics.mean(recall),
+                    "citation_precision": precision_hits / cited_total if cited_total else float("nan"),
+                    "cited_answers": cited_total,
+                    "llm_calls": statistics.mean(calls),
+                    "tokens": statistics.mean(tokens),
+                    "seconds": statistics.mean(seconds),
+                    "fallbacks": fallbacks,
+                    "cannot_answer": cannot,
+                }
+        await index.close()
+    return rows
+
+
+async def overhead(embedder) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """Retrieval + prompt assembly per iteration at 10k papers, with a zero-latency scripted LLM."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from bot.config import LLMSettings, RagSettings
+    from bot.llm.client import LLMClient
+    from bot.rag.iter_retgen import AnswerService
+    from bot.search import SearchService
+    from tests.support.scripted_llm import ScriptedLLMServer
+
+    index = await open_full_index(embedder)
+    papers = await index.count_papers()
+    questions = [json.loads(line)["q"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    async with ScriptedLLMServer(responder=lambda body: "Reasoning: r [1]\nAnswer: a [1]") as server:
+        client = LLMClient(base_url=server.base_url, api_key=None, model="zero", api_mode="completions",
+                           timeout_s=10, max_retries=0)
+        llm_settings = LLMSettings(OPENAI_BASE_URL=server.base_url)
+        service = AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
+        await service.answer(questions[0])  # warm-up
+        per_iteration = []
+        for q in questions:
+            answer = await service.answer(q, iterations=2)
+            per_iteration.append((answer.seconds - answer.llm_seconds) / answer.iterations)
+        await client.aclose()
+    await index.close()
+    return statistics.median(per_iteration), max(per_iteration), papers
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--iterations", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+
+    from bot.embedding import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    median_ms, worst_ms, papers = await overhead(embedder)
+    print(f"non-LLM overhead per iteration at {papers} papers (retrieval + prompt assembly, "
+          f"zero-latency scripted LLM): median {median_ms*1000:.1f} ms, max {worst_ms*1000:.1f} ms "
+          f"(target <= 50 ms): {'PASS' if median_ms <= 0.050 else 'FAIL'}")
+    if args.skip_quality:
+        return
+    rows = await quality(args, embedder)
+    print("| T | source recall | citation precision | cited | LLM calls/q | tokens/q | s/q | fallbacks | can't answer |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for t, r in rows.items():
+        print(f"| {t} | {r['source_recall']:.3f} | {r['citation_precision']:.3f} | {int(r['cited_answers'])} | "
+              f"{r['llm_calls']:.1f} | {r['tokens']:.0f} | {r['seconds']:.1f} | {int(r['fallbacks'])} | "
+              f"{int(r['cannot_answer'])} |")
+    if 1 in rows and 2 in rows:
+        ok = rows[2]["source_recall"] >= rows[1]["source_recall"]
+        print(f"T=2 source recall >= T=1: {'PASS' if ok else 'FAIL'}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

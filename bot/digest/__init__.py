@@ -1,0 +1,56 @@
+"""Scheduled digests: per-channel picks, LLM summaries, exactly-once posting, catch-up and status.
+
+Build with `build_digest_service`; the Discord layer implements `DigestPoster`.
+"""
+
+from __future__ import annotations
+
+from bot.config import Settings
+from bot.db.repository import Repository
+from bot.digest.poster import DigestHeader, DigestPoster, PaperPost, digest_marker, item_marker, parse_marker
+from bot.digest.service import DigestPreview, DigestService, RunOutcome
+from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
+from bot.digest.summaries import SummaryService
+from bot.llm import LLMClient
+from bot.services import Services
+
+__all__ = [
+    "DigestHeader",
+    "DigestPoster",
+    "DigestPreview",
+    "DigestService",
+    "PaperPost",
+    "RunOutcome",
+    "build_digest_service",
+    "digest_marker",
+    "item_marker",
+    "parse_marker",
+]
+
+
+def build_digest_service(
+    settings: Settings,
+    services: Services,
+    repo: Repository,
+    llm: LLMClient | None,
+    *,
+    poster: DigestPoster | None = None,
+    fetch: SourceFetcher | None = None,
+) -> DigestService:
+    """Wire the digest service from the shared services (`fetch` defaults to the live HF/arXiv APIs)."""
+    digest = settings.digest
+    loader = SourceLoader(
+        fetch or live_fetcher(settings.sources, arxiv_max_results=digest.arxiv_max_results),
+        services.ingestor,
+        ttl_s=digest.source_cache_s,
+    )
+    summaries = SummaryService(
+        repo,
+        llm,
+        concurrency=digest.summary_concurrency,
+        max_tokens=digest.summary_max_tokens,
+        encoding=settings.tokenizer.encoding,
+    )
+    return DigestService(
+        repo=repo, search=services.search, sources=loader, summaries=summaries, settings=digest, poster=poster
+    )

@@ -1,0 +1,64 @@
+"""/paper: a paper card from an arXiv id or an arxiv.org / huggingface.co/papers link — nothing else."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord.cogs.search import paper_summary
+from bot.discord.errors import UserFacingError
+from bot.discord.formatting import NO_MENTIONS, paper_embed
+from bot.models import parse_arxiv_id
+
+if TYPE_CHECKING:
+    from bot.discord.bot import PaperBotBase
+
+ALLOWED_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.co", "www.huggingface.co"}
+_HF_PAPER_PATH = re.compile(r"^/papers/(?P<id>[^/?#]+)/?$")
+_ARXIV_PATH = re.compile(r"^/(?:abs|pdf)/(?P<id>[^?#]+?)(?:\.pdf)?/?$")
+
+
+def paper_id_from_input(raw: str) -> str:
+    """The arXiv id (no version) from an id or an allowed link; UserFacingError for anything else."""
+    text = raw.strip().strip("<>")
+    if not text:
+        raise UserFacingError("Give an arXiv id (2405.15738) or an arxiv.org / huggingface.co/papers link.")
+    if "://" in text or text.startswith(("arxiv.org", "www.", "huggingface.co")):
+        parts = urlsplit(text if "://" in text else f"https://{text}")
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or host not in ALLOWED_HOSTS:
+            raise UserFacingError("Only arxiv.org and huggingface.co/papers links are accepted.")
+        pattern = _HF_PAPER_PATH if "huggingface" in host else _ARXIV_PATH
+        match = pattern.match(parts.path)
+        if not match:
+            raise UserFacingError("That link is not an arXiv abstract/PDF or a Hugging Face paper page.")
+        text = match.group("id")
+    parsed = parse_arxiv_id(text)
+    if parsed is None:
+        raise UserFacingError(f"`{raw[:80]}` is not an arXiv id (expected something like 2405.15738 or 2405.15738v2).")
+    return parsed[0]
+
+
+class PaperCog(commands.Cog, name="Paper"):
+    def __init__(self, bot: PaperBotBase) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="paper", description="Show a paper card with its summary")
+    @app_commands.describe(id_or_url="arXiv id, arxiv.org link or huggingface.co/papers link")
+    async def paper(self, interaction: discord.Interaction, id_or_url: app_commands.Range[str, 1, 300]) -> None:
+        paper_id = paper_id_from_input(id_or_url)
+        await interaction.response.defer(thinking=True)
+        paper = (await self.bot.services.index.fetch_papers([paper_id])).get(paper_id)
+        if paper is None:
+            await interaction.followup.send(
+                f"arXiv:{paper_id} isn't in paperbot's index yet (it knows papers from the ingested sources).",
+                allowed_mentions=NO_MENTIONS,
+            )
+            return
+        summary = await paper_summary(self.bot, paper)
+        await interaction.followup.send(embed=paper_embed(paper, summary=summary), allowed_mentions=NO_MENTIONS)

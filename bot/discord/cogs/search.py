@@ -1,0 +1,157 @@
+"""/search and the buttons under its results (which keep working after a restart)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord.cogs.ask import answer_interaction
+from bot.discord.errors import UserFacingError, report_interaction_error
+from bot.discord.formatting import NO_MENTIONS, fit_embeds, paper_embed
+from bot.index import SearchFilter
+from bot.models import Paper
+
+if TYPE_CHECKING:
+    from bot.discord.bot import PaperBotBase
+
+MAX_RESULTS = 10
+ROWS_WITH_BUTTONS = 5  # Discord allows 5 rows of components per message
+_RELATIVE = re.compile(r"^(\d{1,4})\s*([dwmy])$")
+
+
+def parse_since(value: str | None, today: dt.date | None = None) -> dt.date | None:
+    """`2026-08-01`, or a span back from today: `7d`, `2w`, `3m`, `1y`."""
+    if not value:
+        return None
+    text = value.strip().lower()
+    match = _RELATIVE.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        days = amount * {"d": 1, "w": 7, "m": 30, "y": 365}[unit]
+        return (today or dt.date.today()) - dt.timedelta(days=days)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UserFacingError(f"`since` must be a date like 2026-08-01 or a span like 7d, 2w, 3m; got `{value}`") from None
+
+
+async def paper_summary(bot: PaperBotBase, paper: Paper) -> str:
+    summaries = bot.services.summaries
+    if summaries is None:
+        return paper.ai_summary or paper.abstract
+    summary = (await summaries.summarize([paper]))[paper.paper_id]
+    return summary.text + ("\n-# (first sentences of the abstract; the summarizer is unavailable)"
+                           if summary.is_fallback else "")
+
+
+class PaperButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pb:(?P<action>sum|ask|sim):(?P<pid>.{1,90})"):
+    LABELS = {"sum": "Summarize", "ask": "Ask about this", "sim": "Similar papers"}
+
+    def __init__(self, action: str, paper_id: str, rank: int | None = None) -> None:
+        label = self.LABELS[action] + (f" #{rank}" if rank is not None else "")
+        super().__init__(
+            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=f"pb:{action}:{paper_id}")
+        )
+        self.action = action
+        self.paper_id = paper_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> PaperButton:
+        return cls(match["action"], match["pid"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("Search")  # type: ignore[attr-defined]
+        assert isinstance(cog, SearchCog)
+        try:
+            await cog.on_button(interaction, self.action, self.paper_id)
+        except Exception as exc:  # component errors don't reach the tree's handler
+            await report_interaction_error(interaction, exc)
+
+
+class AskAboutPaper(discord.ui.Modal, title="Ask about this paper"):
+    question: discord.ui.TextInput[Any] = discord.ui.TextInput(
+        label="Your question", style=discord.TextStyle.paragraph, max_length=1000
+    )
+
+    def __init__(self, cog: SearchCog, paper: Paper) -> None:
+        super().__init__()
+        self.cog = cog
+        self.paper = paper
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await answer_interaction(
+            self.cog.bot, interaction, str(self.question.value), private=True,
+            search_filter=SearchFilter(paper_ids=(self.paper.paper_id,)),
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        await report_interaction_error(interaction, error)
+
+
+def results_view(papers: list[Paper]) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for rank, paper in enumerate(papers[:ROWS_WITH_BUTTONS], 1):
+        for action in ("sum", "ask", "sim"):
+            view.add_item(PaperButton(action, paper.paper_id, rank).item)
+    for row, item in enumerate(view.children):
+        item.row = row // 3  # type: ignore[attr-defined]
+    return view
+
+
+class SearchCog(commands.Cog, name="Search"):
+    def __init__(self, bot: PaperBotBase) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="search", description="Find papers by topic (keyword + semantic search)")
+    @app_commands.describe(query="What to look for", since="Only papers since a date (2026-08-01) or span (7d, 2w)",
+                           limit="How many papers (1-10)", private="Only you see the results")
+    async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500],
+                     since: str | None = None, limit: app_commands.Range[int, 1, MAX_RESULTS] = 5,
+                     private: bool = False) -> None:
+        since_date = parse_since(since)
+        await interaction.response.defer(thinking=True, ephemeral=private)
+        result = await self.bot.services.search.search(query, limit=limit, since=since_date)
+        await self._send_results(interaction, result.hits and [h.paper for h in result.hits], private,
+                                 empty=f"No papers found for “{query}”" + (f" since {since_date}" if since_date else "") + ".")
+
+    async def _send_results(self, interaction: discord.Interaction, papers: list[Paper] | list[Any],
+                            private: bool, *, empty: str) -> None:
+        if not papers:
+            await interaction.followup.send(empty, ephemeral=private, allowed_mentions=NO_MENTIONS)
+            return
+        embeds = [paper_embed(p, footer=f"#{rank} · {p.paper_id}") for rank, p in enumerate(papers, 1)]
+        groups = fit_embeds(embeds)
+        for index, group in enumerate(groups):
+            last = index == len(groups) - 1
+            kwargs: dict[str, Any] = {"view": results_view(papers)} if last else {}
+            await interaction.followup.send(embeds=group, ephemeral=private, allowed_mentions=NO_MENTIONS, **kwargs)
+
+    async def on_button(self, interaction: discord.Interaction, action: str, paper_id: str) -> None:
+        papers = await self.bot.services.index.fetch_papers([paper_id])
+        paper = papers.get(paper_id)
+        if paper is None:
+            raise UserFacingError("That paper is no longer in the index.")
+        if action == "ask":
+            await interaction.response.send_modal(AskAboutPaper(self, paper))
+            return
+        if action == "sum":
+            self.bot.check_rate(interaction.user.id, interaction.guild_id)
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            summary = await paper_summary(self.bot, paper)
+            await interaction.followup.send(embed=paper_embed(paper, summary=summary), ephemeral=True,
+                                            allowed_mentions=NO_MENTIONS)
+            return
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        result = await self.bot.services.search.search_chunks(
+            f"{paper.title}\n{paper.abstract}", limit=15,
+            search_filter=SearchFilter(exclude_paper_ids=(paper.paper_id,)),
+        )
+        similar = list({h.paper.paper_id: h.paper for h in result}.values())[:5]
+        await self._send_results(interaction, similar, True, empty="No similar papers found.")
