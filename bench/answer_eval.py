@@ -15,7 +15,6 @@ import asyncio
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from common import ROOT, SHARED, open_full_index
@@ -42,7 +41,9 @@ async def quality(args: argparse.Namespace, embedder) -> dict[int, dict[str, flo
     from bot.rag.iter_retgen import AnswerService
     from bot.search import SearchService
 
-    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()][: args.limit]
+    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()][
+        : args.limit
+    ]
     rows: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         index = await build_seed_index(embedder, Path(tmp) / "qdrant")
@@ -55,7 +56,9 @@ async def quality(args: argparse.Namespace, embedder) -> dict[int, dict[str, flo
                 for item in questions:
                     answer = await service.answer(item["q"], iterations=t)
                     expected = set(item["expected"])
-                    final_titles = {s.paper.title for s in answer.trace[-1].sources} if answer.trace else set()
+                    final_titles = (
+                        {s.paper.title for s in answer.trace[-1].sources} if answer.trace else set()
+                    )
                     recall.append(len(expected & final_titles) / len(expected))
                     if answer.cited:
                         cited_total += len(answer.citations)
@@ -66,7 +69,10 @@ async def quality(args: argparse.Namespace, embedder) -> dict[int, dict[str, flo
                     fallbacks += answer.fallback
                     cannot += answer.cannot_answer
                     if args.verbose:
-                        print(f"T={t} {item['q'][:60]!r} -> {answer.text[:100]!r} cites={[c.n for c in answer.citations]}")
+                        print(
+                            f"T={t} {item['q'][:60]!r} -> {answer.text[:100]!r} "
+                            f"cites={[c.n for c in answer.citations]}"
+                        )
                 rows[t] = {
                     "source_recall": statistics.mean(recall),
                     "citation_precision": precision_hits / cited_total if cited_total else float("nan"),
@@ -96,8 +102,14 @@ async def overhead(embedder) -> tuple[float, float, int]:  # type: ignore[no-unt
     papers = await index.count_papers()
     questions = [json.loads(line)["q"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
     async with ScriptedLLMServer(responder=lambda body: "Reasoning: r [1]\nAnswer: a [1]") as server:
-        client = LLMClient(base_url=server.base_url, api_key=None, model="zero", api_mode="completions",
-                           timeout_s=10, max_retries=0)
+        client = LLMClient(
+            base_url=server.base_url,
+            api_key=None,
+            model="zero",
+            api_mode="completions",
+            timeout_s=10,
+            max_retries=0,
+        )
         llm_settings = LLMSettings(OPENAI_BASE_URL=server.base_url)
         service = AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
         await service.answer(questions[0])  # warm-up
@@ -122,18 +134,25 @@ async def main() -> None:
 
     embedder = LocalEmbedder()
     median_ms, worst_ms, papers = await overhead(embedder)
-    print(f"non-LLM overhead per iteration at {papers} papers (retrieval + prompt assembly, "
-          f"zero-latency scripted LLM): median {median_ms*1000:.1f} ms, max {worst_ms*1000:.1f} ms "
-          f"(target <= 50 ms): {'PASS' if median_ms <= 0.050 else 'FAIL'}")
+    print(
+        f"non-LLM overhead per iteration at {papers} papers (retrieval + prompt assembly, "
+        f"zero-latency scripted LLM): median {median_ms * 1000:.1f} ms, max {worst_ms * 1000:.1f} ms "
+        f"(target <= 50 ms): {'PASS' if median_ms <= 0.050 else 'FAIL'}"
+    )
     if args.skip_quality:
         return
     rows = await quality(args, embedder)
-    print("| T | source recall | citation precision | cited | LLM calls/q | tokens/q | s/q | fallbacks | can't answer |")
+    print(
+        "| T | source recall | citation precision | cited | LLM calls/q | tokens/q | s/q | fallbacks "
+        "| can't answer |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for t, r in rows.items():
-        print(f"| {t} | {r['source_recall']:.3f} | {r['citation_precision']:.3f} | {int(r['cited_answers'])} | "
-              f"{r['llm_calls']:.1f} | {r['tokens']:.0f} | {r['seconds']:.1f} | {int(r['fallbacks'])} | "
-              f"{int(r['cannot_answer'])} |")
+        print(
+            f"| {t} | {r['source_recall']:.3f} | {r['citation_precision']:.3f} | {int(r['cited_answers'])} | "
+            f"{r['llm_calls']:.1f} | {r['tokens']:.0f} | {r['seconds']:.1f} | {int(r['fallbacks'])} | "
+            f"{int(r['cannot_answer'])} |"
+        )
     if 1 in rows and 2 in rows:
         ok = rows[2]["source_recall"] >= rows[1]["source_recall"]
         print(f"T=2 source recall >= T=1: {'PASS' if ok else 'FAIL'}")

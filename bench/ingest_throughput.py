@@ -32,9 +32,13 @@ async def main() -> None:
 
     papers = parse_path(HF_FILES[0]).papers[: args.papers]
     tokenizer = TokenizerSettings()
-    texts = [c.text for p in papers for c in chunk_paper(p, max_tokens=tokenizer.chunk_tokens,
-                                                           overlap=tokenizer.chunk_overlap,
-                                                           encoding=tokenizer.encoding)]
+    texts = [
+        c.text
+        for p in papers
+        for c in chunk_paper(
+            p, max_tokens=tokenizer.chunk_tokens, overlap=tokenizer.chunk_overlap, encoding=tokenizer.encoding
+        )
+    ]
     embedder = LocalEmbedder()
     embedder.encode(texts[:64])  # warm-up
 
@@ -61,9 +65,12 @@ async def main() -> None:
     print(f"{len(papers)} papers, {len(texts)} chunks; best of 2 alternating runs")
     print("| path | seconds | papers/s |")
     print("|---|---|---|")
-    print(f"| raw model.encode on the same chunk texts | {raw:.1f} | {len(papers)/raw:.1f} |")
-    print(f"| full ingest pipeline | {pipe:.1f} | {len(papers)/pipe:.1f} |")
-    print(f"pipeline overhead: {overhead*100:.1f} % (target <= 15 %): {'PASS' if overhead <= 0.15 else 'FAIL'}")
+    print(f"| raw model.encode on the same chunk texts | {raw:.1f} | {len(papers) / raw:.1f} |")
+    print(f"| full ingest pipeline | {pipe:.1f} | {len(papers) / pipe:.1f} |")
+    print(
+        f"pipeline overhead: {overhead * 100:.1f} % (target <= 15 %): "
+        f"{'PASS' if overhead <= 0.15 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

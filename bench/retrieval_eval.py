@@ -57,8 +57,12 @@ async def main() -> None:
                 r5 += rank <= 5
                 mrr += 1 / rank
         n = len(queries)
-        rows[mode] = {"recall@1": r1 / n, "recall@5": r5 / n, "mrr@10": mrr / n,
-                      "p50_ms": percentile(latencies, 0.5) * 1000}
+        rows[mode] = {
+            "recall@1": r1 / n,
+            "recall@5": r5 / n,
+            "mrr@10": mrr / n,
+            "p50_ms": percentile(latencies, 0.5) * 1000,
+        }
     await index.close()
 
     names = {"sparse": "BM25 only", "dense": "dense only", "hybrid": "hybrid (RRF)"}
@@ -66,8 +70,10 @@ async def main() -> None:
     print("| retriever | Recall@1 | Recall@5 | MRR@10 | p50 ms |")
     print("|---|---|---|---|---|")
     for mode, row in rows.items():
-        print(f"| {names[mode]} | {row['recall@1']:.3f} | {row['recall@5']:.3f} | {row['mrr@10']:.3f} | "
-              f"{row['p50_ms']:.1f} |")
+        print(
+            f"| {names[mode]} | {row['recall@1']:.3f} | {row['recall@5']:.3f} | {row['mrr@10']:.3f} | "
+            f"{row['p50_ms']:.1f} |"
+        )
     best_single = max(rows["sparse"]["mrr@10"], rows["dense"]["mrr@10"])
     verdict = "PASS" if rows["hybrid"]["mrr@10"] > best_single else "FAIL"
     print(f"hybrid beats both on MRR@10: {verdict}")

@@ -26,7 +26,9 @@ def chunk_paper(paper: Paper, *, max_tokens: int, overlap: int, encoding: str) -
     for start in range(0, len(body), step):
         piece = title_prefix + body[start : start + window]
         chunks.append(
-            Chunk(paper_id=paper.paper_id, chunk_no=len(chunks), text=enc.decode(piece), token_count=len(piece))
+            Chunk(
+                paper_id=paper.paper_id, chunk_no=len(chunks), text=enc.decode(piece), token_count=len(piece)
+            )
         )
         if start + window >= len(body):
             break

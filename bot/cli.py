@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="answer a question from the stored papers (Iter-RetGen), with sources")
     ask.add_argument("question")
-    ask.add_argument("--iterations", type=int, help="retrieval-generation rounds T, 1-7 (default RAG_ITERATIONS)")
+    ask.add_argument(
+        "--iterations", type=int, help="retrieval-generation rounds T, 1-7 (default RAG_ITERATIONS)"
+    )
     ask.add_argument("--k", type=int, help="chunks retrieved per round (default RAG_TOP_K)")
     ask.add_argument("--json", action="store_true", help="print the answer and its accounting as JSON")
 
@@ -88,7 +90,9 @@ def _expand(sources: Sequence[str]) -> list[str]:
     for spec in sources:
         path = Path(spec)
         if not is_live_source(spec) and path.is_dir():
-            expanded.extend(str(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith("."))
+            expanded.extend(
+                str(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")
+            )
         else:
             expanded.append(spec)
     return expanded
@@ -139,7 +143,12 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
     return {
         "query": result.query,
         "results": [
-            {"paper_id": h.paper.paper_id, "title": h.paper.title, "score": round(h.score, 6), "url": h.paper.url}
+            {
+                "paper_id": h.paper.paper_id,
+                "title": h.paper.title,
+                "score": round(h.score, 6),
+                "url": h.paper.url,
+            }
             for h in result.hits
         ],
     }

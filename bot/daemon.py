@@ -31,7 +31,7 @@ async def run_bot(settings: Settings) -> None:
         bot = create_bot(services, settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(_shutdown(bot, s)))
+            loop.add_signal_handler(sig, _request_shutdown, bot, sig)
         try:
             async with bot:
                 await bot.start(token)
@@ -42,6 +42,10 @@ async def run_bot(settings: Settings) -> None:
                 "the message-content intent is not enabled for this bot in the developer portal; enable it "
                 "or set DISCORD_MESSAGE_CONTENT_INTENT=false"
             ) from exc
+
+
+def _request_shutdown(bot: discord.Client, sig: signal.Signals) -> None:
+    asyncio.ensure_future(_shutdown(bot, sig))
 
 
 async def _shutdown(bot: discord.Client, sig: signal.Signals) -> None:

@@ -50,7 +50,7 @@ class LocalEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self._model = SentenceTransformer(str(get_model_path()), device="cpu")
-        self.dimensions = int(self._model.get_embedding_dimension())
+        self.dimensions = int(self._model.get_embedding_dimension() or 384)
         self._batch_size = batch_size
         # One inference at a time: torch already uses every core for a batch.
         self._lock = asyncio.Lock()

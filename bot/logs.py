@@ -58,7 +58,9 @@ def configure_logging(core: CoreSettings, secrets: Iterable[str] = (), *, stream
     ]
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(level if isinstance(level, int) else logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            level if isinstance(level, int) else logging.INFO
+        ),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
@@ -66,7 +68,11 @@ def configure_logging(core: CoreSettings, secrets: Iterable[str] = (), *, stream
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, SecretScrubber(secrets), renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                SecretScrubber(secrets),
+                renderer,
+            ],
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         )
     )

@@ -59,6 +59,8 @@ async def open_services(settings: Settings, *, with_llm: bool = False) -> AsyncI
             embedder=embedder,
             ingestor=Ingestor(index, embedder, settings.tokenizer),
             search=search,
-            answers=AnswerService(search, llm, settings.rag, settings.llm, encoding=settings.tokenizer.encoding),
+            answers=AnswerService(
+                search, llm, settings.rag, settings.llm, encoding=settings.tokenizer.encoding
+            ),
             llm=llm,
         )

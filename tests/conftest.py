@@ -26,8 +26,21 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tikto
 pytest_plugins = ["tests.support.scripted_llm", "tests.fakediscord.plugin"]
 
 # Settings must never come from a developer's .env or shell during tests.
-_SETTING_PREFIXES = ("PAPERBOT_", "QDRANT_", "EMBEDDING_", "TOKENIZER_", "SOURCES_", "RAG_", "LLM_", "OPENAI_",
-                     "LOCAL_LLM_", "DISCORD_", "DIGEST_", "DATABASE_", "HEALTH_")
+_SETTING_PREFIXES = (
+    "PAPERBOT_",
+    "QDRANT_",
+    "EMBEDDING_",
+    "TOKENIZER_",
+    "SOURCES_",
+    "RAG_",
+    "LLM_",
+    "OPENAI_",
+    "LOCAL_LLM_",
+    "DISCORD_",
+    "DIGEST_",
+    "DATABASE_",
+    "HEALTH_",
+)
 
 
 @pytest.fixture(autouse=True)

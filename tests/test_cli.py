@@ -41,7 +41,9 @@ def test_ingest_twice_adds_nothing_and_search_json_contract(
     assert code == EXIT_OK and "new 0 /" in out and "duplicates 48" in out
 
     queries = tmp_path / "q.jsonl"
-    queries.write_text('{"q": "memory efficient transfer learning", "target": "x"}\n\n{"q": "video generation"}\n')
+    queries.write_text(
+        '{"q": "memory efficient transfer learning", "target": "x"}\n\n{"q": "video generation"}\n'
+    )
     code, out, _ = run(capsys, "search", "--json", "--limit", "4", "--queries-file", str(queries))
     assert code == EXIT_OK
     lines = [json.loads(line) for line in out.splitlines()]

@@ -27,15 +27,31 @@ def fake_vector(text: str) -> list[float]:
 
 
 PAPERS = [
-    Paper(paper_id="2401.00001", arxiv_id="2401.00001", title="Graph neural networks for molecules",
-          abstract="We predict molecular properties with message passing.", categories=["cs.LG"],
-          published=dt.date(2024, 1, 2)),
-    Paper(paper_id="2402.00002", arxiv_id="2402.00002", title="Reasoning in large language models",
-          abstract="Chain of thought prompting improves arithmetic reasoning.", categories=["cs.CL"],
-          published=dt.date(2024, 2, 3), sources=["hf", "arxiv"]),
-    Paper(paper_id="2403.00003", arxiv_id="2403.00003", title="Diffusion models for video generation",
-          abstract="A video diffusion transformer generates long clips.", categories=["cs.CV"],
-          published=dt.date(2024, 3, 4)),
+    Paper(
+        paper_id="2401.00001",
+        arxiv_id="2401.00001",
+        title="Graph neural networks for molecules",
+        abstract="We predict molecular properties with message passing.",
+        categories=["cs.LG"],
+        published=dt.date(2024, 1, 2),
+    ),
+    Paper(
+        paper_id="2402.00002",
+        arxiv_id="2402.00002",
+        title="Reasoning in large language models",
+        abstract="Chain of thought prompting improves arithmetic reasoning.",
+        categories=["cs.CL"],
+        published=dt.date(2024, 2, 3),
+        sources=["hf", "arxiv"],
+    ),
+    Paper(
+        paper_id="2403.00003",
+        arxiv_id="2403.00003",
+        title="Diffusion models for video generation",
+        abstract="A video diffusion transformer generates long clips.",
+        categories=["cs.CV"],
+        published=dt.date(2024, 3, 4),
+    ),
 ]
 
 
@@ -54,7 +70,10 @@ async def load(index: PaperIndex) -> None:
 
 async def ask(index: PaperIndex, text: str, mode: str = "hybrid", **flt: object) -> list[str]:
     hits = await index.query(
-        dense=fake_vector(text), sparse=sparse_query(text), mode=mode, limit=3,  # type: ignore[arg-type]
+        dense=fake_vector(text),
+        sparse=sparse_query(text),
+        mode=mode,
+        limit=3,  # type: ignore[arg-type]
         search_filter=SearchFilter(**flt),  # type: ignore[arg-type]
     )
     return [h.paper.paper_id for h in hits]

@@ -55,14 +55,19 @@ async def test_search_finds_known_papers_by_their_content(services) -> None:  # 
 
 
 async def test_hf_and_arxiv_records_merge_into_one(services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    ingestor, search, index = services
+    ingestor, _, index = services
     hf = parse_path(SHARED_DATA / "hf_daily_papers" / "raw_api_daily_papers_2026-08-18.json").papers[:3]
     target = hf[0]
     listing = tmp_path / "arxiv_cs_2026-08-18.jsonl"
     record = {
-        "id": target.arxiv_id, "categories": ["cs.AI", "cs.CL"], "pdf": f"https://arxiv.org/pdf/{target.arxiv_id}",
-        "abs": f"https://arxiv.org/abs/{target.arxiv_id}", "authors": ["A. Author"], "title": target.title,
-        "comment": None, "summary": "An abstract.",
+        "id": target.arxiv_id,
+        "categories": ["cs.AI", "cs.CL"],
+        "pdf": f"https://arxiv.org/pdf/{target.arxiv_id}",
+        "abs": f"https://arxiv.org/abs/{target.arxiv_id}",
+        "authors": ["A. Author"],
+        "title": target.title,
+        "comment": None,
+        "summary": "An abstract.",
     }
     listing.write_text(json.dumps(record) + "\n")
     await ingestor.ingest(hf)
@@ -77,10 +82,22 @@ async def test_hf_and_arxiv_records_merge_into_one(services, tmp_path: Path) -> 
 
 async def test_newer_version_replaces_the_stored_text(services) -> None:  # type: ignore[no-untyped-def]
     ingestor, search, index = services
-    v1 = Paper(paper_id="2501.00001", arxiv_id="2501.00001", version=1, title="Old title about cats",
-               abstract="We study cats.", published=dt.date(2025, 1, 1), sources=["arxiv"])
-    v2 = v1.model_copy(update={"version": 2, "title": "New title about quantum error correction",
-                               "abstract": "We study surface codes for quantum error correction."})
+    v1 = Paper(
+        paper_id="2501.00001",
+        arxiv_id="2501.00001",
+        version=1,
+        title="Old title about cats",
+        abstract="We study cats.",
+        published=dt.date(2025, 1, 1),
+        sources=["arxiv"],
+    )
+    v2 = v1.model_copy(
+        update={
+            "version": 2,
+            "title": "New title about quantum error correction",
+            "abstract": "We study surface codes for quantum error correction.",
+        }
+    )
     await ingestor.ingest([v1])
     report = await ingestor.ingest([v2])
     assert (report.new, report.updated) == (0, 1)
@@ -95,10 +112,18 @@ async def test_newer_version_replaces_the_stored_text(services) -> None:  # type
 
 async def test_date_filter_applies_to_search(services) -> None:  # type: ignore[no-untyped-def]
     ingestor, search, _ = services
-    old = Paper(paper_id="a", title="Sparse attention for long documents", abstract="Sparse attention.",
-                published=dt.date(2020, 5, 1))
-    new = Paper(paper_id="b", title="Sparse attention for long videos", abstract="Sparse attention.",
-                published=dt.date(2025, 5, 1))
+    old = Paper(
+        paper_id="a",
+        title="Sparse attention for long documents",
+        abstract="Sparse attention.",
+        published=dt.date(2020, 5, 1),
+    )
+    new = Paper(
+        paper_id="b",
+        title="Sparse attention for long videos",
+        abstract="Sparse attention.",
+        published=dt.date(2025, 5, 1),
+    )
     await ingestor.ingest([old, new])
     hits = (await search.search("sparse attention", since=dt.date(2024, 1, 1))).hits
     assert [h.paper.paper_id for h in hits] == ["b"]

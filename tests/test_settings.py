@@ -50,8 +50,14 @@ def test_open_index_picks_the_backend_from_settings(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("RAG_ITERATIONS", "8"), ("RAG_ITERATIONS", "0"), ("TOKENIZER_CHUNK_OVERLAP", "600"),
-     ("EMBEDDING_BACKEND", "fastembed"), ("TOKENIZER_ENCODING", "gpt2"), ("QDRANT_SHARD_NUMBER", "0")],
+    [
+        ("RAG_ITERATIONS", "8"),
+        ("RAG_ITERATIONS", "0"),
+        ("TOKENIZER_CHUNK_OVERLAP", "600"),
+        ("EMBEDDING_BACKEND", "fastembed"),
+        ("TOKENIZER_ENCODING", "gpt2"),
+        ("QDRANT_SHARD_NUMBER", "0"),
+    ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

@@ -53,7 +53,12 @@ class SearchFilter:
     @property
     def empty(self) -> bool:
         return not (
-            self.since or self.until or self.categories or self.sources or self.paper_ids or self.exclude_paper_ids
+            self.since
+            or self.until
+            or self.categories
+            or self.sources
+            or self.paper_ids
+            or self.exclude_paper_ids
         )
 
 

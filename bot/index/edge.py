@@ -14,6 +14,7 @@ import structlog
 from bot.index.base import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
+    RRF_K,
     SPARSE_VECTOR,
     ChunkHit,
     IndexedChunk,
@@ -22,7 +23,6 @@ from bot.index.base import (
     SearchFilter,
     SearchMode,
     SparseVec,
-    RRF_K,
     day_number,
     hit_from_payload,
 )
@@ -47,7 +47,9 @@ def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool =
                 )
             )
         if search_filter.categories:
-            must.append(qe.FieldCondition(key="categories", match=qe.MatchAny(list(search_filter.categories))))
+            must.append(
+                qe.FieldCondition(key="categories", match=qe.MatchAny(list(search_filter.categories)))
+            )
         if search_filter.sources:
             must.append(qe.FieldCondition(key="sources", match=qe.MatchAny(list(search_filter.sources))))
         if search_filter.paper_ids:
@@ -130,7 +132,7 @@ class EdgePaperIndex(PaperIndex):
         await asyncio.to_thread(self.shard.flush)
 
     async def fetch_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
-        ids = [point_id(pid, 0) for pid in paper_ids]
+        ids: list[qe.PointId] = [point_id(pid, 0) for pid in paper_ids]
         records = await asyncio.to_thread(self.shard.retrieve, ids, True, False)
         papers = [Paper.from_payload(dict(r.payload or {})) for r in records]
         return {p.paper_id: p for p in papers}
@@ -175,7 +177,7 @@ class EdgePaperIndex(PaperIndex):
                     qe.Prefetch(limit=prefetch_limit, query=dense_query, filter=flt),
                     qe.Prefetch(limit=prefetch_limit, query=sparse_query, filter=flt),
                 ],
-                query=qe.Fusion.Rrf(k=RRF_K),
+                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub omits Fusion.Rrf
                 with_payload=True,
             )
         else:

@@ -13,6 +13,7 @@ from bot.config import QdrantSettings
 from bot.index.base import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
+    RRF_K,
     SPARSE_VECTOR,
     ChunkHit,
     IndexedChunk,
@@ -21,7 +22,6 @@ from bot.index.base import (
     SearchFilter,
     SearchMode,
     SparseVec,
-    RRF_K,
     day_number,
     hit_from_payload,
 )
@@ -38,7 +38,9 @@ _READ_CONSISTENCY: dict[str, Any] = {
 }
 
 
-def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool = False) -> models.Filter | None:
+def build_filter(
+    search_filter: SearchFilter | None, *, first_chunk_only: bool = False
+) -> models.Filter | None:
     must: list[Any] = []
     must_not: list[Any] = []
     if search_filter is not None:
@@ -46,18 +48,32 @@ def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool =
             must.append(
                 models.FieldCondition(
                     key="published_day",
-                    range=models.Range(gte=day_number(search_filter.since), lte=day_number(search_filter.until)),
+                    range=models.Range(
+                        gte=day_number(search_filter.since), lte=day_number(search_filter.until)
+                    ),
                 )
             )
         if search_filter.categories:
-            must.append(models.FieldCondition(key="categories", match=models.MatchAny(any=list(search_filter.categories))))
+            must.append(
+                models.FieldCondition(
+                    key="categories", match=models.MatchAny(any=list(search_filter.categories))
+                )
+            )
         if search_filter.sources:
-            must.append(models.FieldCondition(key="sources", match=models.MatchAny(any=list(search_filter.sources))))
+            must.append(
+                models.FieldCondition(key="sources", match=models.MatchAny(any=list(search_filter.sources)))
+            )
         if search_filter.paper_ids:
-            must.append(models.FieldCondition(key="paper_id", match=models.MatchAny(any=list(search_filter.paper_ids))))
+            must.append(
+                models.FieldCondition(
+                    key="paper_id", match=models.MatchAny(any=list(search_filter.paper_ids))
+                )
+            )
         if search_filter.exclude_paper_ids:
             must_not.append(
-                models.FieldCondition(key="paper_id", match=models.MatchAny(any=list(search_filter.exclude_paper_ids)))
+                models.FieldCondition(
+                    key="paper_id", match=models.MatchAny(any=list(search_filter.exclude_paper_ids))
+                )
             )
     if first_chunk_only:
         must.append(models.FieldCondition(key="chunk_no", match=models.MatchValue(value=0)))
@@ -84,8 +100,12 @@ class ServerPaperIndex(PaperIndex):
                 return
             await self._client.create_collection(
                 self._collection,
-                vectors_config={DENSE_VECTOR: models.VectorParams(size=dense_size, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                vectors_config={
+                    DENSE_VECTOR: models.VectorParams(size=dense_size, distance=models.Distance.COSINE)
+                },
+                sparse_vectors_config={
+                    SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
                 shard_number=self._settings.shard_number,
                 replication_factor=self._settings.replication_factor,
                 write_consistency_factor=self._settings.write_consistency_factor,
@@ -104,7 +124,9 @@ class ServerPaperIndex(PaperIndex):
                 id=chunk.point_id,
                 vector={
                     DENSE_VECTOR: chunk.dense,
-                    SPARSE_VECTOR: models.SparseVector(indices=chunk.sparse.indices, values=chunk.sparse.values),
+                    SPARSE_VECTOR: models.SparseVector(
+                        indices=chunk.sparse.indices, values=chunk.sparse.values
+                    ),
                 },
                 payload=chunk.payload(),
             )
@@ -126,7 +148,9 @@ class ServerPaperIndex(PaperIndex):
         for paper in papers:
             payload = paper.to_payload()
             payload.update(published_day=day_number(paper.published), hf_day=day_number(paper.hf_date))
-            flt = models.Filter(must=[models.FieldCondition(key="paper_id", match=models.MatchValue(value=paper.paper_id))])
+            flt = models.Filter(
+                must=[models.FieldCondition(key="paper_id", match=models.MatchValue(value=paper.paper_id))]
+            )
             await self._client.set_payload(self._collection, payload=payload, points=flt, wait=True)
 
     async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
@@ -136,7 +160,9 @@ class ServerPaperIndex(PaperIndex):
                 models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk)),
             ]
         )
-        await self._client.delete(self._collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+        await self._client.delete(
+            self._collection, points_selector=models.FilterSelector(filter=flt), wait=True
+        )
 
     async def query(
         self,
@@ -155,7 +181,9 @@ class ServerPaperIndex(PaperIndex):
                 self._collection,
                 prefetch=[
                     models.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, filter=flt),
-                    models.Prefetch(query=sparse_query, using=SPARSE_VECTOR, limit=prefetch_limit, filter=flt),
+                    models.Prefetch(
+                        query=sparse_query, using=SPARSE_VECTOR, limit=prefetch_limit, filter=flt
+                    ),
                 ],
                 query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
                 limit=limit,

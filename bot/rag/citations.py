@@ -37,7 +37,12 @@ def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     citations = [
-        Citation(n=n, paper_id=by_number[n].paper.paper_id, title=by_number[n].paper.title, url=by_number[n].paper.url)
+        Citation(
+            n=n,
+            paper_id=by_number[n].paper.paper_id,
+            title=by_number[n].paper.title,
+            url=by_number[n].paper.url,
+        )
         for n in used
     ]
     return cleaned, citations

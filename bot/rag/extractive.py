@@ -11,8 +11,10 @@ EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an and are as at be by can do does for from how in is it its of on or that the this to was what "
-    "which who why with paper papers".split()
+    (
+        "a an and are as at be by can do does for from how in is it its of on or that the this to was "
+        "what which who why with paper papers"
+    ).split()
 )
 
 
@@ -30,7 +32,9 @@ def extractive_answer(question: str, sources: Sequence[Source], *, max_sentences
                 continue
             overlap = len(wanted & _terms(sentence))
             # ties: stronger source first, earlier sentence first
-            scored.append((overlap - 0.01 * source.number - 0.001 * position, source.number, position, sentence))
+            scored.append(
+                (overlap - 0.01 * source.number - 0.001 * position, source.number, position, sentence)
+            )
     best = sorted(scored, reverse=True)[:max_sentences]
     lines = [f"> {sentence} [{number}]" for _, number, _, sentence in best]
     return EXTRACTIVE_LABEL + "\n" + "\n".join(lines)

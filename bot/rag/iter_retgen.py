@@ -142,7 +142,7 @@ class AnswerService:
         return text
 
     def source_budget(self, question: str) -> int:
-        """Tokens left for sources: the prompt budget (context window − answer) − the prompt without sources."""
+        """Tokens left for sources: the prompt budget minus the prompt without sources."""
         empty = self._answer_prompt.render(sources="", question=question, cannot_answer=CANNOT_ANSWER)
         fixed = count_tokens(empty.system + "\n\n" + empty.user, self._encoding)
         return self._llm_settings.prompt_tokens - fixed - 16
@@ -191,7 +191,9 @@ class AnswerService:
             if progress:
                 await progress.stage("thinking", t, t_max)
             try:
-                draft = await self._generate(standalone, sources, result, stream_to=progress if t == t_max else None)
+                draft = await self._generate(
+                    standalone, sources, result, stream_to=progress if t == t_max else None
+                )
             except LLMError as exc:
                 log.warning("rag.llm_unavailable", error=str(exc), iteration=t)
                 return self._fallback(result, sources, started)
@@ -214,7 +216,9 @@ class AnswerService:
         prompt = self._standalone_prompt.render(history="\n".join(lines), question=question)
         assert self._llm is not None
         try:
-            completion = await self._llm.generate(system=prompt.system, user=prompt.user, max_tokens=64, stop=["\n"])
+            completion = await self._llm.generate(
+                system=prompt.system, user=prompt.user, max_tokens=64, stop=["\n"]
+            )
         except LLMError as exc:
             log.warning("rag.standalone_failed", error=str(exc))
             return question

@@ -36,7 +36,9 @@ def both_ends_order(sources: Sequence[Source]) -> list[Source]:
 
 
 def format_source(source: Source) -> str:
-    return f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{sanitize_source_text(source.text)}"
+    return (
+        f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{sanitize_source_text(source.text)}"
+    )
 
 
 def pack_sources(

@@ -20,10 +20,17 @@ from tests.conftest import SHARED_DATA
 
 HF_DAY = dt.date(2026, 8, 18)  # a Tuesday
 HF_RAW = SHARED_DATA / "hf_daily_papers" / "raw_api_daily_papers_2026-08-18.json"
+HF_SLIM = SHARED_DATA / "hf_daily_papers" / "hf_daily_papers_slim_part7.jsonl"
 ARXIV_LISTING = SHARED_DATA / "arxiv" / "arxiv_cs_2026-06-29.jsonl"
 
 
 # --------------------------------------------------------------------------- sources
+
+
+def hf_day_from_slim(day: dt.date) -> bytes:
+    """The Hugging Face API response of another day, rebuilt from the slim daily records."""
+    items = [json.loads(line) for line in HF_SLIM.read_text().splitlines()]
+    return json.dumps([item for item in items if item.get("daily_date") == day.isoformat()]).encode()
 
 
 def arxiv_listing(category: str, count: int) -> list[dict[str, Any]]:
