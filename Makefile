@@ -41,6 +41,7 @@ demo: install llm
 	$(PY) -m bot ingest samples/hf_collection_page.txt
 	$(PY) -m bot search "memory-efficient fine-tuning of large models" --limit 3
 	$(PY) -m bot search "video generation with diffusion" --limit 3 --json
+	$(PY) -m bot ask "How does a neural long-term memory module learn to memorize at test time?"
 
 test: install llm
 	$(PY) -m pytest -q -m "not slow"
@@ -53,9 +54,7 @@ lint: install
 	$(VENV)/bin/mypy bot
 
 bench: install llm
-	$(PY) bench/retrieval_eval.py
-	$(PY) bench/ingest_throughput.py
-	$(PY) bench/search_latency.py
+	cd bench && ../$(PY) retrieval_eval.py && ../$(PY) search_latency.py && ../$(PY) ingest_throughput.py && ../$(PY) answer_eval.py
 
 run: install llm
 	$(PY) -m bot run

@@ -63,11 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the answer and its accounting as JSON")
 
     sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
+
+    from bot.ops.doctor import add_arguments as add_doctor_arguments
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check configuration, Qdrant, database, LLM, embeddings, Discord token, intents, permissions",
+    )
+    add_doctor_arguments(doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":  # loads the settings itself, to report invalid ones instead of crashing
+        from bot.ops.doctor import run_doctor
+
+        return run_doctor(args)
     settings = load_settings()
     configure_logging(settings.core, settings.secrets)
     handler = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "run": cmd_run}[args.command]

@@ -11,7 +11,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _config(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", populate_by_name=True)
+    # env_ignore_empty: `.env.example` copied to `.env` lists every variable, most of them empty
+    # (`DISCORD_SHARD_COUNT=`); empty means "use the default", not "parse an empty string".
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
 
 class CoreSettings(BaseSettings):
@@ -94,7 +98,9 @@ class SourceSettings(BaseSettings):
 class LLMSettings(BaseSettings):
     """Unset `OPENAI_BASE_URL` → the bot runs its own llama.cpp server with Gemma 3 270M."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
@@ -241,6 +247,21 @@ class DiscordSettings(BaseSettings):
         return value
 
 
+class OpsSettings(BaseSettings):
+    """The health/metrics HTTP endpoint (/healthz, /readyz, /metrics); port 0 → off."""
+
+    model_config = _config("HEALTH_")
+
+    port: int = Field(default=0, ge=0, le=65535)
+    # 127.0.0.1 keeps /metrics private; containers set 0.0.0.0 so probes and Prometheus can reach it.
+    host: str = "127.0.0.1"
+    check_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0
+
+
 class Settings(BaseModel):
     """All settings; each part reads its own environment variables."""
 
@@ -254,6 +275,7 @@ class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
 
     @cached_property
     def secrets(self) -> list[str]:

@@ -11,6 +11,11 @@ import structlog
 from bot.config import Settings
 from bot.discord.bot import create_bot
 from bot.discord.endpoints import apply_endpoints
+from bot.logs import flush_logging
+from bot.ops.checks import readiness_checks
+from bot.ops.discord_events import instrument_bot
+from bot.ops.health import HealthServer, health_server
+from bot.ops.metrics import track_llm_usage
 from bot.services import open_services
 
 log = structlog.get_logger(__name__)
@@ -27,27 +32,48 @@ async def run_bot(settings: Settings) -> None:
     if not token:
         raise ConfigurationError("DISCORD_TOKEN is not set; put the bot token in .env (see .env.example)")
     apply_endpoints(settings.discord)
-    async with open_services(settings, with_llm=True) as services:
-        bot = create_bot(services, settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _request_shutdown, bot, sig)
-        try:
-            async with bot:
-                await bot.start(token)
-        except discord.LoginFailure as exc:
-            raise ConfigurationError(f"Discord rejected the token: {exc}") from exc
-        except discord.PrivilegedIntentsRequired as exc:
-            raise ConfigurationError(
-                "the message-content intent is not enabled for this bot in the developer portal; enable it "
-                "or set DISCORD_MESSAGE_CONTENT_INTENT=false"
-            ) from exc
+    try:
+        # The health endpoint starts first: /healthz answers (and /readyz says "starting") while the
+        # embedding model loads and the embedded LLM starts, which can take minutes on a small machine.
+        async with (
+            health_server(settings.ops, secrets=settings.secrets) as health,
+            open_services(settings, with_llm=True) as services,
+        ):
+            bot = create_bot(services, settings)
+            instrument_bot(bot)
+            if services.llm is not None:
+                track_llm_usage(services.llm.usage)
+            if health is not None:
+                llm_url = services.llm.base_url if services.llm is not None else None
+                for name, check in readiness_checks(bot, index=services.index, llm_base_url=llm_url).items():
+                    health.set_check(name, check)
+            stopping: set[asyncio.Task[None]] = set()
+
+            def on_signal(sig: signal.Signals) -> None:
+                task = asyncio.create_task(_shutdown(bot, sig, health))
+                stopping.add(task)
+                task.add_done_callback(stopping.discard)
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal, sig)
+            try:
+                async with bot:
+                    await bot.start(token)
+            except discord.LoginFailure as exc:
+                raise ConfigurationError(f"Discord rejected the token: {exc}") from exc
+            except discord.PrivilegedIntentsRequired as exc:
+                raise ConfigurationError(
+                    "the message-content intent is not enabled for this bot in the developer portal; enable "
+                    "it or set DISCORD_MESSAGE_CONTENT_INTENT=false"
+                ) from exc
+        log.info("daemon.stopped")
+    finally:
+        flush_logging()
 
 
-def _request_shutdown(bot: discord.Client, sig: signal.Signals) -> None:
-    asyncio.ensure_future(_shutdown(bot, sig))
-
-
-async def _shutdown(bot: discord.Client, sig: signal.Signals) -> None:
+async def _shutdown(bot: discord.Client, sig: signal.Signals, health: HealthServer | None) -> None:
     log.info("daemon.stopping", signal=sig.name)
+    if health is not None:
+        health.mark_stopping()  # /readyz → 503 at once, so no new traffic is routed here
     await bot.close()

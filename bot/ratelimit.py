@@ -6,6 +6,22 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
+
+GUILD_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`wait` is 0 when the request may run (it has been counted); otherwise the seconds to wait
+    and whose limit was hit."""
+
+    wait: float
+    scope: Literal["user", "guild"] | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.wait <= 0
 
 
 @dataclass
@@ -16,22 +32,21 @@ class RateLimiter:
     _last_by_user: dict[int, float] = field(default_factory=dict)
     _recent_by_guild: dict[int, deque[float]] = field(default_factory=dict)
 
-    def check(self, user_id: int, guild_id: int | None) -> float:
-        """0 when the request may run (and it is counted); otherwise the seconds to wait."""
+    def check(self, user_id: int, guild_id: int | None) -> Verdict:
         now = self.clock()
         last = self._last_by_user.get(user_id)
         if last is not None and now - last < self.user_cooldown_s:
-            return self.user_cooldown_s - (now - last)
+            return Verdict(self.user_cooldown_s - (now - last), "user")
         if guild_id is not None:
             recent = self._recent_by_guild.setdefault(guild_id, deque())
-            while recent and now - recent[0] >= 60.0:
+            while recent and now - recent[0] >= GUILD_WINDOW_S:
                 recent.popleft()
             if len(recent) >= self.guild_per_minute:
-                return 60.0 - (now - recent[0])
+                return Verdict(GUILD_WINDOW_S - (now - recent[0]), "guild")
             recent.append(now)
         self._last_by_user[user_id] = now
         self._forget_idle_users(now)
-        return 0.0
+        return Verdict(0.0)
 
     def _forget_idle_users(self, now: float) -> None:
         # Keeps memory flat on a busy bot: entries older than the cooldown carry no information.

@@ -21,6 +21,7 @@ from bot.db import (
     Repository,
     SchemaError,
     SubscriptionSettings,
+    open_database,
     upgrade_schema,
 )
 from bot.db.engine import async_url, sync_url
@@ -84,7 +85,14 @@ async def test_schema_is_created_once_and_versioned(database: Database) -> None:
     async with database.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         rows = (await conn.execute(text("SELECT version FROM schema_version"))).scalars().all()
-    assert {"subscriptions", "guild_settings", "post_ledger", "digest_runs", "feedback", "summary_cache"} <= tables
+    assert {
+        "subscriptions",
+        "guild_settings",
+        "post_ledger",
+        "digest_runs",
+        "feedback",
+        "summary_cache",
+    } <= tables
     assert rows == [SCHEMA_VERSION]
 
 
@@ -106,10 +114,18 @@ async def test_migrations_apply_in_order_exactly_once(database: Database) -> Non
     assert await upgrade_schema(database.engine, target=3, migrations=migrations) == 3
     assert applied == [2, 3]
     async with database.engine.connect() as conn:
-        columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("guild_settings")])
-        versions = (await conn.execute(text("SELECT version, description FROM schema_version ORDER BY 1"))).all()
+        columns = await conn.run_sync(
+            lambda c: [col["name"] for col in inspect(c).get_columns("guild_settings")]
+        )
+        versions = (
+            await conn.execute(text("SELECT version, description FROM schema_version ORDER BY 1"))
+        ).all()
     assert "note" in columns
-    assert [tuple(v) for v in versions] == [(1, "created"), (2, "add guild_settings.note"), (3, "default notes")]
+    assert [tuple(v) for v in versions] == [
+        (1, "created"),
+        (2, "add guild_settings.note"),
+        (3, "default notes"),
+    ]
 
 
 async def test_a_failed_migration_leaves_the_version_unchanged(database: Database) -> None:
@@ -129,6 +145,16 @@ async def test_newer_or_unreachable_schemas_are_refused(database: Database) -> N
         await upgrade_schema(database.engine, target=1)
 
 
+async def test_the_bot_opens_its_database_in_the_data_dir_and_upgrades_it(clean_settings_env: Path) -> None:
+    async with open_database(load_settings()) as db:
+        assert db.backend == "sqlite"
+        assert await schema_version(db.engine) == SCHEMA_VERSION
+        await Repository(db).save_subscription(subscription_settings())
+    assert (clean_settings_env / "paperbot.db").is_file()
+    async with open_database(load_settings()) as db:  # the next start finds its data
+        assert await Repository(db).get_channel_subscription(20) is not None
+
+
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'x.db'}", busy_timeout_ms=1234)
     async with db.engine.connect() as conn:
@@ -146,7 +172,9 @@ async def test_concurrent_writers_on_sqlite_all_succeed(tmp_path: Path) -> None:
     repo = Repository(db)
     await asyncio.gather(
         *(
-            repo.record_feedback(guild_id=1, channel_id=2, message_id=m, paper_id=f"p{m % 3}", user_id=m, value=1)
+            repo.record_feedback(
+                guild_id=1, channel_id=2, message_id=m, paper_id=f"p{m % 3}", user_id=m, value=1
+            )
             for m in range(40)
         )
     )
@@ -171,7 +199,9 @@ def test_database_urls_map_to_async_and_sync_drivers(monkeypatch: pytest.MonkeyP
     settings = load_settings()
     assert "s3cret-pw" in settings.secrets
     assert "s3cret-pw" not in repr(settings)
-    assert Database.from_settings(settings).redacted_url == "postgresql+psycopg://paperbot:***@db:5432/paperbot"
+    assert (
+        Database.from_settings(settings).redacted_url == "postgresql+psycopg://paperbot:***@db:5432/paperbot"
+    )
 
 
 # ------------------------------------------------------------------ subscriptions
@@ -186,7 +216,7 @@ def test_subscription_settings_validate_what_admins_type() -> None:
     assert parse_weekdays("daily") == (0, 1, 2, 3, 4, 5, 6)
     assert parse_weekdays("Mon, wed,FRI") == (0, 2, 4)
     assert "Asia/Tokyo" in timezone_suggestions("tokyo")
-    for bad, message in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"timezone": "Mars/Olympus"}, "not an IANA time zone"),
         ({"post_time": "25:00"}, "not HH:MM"),
         ({"arxiv_categories": "cs CL"}, "not an arXiv category"),
@@ -195,7 +225,8 @@ def test_subscription_settings_validate_what_admins_type() -> None:
         ({"topics": ",".join(f"t{i}" for i in range(11))}, "at most 10 topics"),
         ({"layout": "carousel"}, "thread_per_paper"),
         ({"max_papers": 0}, "greater than or equal to 1"),
-    ]:
+    ]
+    for bad, message in cases:
         with pytest.raises(ValidationError, match=message):
             subscription_settings(**bad)
 
@@ -228,9 +259,14 @@ async def test_subscriptions_are_saved_per_channel_listed_paused_and_deleted(rep
 
 async def test_guild_settings_roundtrip(repo: Repository) -> None:
     assert await repo.get_guild_settings(BIG_SNOWFLAKE) is None
-    await repo.set_guild_settings(BIG_SNOWFLAKE, default_timezone="Europe/Paris", default_post_time=dt.time(8, 30))
+    await repo.set_guild_settings(
+        BIG_SNOWFLAKE, default_timezone="Europe/Paris", default_post_time=dt.time(8, 30)
+    )
     saved = await repo.get_guild_settings(BIG_SNOWFLAKE)
-    assert saved is not None and (saved.default_timezone, saved.default_post_time) == ("Europe/Paris", dt.time(8, 30))
+    assert saved is not None and (saved.default_timezone, saved.default_post_time) == (
+        "Europe/Paris",
+        dt.time(8, 30),
+    )
 
 
 # ------------------------------------------------------------------ runs and ledger
@@ -268,7 +304,11 @@ async def test_ledger_plans_once_and_tracks_each_post(repo: Repository, database
     ]
     plan = await repo.plan_digest(guild_id=10, channel_id=20, digest_date=DAY, run_id=run_id, items=items)
     again = await repo.plan_digest(
-        guild_id=10, channel_id=20, digest_date=DAY, run_id=run_id, items=[PlannedItem("2608.1", "paper", 9, "m")]
+        guild_id=10,
+        channel_id=20,
+        digest_date=DAY,
+        run_id=run_id,
+        items=[PlannedItem("2608.1", "paper", 9, "m")],
     )
     assert [e.item for e in plan] == ["#header", "2608.1", "2608.2"]
     assert again == plan  # the first plan wins
@@ -330,6 +370,8 @@ async def test_summary_cache_is_keyed_by_paper_prompt_version_and_model(repo: Re
     await repo.store_summary("2608.1", prompt_version="v1", model="m", text="first")
     await repo.store_summary("2608.1", prompt_version="v1", model="m", text="second")
     await repo.store_summary("2608.1", prompt_version="v2", model="m", text="new prompt")
-    assert await repo.cached_summaries(["2608.1", "2608.2"], prompt_version="v1", model="m") == {"2608.1": "second"}
+    assert await repo.cached_summaries(["2608.1", "2608.2"], prompt_version="v1", model="m") == {
+        "2608.1": "second"
+    }
     assert await repo.cached_summaries(["2608.1"], prompt_version="v2", model="m") == {"2608.1": "new prompt"}
     assert await repo.cached_summaries(["2608.1"], prompt_version="v1", model="other") == {}

@@ -5,31 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.config import Settings, load_settings
-from bot.db import Database, Repository, Subscription, SubscriptionSettings, upgrade_schema
+from bot.config import DigestSettings, Settings, TokenizerSettings, load_settings
+from bot.db import Database, GuildSettings, Repository, Subscription, SubscriptionSettings, upgrade_schema
 from bot.digest import DigestService, build_digest_service, item_marker, parse_marker
 from bot.digest.picking import PaperSignals, PickRules, rank_papers
-from bot.digest.sources import live_fetcher
+from bot.digest.sources import SourceLoader, directory_fetcher, live_fetcher
 from bot.digest.status import describe_run, digest_status
+from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
 from bot.digest.summaries import clean_summary, fallback_summary
 from bot.embedding import Embedder
+from bot.index import SearchFilter
 from bot.index.edge import EdgePaperIndex
 from bot.ingest.fetch import RetryPolicy
 from bot.ingest.pipeline import Ingestor
+from bot.ingest.sources import ParseResult, parse_bytes
 from bot.llm import LLMClient
 from bot.models import Paper
 from bot.search import SearchService
-from bot.services import Services
 from tests.support.digest import (
     HF_DAY,
+    HF_RAW,
     FakeSources,
     MemoryPoster,
+    SentMessage,
     SimulatedCrash,
     arxiv_listing,
     atom_feed,
@@ -52,7 +57,8 @@ class Stack:
     settings: Settings
     database: Database
     repo: Repository
-    services: Services
+    search: SearchService
+    ingestor: Ingestor
     llm: LLMClient
     llm_server: ScriptedLLMServer
     sources: FakeSources
@@ -62,7 +68,13 @@ class Stack:
         """A freshly built service, as after a restart: it shares only the database, index and channel."""
         fetch = live_fetcher(self.settings.sources, retry=FAST_RETRY)
         return build_digest_service(
-            self.settings, self.services, self.repo, self.llm, poster=self.poster, fetch=fetch
+            self.settings,
+            repo=self.repo,
+            search=self.search,
+            ingestor=self.ingestor,
+            llm=self.llm,
+            poster=self.poster,
+            fetch=fetch,
         )
 
     @property
@@ -75,33 +87,61 @@ class Stack:
         return await self.repo.save_subscription(SubscriptionSettings.model_validate(values))
 
 
+NEXT_DAY = dt.date(2026, 8, 19)
+NEXT_DAY_PAPERS = 12
+ARXIV_DAY = dt.date(2026, 6, 30)
+
+
+def _arxiv_feed() -> bytes:
+    d = ARXIV_DAY
+    published = [d, d - dt.timedelta(days=1), d - dt.timedelta(days=3), d - dt.timedelta(days=4), d]
+    return atom_feed(arxiv_listing("cs.CL", 5), published)
+
+
+@pytest.fixture(scope="module")
+def shared_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[EdgePaperIndex]:
+    """One index for the module with every paper the tests serve already embedded (embedding on
+    CPU is the slow part); the tests' own ingests then find them stored, as on a bot's second day."""
+    index = EdgePaperIndex(tmp_path_factory.mktemp("digest-index") / "qdrant")
+    papers = [
+        *parse_bytes(HF_RAW.read_bytes(), source_name=f"hf:{HF_DAY}", fmt="hf_json").papers,
+        *parse_bytes(
+            hf_day_from_slim(NEXT_DAY, NEXT_DAY_PAPERS), source_name=f"hf:{NEXT_DAY}", fmt="hf_json"
+        ).papers,
+        *parse_bytes(_arxiv_feed(), source_name="arxiv:cs.CL", fmt="arxiv_atom").papers,
+    ]
+
+    async def fill() -> None:
+        await index.ensure_collection(embedder.dimensions)
+        await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
+
+    asyncio.run(fill())
+    yield index
+    asyncio.run(index.close())
+
+
 @pytest.fixture
 async def stack(
-    tmp_path: Any, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    embedder: Embedder, shared_index: EdgePaperIndex, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Stack]:
     async with fake_sources() as sources, ScriptedLLMServer(responder=summary_responder) as llm_server:
+        sources.hf_days[NEXT_DAY.isoformat()] = hf_day_from_slim(NEXT_DAY, NEXT_DAY_PAPERS)
+        sources.arxiv["cs.CL"] = _arxiv_feed()
         monkeypatch.setenv("SOURCES_HF_API_BASE", sources.base_url)
         monkeypatch.setenv("SOURCES_ARXIV_API_BASE", sources.base_url)
         monkeypatch.setenv("SOURCES_HTTP_TIMEOUT_S", "5")
         settings = load_settings()
         database = Database.from_settings(settings)
         await upgrade_schema(database.engine)
-        index = EdgePaperIndex(settings.core.qdrant_path)
-        await index.ensure_collection(embedder.dimensions)
-        services = Services(
-            settings=settings,
-            index=index,
-            embedder=embedder,
-            ingestor=Ingestor(index, embedder, settings.tokenizer),
-            search=SearchService(index, embedder, encoding=settings.tokenizer.encoding),
-        )
+        search = SearchService(shared_index, embedder, encoding=settings.tokenizer.encoding)
+        ingestor = Ingestor(shared_index, embedder, settings.tokenizer)
         llm = LLMClient(
             base_url=llm_server.base_url, api_key=None, model="scripted-model", api_mode="chat",
             timeout_s=5, max_retries=1, sleep=_no_sleep,
         )  # fmt: skip
-        yield Stack(settings, database, Repository(database), services, llm, llm_server, sources, MemoryPoster())
+        repo = Repository(database)
+        yield Stack(settings, database, repo, search, ingestor, llm, llm_server, sources, MemoryPoster())
         await llm.aclose()
-        await index.close()
         await database.close()
 
 
@@ -114,7 +154,13 @@ async def test_a_digest_posts_a_header_then_the_picked_papers_and_records_it(sta
 
     assert outcome.status == "posted", outcome.errors
     counts = outcome.counts
-    assert (counts.fetched, counts.new, counts.duplicates, counts.filtered, counts.posted) == (29, 29, 0, 26, 3)
+    assert (counts.fetched, counts.new, counts.duplicates, counts.filtered, counts.posted) == (
+        29,
+        29,
+        0,
+        26,
+        3,
+    )
     header, *papers = stack.poster.in_channel(100)
     assert header.kind == "header" and header.header is not None
     assert header.header.paper_count == 3 and header.header.sources == ("Hugging Face daily",)
@@ -131,7 +177,9 @@ async def test_a_digest_posts_a_header_then_the_picked_papers_and_records_it(sta
     assert stack.llm_calls == 3
 
     entries = await stack.repo.digest_entries(100, HF_DAY)
-    assert [(e.item, e.state) for e in entries] == [("#header", "posted")] + [(p.paper.paper_id, "posted") for p in posts]
+    assert [(e.item, e.state) for e in entries] == [("#header", "posted")] + [
+        (p.paper.paper_id, "posted") for p in posts
+    ]
     assert [e.message_id for e in entries] == [m.message_id for m in stack.poster.in_channel(100)]
     post = await stack.repo.find_post(papers[0].message_id)
     assert post is not None and post.item == posts[0].paper.paper_id  # reactions map back to the paper
@@ -140,7 +188,17 @@ async def test_a_digest_posts_a_header_then_the_picked_papers_and_records_it(sta
     assert status is not None and status.runs[0].id == outcome.run_id
     assert status.next_run == dt.datetime(2026, 8, 19, 9, tzinfo=dt.UTC)
     line = describe_run(status.runs[0])
-    assert line.startswith("2026-08-18 (schedule) posted: fetched 29, new 29, duplicates 0, filtered 26, posted 3")
+    assert line.startswith(
+        "2026-08-18 (schedule) posted: fetched 29, new 29, duplicates 0, filtered 26, posted 3"
+    )
+
+
+async def test_a_scheduled_run_and_digest_now_at_once_post_one_digest(stack: Stack) -> None:
+    sub = await stack.subscribe()
+    service = stack.service()
+    outcomes = await asyncio.gather(service.run(sub, HF_DAY, trigger="schedule"), service.run(sub, HF_DAY))
+    assert sorted(o.status for o in outcomes) == ["already_posted", "posted"]
+    assert len(stack.poster.paper_ids(100)) == 3
 
 
 async def test_a_rerun_of_a_posted_day_posts_nothing(stack: Stack) -> None:
@@ -225,6 +283,7 @@ async def test_ten_channels_pay_for_each_summary_once(stack: Stack) -> None:
     outcomes = await asyncio.gather(*(service.run(sub, HF_DAY) for sub in subs))
     assert [o.status for o in outcomes] == ["posted"] * 10
     assert stack.llm_calls == 3  # 3 distinct papers, whatever the number of channels
+    assert sum("/api/daily_papers" in r for r in stack.sources.requests) == 1  # and one fetch of the day
     summaries = {tuple(m.post.summary for m in stack.poster.in_channel(s.channel_id) if m.post) for s in subs}
     assert len(summaries) == 1
 
@@ -294,8 +353,16 @@ async def test_an_empty_day_posts_one_line_only_when_the_channel_opted_in(stack:
     [
         ({"min_upvotes": 1000}, HF_DAY, "none of 29 new papers matched (29 below 1000 upvotes)"),
         ({"topics": [], "negative_keywords": ["the"]}, HF_DAY, "29 with an excluded keyword"),
-        ({"hf_daily": False, "arxiv_categories": ["cs.CL"]}, dt.date(2026, 8, 22), "no new papers on weekends"),
-        ({"hf_daily": False, "arxiv_categories": ["cs.CL"]}, dt.date(2026, 8, 24), "(arXiv may be on holiday)"),
+        (
+            {"hf_daily": False, "arxiv_categories": ["cs.CL"]},
+            dt.date(2026, 8, 22),
+            "no new papers on weekends",
+        ),
+        (
+            {"hf_daily": False, "arxiv_categories": ["cs.CL"]},
+            dt.date(2026, 8, 24),
+            "(arXiv may be on holiday)",
+        ),
     ],
 )
 async def test_empty_days_say_why(stack: Stack, options: dict[str, Any], day: dt.date, expected: str) -> None:
@@ -322,10 +389,7 @@ async def test_unreachable_sources_are_reported_not_silent(stack: Stack) -> None
 
 
 async def test_arxiv_papers_of_the_lookback_window_count_and_are_not_posted_twice(stack: Stack) -> None:
-    records = arxiv_listing("cs.CL", 5)
-    day = dt.date(2026, 6, 30)
-    published = [day, day - dt.timedelta(days=1), day - dt.timedelta(days=3), day - dt.timedelta(days=4), day]
-    stack.sources.arxiv["cs.CL"] = atom_feed(records, published)
+    day = ARXIV_DAY
     sub = await stack.subscribe(hf_daily=False, arxiv_categories=["cs.CL"], topics=[], max_papers=10)
     first = await stack.service().run(sub, day)
     assert (first.counts.fetched, first.counts.posted) == (4, 4)  # the one 4 days old is out of the window
@@ -347,7 +411,7 @@ def _paper(paper_id: str, title: str, upvotes: int | None, abstract: str = "An a
 
 def test_rank_papers_applies_keywords_negatives_upvotes_relevance_and_the_limit() -> None:
     papers = [
-        _paper("a", "LoRA adapters for tiny models", 1),
+        _paper("a", "LoRA adapters for tiny models", 12),
         _paper("b", "A survey of diffusion models", 90),
         _paper("c", "Diffusion from arXiv only", None),
         _paper("d", "Diffusion with few upvotes", 2),
@@ -359,19 +423,24 @@ def test_rank_papers_applies_keywords_negatives_upvotes_relevance_and_the_limit(
     similarity = {"a": 0.05, "b": 0.8, "c": 0.6, "d": 0.7, "e": 0.1, "f": 0.55, "g": 0.55, "h": 0.1}
     signals = {pid: PaperSignals(topic_similarity={"diffusion": value}) for pid, value in similarity.items()}
     rules = PickRules(
-        topics=("diffusion",), keywords=("LoRA", "RL"), negative_keywords=("survey",), min_upvotes=5, max_papers=3
+        topics=("diffusion",),
+        keywords=("LoRA", "RL"),
+        negative_keywords=("survey",),
+        min_upvotes=5,
+        max_papers=3,
     )
     result = rank_papers(papers, signals, rules)
-    assert [p.paper.paper_id for p in result.picks] == ["c", "f", "g"]  # f/g tie on score → upvotes → id
+    # f and g tie on score and upvotes → paper id; c is as relevant but has no upvotes (arXiv only)
+    assert [p.paper.paper_id for p in result.picks] == ["f", "g", "c"]
     assert dict(result.dropped) == {"negative_keyword": 1, "min_upvotes": 1, "off_topic": 2, "over_limit": 1}
     assert result.filtered == 5
-    assert result.picks[0].why == "matches “diffusion” (0.60)"
-    assert result.picks[1].why == "matches “diffusion” (0.55) · 30 upvotes"
+    assert result.picks[0].why == "matches “diffusion” (0.55) · 30 upvotes"
+    assert result.picks[2].why == "matches “diffusion” (0.60)"
     assert rank_papers(papers, signals, rules) == result  # deterministic
 
     loose = rank_papers(papers, signals, PickRules(topics=("diffusion",), keywords=("LoRA",), max_papers=10))
     lora = next(p for p in loose.picks if p.paper.paper_id == "a")
-    assert lora.matched_keywords == ("LoRA",) and lora.why == "keyword “LoRA” · 1 upvote"
+    assert lora.matched_keywords == ("LoRA",) and lora.why == "keyword “LoRA” · 12 upvotes"
     assert "h" not in [p.paper.paper_id for p in loose.picks]  # "RL" is not a word of "URL"; off-topic
 
     everything = rank_papers(papers, {}, PickRules(max_papers=10))
@@ -392,42 +461,53 @@ def test_rank_papers_follows_feedback() -> None:
 
 
 async def test_reactions_change_the_next_days_ranking(stack: Stack) -> None:
-    next_day = dt.date(2026, 8, 19)
-    stack.sources.hf_days[next_day.isoformat()] = hf_day_from_slim(next_day)
     options = {"topics": [], "max_papers": 30}
-    liking, control, disliking = (await stack.subscribe(channel_id=c, **options) for c in (100, 101, 102))
+    liking, control, disliking = [await stack.subscribe(channel_id=c, **options) for c in (100, 101, 102)]
     for sub in (liking, control, disliking):
         await stack.service().run(sub, HF_DAY)
 
-    # People react to the post of the diffusion paper in two channels.
-    message = next(
-        m for m in stack.poster.in_channel(100) if m.post and "Text-to-Image Diffusion" in m.post.paper.title
-    )
-    disliked_message = next(
-        m for m in stack.poster.in_channel(102) if m.post and m.post.paper.paper_id == message.post.paper.paper_id  # type: ignore[union-attr]
-    )
-    for msg, value in ((message, 1), (disliked_message, -1)):
-        post = await stack.repo.find_post(msg.message_id)
+    # Two people react to the post of the diffusion paper: 👍 in one channel, 👎 in another.
+    def diffusion_post(channel_id: int) -> SentMessage:
+        return next(
+            m
+            for m in stack.poster.in_channel(channel_id)
+            if m.post and "Text-to-Image Diffusion" in m.post.paper.title
+        )
+
+    for message, value in ((diffusion_post(100), 1), (diffusion_post(102), -1)):
+        post = await stack.repo.find_post(message.message_id)  # what the reaction handler does
         assert post is not None
         for user in (1, 2):
             await stack.repo.record_feedback(
-                guild_id=1, channel_id=post.channel_id, message_id=msg.message_id, paper_id=post.item,
+                guild_id=1, channel_id=post.channel_id, message_id=message.message_id, paper_id=post.item,
                 user_id=user, value=value,
             )  # fmt: skip
 
     ranks: dict[int, list[str]] = {}
+    whys: dict[str, str] = {}
     for sub in (liking, control, disliking):
-        preview = await stack.service().preview(sub, next_day)
+        preview = await stack.service().preview(sub, NEXT_DAY)
         ranks[sub.channel_id] = [p.paper.paper_id for p in preview.posts]
         if sub is liking:
             whys = {p.paper.paper_id: p.why for p in preview.posts}
-    assert sorted(ranks[100]) == sorted(ranks[101]) == sorted(ranks[102])  # same papers, other order
-    # The next day's papers closest to the liked one, by the same embedding the index uses.
-    liked_text = f"{message.post.title if False else message.post.paper.title}\n\n{message.post.paper.abstract}"  # type: ignore[union-attr]
-    hits = await stack.services.search.search_chunks(liked_text[:1500], limit=3, mode="dense", search_filter=None)
-    similar = next(h.paper.paper_id for h in hits if h.paper.paper_id in ranks[101])
-    assert ranks[100].index(similar) < ranks[101].index(similar) < ranks[102].index(similar)
-    assert "like papers 👍 here" in whys[similar]
+    assert len(ranks[101]) == NEXT_DAY_PAPERS
+    assert sorted(ranks[100]) == sorted(ranks[101]) == sorted(ranks[102])  # same papers, another order
+    # The next day's paper closest to the liked one, by the index's own embeddings.
+    liked = diffusion_post(100).post
+    assert liked is not None
+    hits = await stack.search.search_chunks(
+        f"{liked.paper.title}\n\n{liked.paper.abstract}",
+        limit=5,
+        mode="dense",
+        search_filter=SearchFilter(paper_ids=tuple(ranks[101])),
+    )
+    closest = [h.paper.paper_id for h in hits[:3]]
+    assert ranks[100].index(closest[0]) < ranks[101].index(closest[0])
+    assert all(ranks[100].index(p) <= ranks[101].index(p) for p in closest)
+    assert sum(ranks[102].index(p) for p in closest) > sum(ranks[101].index(p) for p in closest)
+    assert all(ranks[102].index(p) >= ranks[101].index(p) for p in closest)
+    assert "like papers 👍 here" in whys[closest[0]]
+    assert sum("👍" in why for why in whys.values()) <= 3  # only the close ones are said to be liked
 
 
 # ------------------------------------------------------------------ preview and markers
@@ -436,12 +516,63 @@ async def test_reactions_change_the_next_days_ranking(stack: Stack) -> None:
 async def test_preview_picks_and_summarizes_without_posting_or_recording(stack: Stack) -> None:
     sub = await stack.subscribe()
     preview = await stack.service().preview(sub, HF_DAY)
-    assert len(preview.posts) == 3 and preview.header.paper_count == 3 and preview.header.empty_message is None
+    assert (
+        len(preview.posts) == 3 and preview.header.paper_count == 3 and preview.header.empty_message is None
+    )
     assert all(p.why and p.summary.startswith("TL;DR:") for p in preview.posts)
     assert stack.poster.messages == []
     assert await stack.repo.recent_runs(100) == [] and await stack.repo.digest_entries(100, HF_DAY) == []
     unsaved = SubscriptionSettings(guild_id=1, channel_id=555, topics=["GUI agents"], max_papers=2)
     assert len((await stack.service().preview(unsaved, HF_DAY)).posts) == 2  # works before subscribing
+
+
+def test_subscribe_options_fill_in_guild_then_bot_defaults() -> None:
+    digest = DigestSettings(default_time="07:15", default_timezone="Europe/Paris", max_papers_limit=10)
+    guild = GuildSettings(guild_id=1, default_timezone="Asia/Tokyo", default_post_time=None)
+    sub = new_subscription(
+        guild_id=1,
+        channel_id=2,
+        options={"topics": "RAG, agents", "layout": None},
+        digest=digest,
+        guild=guild,
+    )
+    assert (sub.timezone, sub.post_time, sub.weekdays) == ("Asia/Tokyo", dt.time(7, 15), (0, 1, 2, 3, 4))
+    assert sub.topics == ["RAG", "agents"] and sub.layout == "thread_per_paper" and sub.max_papers == 5
+    edited = update_subscription(sub, {"max_papers": 8, "topics": None}, digest)
+    assert edited.max_papers == 8 and edited.topics == ["RAG", "agents"]
+    with pytest.raises(SubscriptionLimitError, match="at most 10 papers"):
+        update_subscription(sub, {"max_papers": 20}, digest)
+
+
+async def test_saved_source_files_stand_in_for_the_network(tmp_path: Path) -> None:
+    (tmp_path / f"hf_daily_{HF_DAY}.json").write_bytes(HF_RAW.read_bytes())
+    fetch = directory_fetcher(tmp_path)
+    result = await fetch(f"hf:{HF_DAY}")
+    assert len(result.papers) == 29 and all(p.hf_date == HF_DAY for p in result.papers)
+    with pytest.raises(FileNotFoundError, match=r"arxiv_cs\.CL\.xml"):
+        await fetch("arxiv:cs.CL")
+
+
+async def test_a_source_is_fetched_once_per_cache_period(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / f"hf_daily_{HF_DAY}.json").write_bytes(HF_RAW.read_bytes())
+    saved = directory_fetcher(tmp_path)
+    fetched: list[str] = []
+
+    async def counting(spec: str) -> ParseResult:
+        fetched.append(spec)
+        return await saved(spec)
+
+    now = [1000.0]
+    loader = SourceLoader(counting, stack.ingestor, ttl_s=600, clock=lambda: now[0])
+    first = await loader.load(f"hf:{HF_DAY}")
+    again = await loader.load(f"hf:{HF_DAY}")
+    assert again is first and fetched == [f"hf:{HF_DAY}"]
+    failed = await loader.load("arxiv:cs.CL")  # no saved file: an error, not cached
+    assert failed.error is not None and "arxiv_cs.CL.xml" in failed.error
+    now[0] += 601
+    refreshed = await loader.load(f"hf:{HF_DAY}")
+    assert refreshed is not first and len(refreshed.papers) == 29
+    assert fetched == [f"hf:{HF_DAY}", "arxiv:cs.CL", f"hf:{HF_DAY}"]
 
 
 def test_markers_round_trip() -> None:

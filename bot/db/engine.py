@@ -41,7 +41,7 @@ def _parse(raw: str) -> URL:
     # Heroku-style `postgres://` is not a name SQLAlchemy knows.
     scheme, sep, rest = raw.strip().partition("://")
     if sep and scheme.split("+")[0] == "postgres":
-        raw = f"postgresql{scheme[len('postgres'):]}://{rest}"
+        raw = f"postgresql{scheme[len('postgres') :]}://{rest}"
     return make_url(raw)
 
 

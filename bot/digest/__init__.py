@@ -11,8 +11,9 @@ from bot.digest.poster import DigestHeader, DigestPoster, PaperPost, digest_mark
 from bot.digest.service import DigestPreview, DigestService, RunOutcome
 from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
 from bot.digest.summaries import SummaryService
+from bot.ingest.pipeline import Ingestor
 from bot.llm import LLMClient
-from bot.services import Services
+from bot.search import SearchService
 
 __all__ = [
     "DigestHeader",
@@ -30,18 +31,20 @@ __all__ = [
 
 def build_digest_service(
     settings: Settings,
-    services: Services,
-    repo: Repository,
-    llm: LLMClient | None,
     *,
+    repo: Repository,
+    search: SearchService,
+    ingestor: Ingestor,
+    llm: LLMClient | None,
     poster: DigestPoster | None = None,
     fetch: SourceFetcher | None = None,
 ) -> DigestService:
-    """Wire the digest service from the shared services (`fetch` defaults to the live HF/arXiv APIs)."""
+    """Wire the digest service (`fetch` defaults to the live Hugging Face / arXiv APIs; `llm` None →
+    every summary is the abstract fallback)."""
     digest = settings.digest
     loader = SourceLoader(
         fetch or live_fetcher(settings.sources, arxiv_max_results=digest.arxiv_max_results),
-        services.ingestor,
+        ingestor,
         ttl_s=digest.source_cache_s,
     )
     summaries = SummaryService(
@@ -52,5 +55,5 @@ def build_digest_service(
         encoding=settings.tokenizer.encoding,
     )
     return DigestService(
-        repo=repo, search=services.search, sources=loader, summaries=summaries, settings=digest, poster=poster
+        repo=repo, search=search, sources=loader, summaries=summaries, settings=digest, poster=poster
     )

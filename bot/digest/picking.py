@@ -48,8 +48,10 @@ class RankWeights:
     keyword: float = 0.3  # first matched keyword; each further one adds a third of it
     upvotes: float = 0.3  # times log1p(upvotes) / log1p(upvotes_scale), capped at 1
     upvotes_scale: int = 100
-    feedback: float = 0.6  # times (liked similarity − disliked similarity)
-    feedback_note_threshold: float = 0.15  # mention feedback in "why" above this net similarity
+    # Feedback counts relative to the day: similarity to the liked papers minus its mean over the
+    # candidates (papers of one field all look a little alike), the same for the disliked ones.
+    feedback: float = 0.6  # times (relative liked similarity − relative disliked similarity)
+    feedback_note_threshold: float = 0.2  # mention feedback in "why" from this relative similarity on
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _why(
     similarity: float,
     keywords: tuple[str, ...],
     upvotes: int | None,
-    net_feedback: float,
+    liked_closeness: float,
     weights: RankWeights,
 ) -> str:
     parts: list[str] = []
@@ -107,7 +109,7 @@ def _why(
         parts.append("keyword " + ", ".join(f"“{k}”" for k in keywords))
     if upvotes:
         parts.append(f"{upvotes} upvote{'s' if upvotes != 1 else ''}")
-    if net_feedback >= weights.feedback_note_threshold:
+    if liked_closeness >= weights.feedback_note_threshold:
         parts.append("like papers 👍 here")
     return " · ".join(parts) or "today's papers, in order of interest"
 
@@ -122,6 +124,9 @@ def rank_papers(
     dropped: Counter[DropReason] = Counter()
     scored: list[Pick] = []
     focused = bool(rules.topics or rules.keywords)
+    day = [signals.get(p.paper_id, PaperSignals()) for p in papers]
+    liked_baseline = sum(s.liked_similarity for s in day) / len(day) if day else 0.0
+    disliked_baseline = sum(s.disliked_similarity for s in day) / len(day) if day else 0.0
     for paper in papers:
         if matched_keywords(paper, rules.negative_keywords):
             dropped["negative_keyword"] += 1
@@ -140,7 +145,8 @@ def rank_papers(
         if focused and not on_topic and not keywords:
             dropped["off_topic"] += 1
             continue
-        net_feedback = signal.liked_similarity - signal.disliked_similarity
+        liked_closeness = signal.liked_similarity - liked_baseline
+        net_feedback = liked_closeness - (signal.disliked_similarity - disliked_baseline)
         score = (
             weights.relevance * max(similarity, 0.0)
             + (weights.keyword * (1 + (len(keywords) - 1) / 3) if keywords else 0.0)
@@ -152,7 +158,7 @@ def rank_papers(
             similarity=similarity,
             keywords=keywords,
             upvotes=paper.upvotes,
-            net_feedback=net_feedback,
+            liked_closeness=liked_closeness,
             weights=weights,
         )
         scored.append(

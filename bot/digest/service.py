@@ -100,6 +100,12 @@ class _Delivery:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _LockSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 def _subscription_id(subscription: SubscriptionSettings) -> int | None:
     return subscription.id if isinstance(subscription, Subscription) else None
 
@@ -121,7 +127,7 @@ class DigestService:
         self.summaries = summaries
         self.settings = settings
         self.poster = poster
-        self._locks: dict[tuple[int, dt.date], asyncio.Lock] = {}
+        self._locks: dict[tuple[int, dt.date], _LockSlot] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -132,13 +138,15 @@ class DigestService:
         if self.poster is None:
             raise RuntimeError("DigestService.run needs a poster; pass poster= when building the service")
         key = (subscription.channel_id, digest_date)
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        slot = self._locks.setdefault(key, _LockSlot())
+        slot.users += 1
         try:
-            async with lock:
+            async with slot.lock:  # a scheduled run and `/digest now` of one channel and day take turns
                 return await self._run_locked(subscription, digest_date, trigger)
         finally:
-            if not lock.locked():
-                self._locks.pop(key, None)
+            slot.users -= 1
+            if slot.users == 0:
+                del self._locks[key]
 
     async def preview(self, subscription: SubscriptionSettings, digest_date: dt.date) -> DigestPreview:
         """Pick and summarize as a run would, without posting or recording anything."""
@@ -163,7 +171,8 @@ class DigestService:
             candidates, await self._signals(subscription, candidates), self._rules(subscription)
         )
         counts.filtered = result.filtered
-        summaries = await self.summaries.summarize([pick.paper for pick in result.picks])
+        picked = [pick.paper for pick in result.picks]
+        summaries = await self.summaries.summarize(picked) if picked else {}
         composition = Composition(
             subscription=subscription,
             digest_date=digest_date,
@@ -231,39 +240,57 @@ class DigestService:
         counts: DigestCounts,
         bound: Any,
     ) -> RunOutcome:
-        planned = [
-            e
-            for e in await self.repo.digest_entries(subscription.channel_id, digest_date)
-            if e.kind != "notice"
-        ]
+        entries = await self.repo.digest_entries(subscription.channel_id, digest_date)
+        planned = [e for e in entries if e.kind != "notice"]
         if planned:
-            header = next((e for e in planned if e.kind == "header"), None)
-            if header is not None:
-                counts.copy_from(DigestCounts.from_dict(header.content.get("counts", {})))
-            counts.posted = counts.failed = counts.recovered = 0
-            if all(e.posted for e in planned):
-                bound.info("digest.already_posted")
-                await self.repo.finish_run(run_id, "already_posted", counts)
-                return RunOutcome(run_id, "already_posted", counts)
-            bound.info("digest.resuming", pending=sum(not e.posted for e in planned))
-            return await self._deliver_and_finish(subscription, planned, run_id, counts, [], bound)
-
+            return await self._resume(subscription, planned, run_id, counts, bound)
         composition = await self.compose(subscription, digest_date)
         counts.copy_from(composition.counts)
         details = {"dropped": dict(composition.dropped), "sources": list(composition.sources)}
-        if composition.picks:
-            entries = await self.repo.plan_digest(
-                guild_id=subscription.guild_id,
-                channel_id=subscription.channel_id,
-                digest_date=digest_date,
-                run_id=run_id,
-                items=self._plan(composition),
-            )
-            planned = [e for e in entries if e.kind != "notice"]
-            return await self._deliver_and_finish(
-                subscription, planned, run_id, counts, composition.errors, bound, details
-            )
+        if not composition.picks:
+            return await self._finish_empty(subscription, composition, run_id, counts, details, bound)
+        entries = await self.repo.plan_digest(
+            guild_id=subscription.guild_id,
+            channel_id=subscription.channel_id,
+            digest_date=digest_date,
+            run_id=run_id,
+            items=self._plan(composition),
+        )
+        planned = [e for e in entries if e.kind != "notice"]
+        return await self._deliver_and_finish(
+            subscription, planned, run_id, counts, composition.errors, bound, details
+        )
 
+    async def _resume(
+        self,
+        subscription: Subscription,
+        planned: list[LedgerEntry],
+        run_id: int,
+        counts: DigestCounts,
+        bound: Any,
+    ) -> RunOutcome:
+        """The day's digest was planned by an earlier run: post what it did not, never re-pick."""
+        header = next((e for e in planned if e.kind == "header"), None)
+        if header is not None:
+            counts.copy_from(DigestCounts.from_dict(header.content.get("counts", {})))
+        counts.posted = counts.failed = counts.recovered = 0
+        if all(e.posted for e in planned):
+            bound.info("digest.already_posted")
+            await self.repo.finish_run(run_id, "already_posted", counts)
+            return RunOutcome(run_id, "already_posted", counts)
+        bound.info("digest.resuming", pending=sum(not e.posted for e in planned))
+        return await self._deliver_and_finish(subscription, planned, run_id, counts, [], bound)
+
+    async def _finish_empty(
+        self,
+        subscription: Subscription,
+        composition: Composition,
+        run_id: int,
+        counts: DigestCounts,
+        details: dict[str, Any],
+        bound: Any,
+    ) -> RunOutcome:
+        """Nothing to post: say why in one line if the channel opted in (once a day), record the run."""
         assert composition.empty is not None
         bound.info("digest.empty", reason=composition.empty.value, announce=subscription.announce_empty)
         errors = list(composition.errors)
@@ -272,19 +299,18 @@ class DigestService:
                 NOTICE_ITEM,
                 "notice",
                 0,
-                item_marker(digest_date, NOTICE_ITEM),
+                item_marker(composition.digest_date, NOTICE_ITEM),
                 {"message": composition.empty_message, "counts": counts.as_dict(), **details},
             )
             entries = await self.repo.plan_digest(
                 guild_id=subscription.guild_id,
                 channel_id=subscription.channel_id,
-                digest_date=digest_date,
+                digest_date=composition.digest_date,
                 run_id=run_id,
                 items=[notice],
             )
             pending = [e for e in entries if e.kind == "notice" and not e.posted]
-            delivery = await self._deliver(subscription, pending, bound)
-            errors += delivery.errors
+            errors += (await self._deliver(subscription, pending, bound)).errors
         await self.repo.finish_run(
             run_id, "empty", counts, errors=errors, empty_reason=composition.empty.value, details=details
         )

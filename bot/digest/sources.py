@@ -11,15 +11,16 @@ import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
 from bot.config import SourceSettings
 from bot.db.records import SubscriptionSettings
-from bot.ingest.fetch import DEFAULT_RETRY, RetryPolicy, fetch_source
+from bot.ingest.fetch import DEFAULT_RETRY, RetryPolicy, fetch_source, parse_live_source
 from bot.ingest.merge import dedupe
 from bot.ingest.pipeline import Ingestor
-from bot.ingest.sources import ParseResult
+from bot.ingest.sources import ParseResult, parse_bytes
 from bot.models import Paper
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,22 @@ def live_fetcher(
 
     async def fetch(spec: str) -> ParseResult:
         return await fetch_source(spec, settings, max_results=arxiv_max_results, retry=retry)
+
+    return fetch
+
+
+def directory_fetcher(directory: Path) -> SourceFetcher:
+    """Saved responses instead of the network (CLI demos, tests): `hf_daily_YYYY-MM-DD.json` for
+    `hf:YYYY-MM-DD` and `arxiv_CATEGORY.xml` (an Atom API response) for `arxiv:CATEGORY`."""
+
+    async def fetch(spec: str) -> ParseResult:
+        source = parse_live_source(spec)
+        name = f"hf_daily_{source.argument}.json" if source.scheme == "hf" else f"arxiv_{source.argument}.xml"
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved file {name} in {directory} for {spec}")
+        fmt = "hf_json" if source.scheme == "hf" else "arxiv_atom"
+        return parse_bytes(await asyncio.to_thread(path.read_bytes), source_name=spec, fmt=fmt)
 
     return fetch
 
@@ -86,6 +103,7 @@ class SourceLoader:
 
     async def load(self, spec: str) -> SourceBatch:
         """Fetch and ingest `spec` (or reuse a recent load); failures come back in `error`, not cached."""
+        self._forget_expired()
         async with self._locks.setdefault(spec, asyncio.Lock()):
             cached = self._cache.get(spec)
             if cached is not None and self._clock() - cached[0] < self._ttl_s:
@@ -94,6 +112,16 @@ class SourceLoader:
             if batch.error is None:
                 self._cache[spec] = (self._clock(), batch)
             return batch
+
+    def _forget_expired(self) -> None:
+        """Drop stale batches and idle locks, so a long-running bot does not keep every day's papers."""
+        now = self._clock()
+        for spec, (loaded_at, _) in list(self._cache.items()):
+            if now - loaded_at >= self._ttl_s:
+                del self._cache[spec]
+        for spec, lock in list(self._locks.items()):
+            if not lock.locked() and spec not in self._cache:
+                del self._locks[spec]
 
     async def _load_now(self, spec: str) -> SourceBatch:
         try:

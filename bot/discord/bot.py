@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import discord
@@ -11,8 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord.context import bind_interaction
 from bot.discord.endpoints import build_intents
-from bot.discord.errors import RateLimited, on_app_command_error
+from bot.discord.errors import RateLimited, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS
 from bot.ratelimit import RateLimiter
 from bot.services import Services
@@ -21,17 +21,14 @@ log = structlog.get_logger(__name__)
 
 
 class PaperCommandTree(app_commands.CommandTree):
+    """Binds every log line of a command to its guild, channel, user and command; reports failures."""
+
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        # Every log line of this interaction carries who, where and what.
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            request_id=uuid.uuid4().hex[:12],
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            user_id=interaction.user.id,
-            command=interaction.command.qualified_name if interaction.command else None,
-        )
+        bind_interaction(interaction)
         return True
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await report_interaction_error(interaction, error)
 
 
 class PaperBotBase(commands.Bot):
@@ -52,14 +49,13 @@ class PaperBotBase(commands.Bot):
         )
 
     def check_rate(self, user_id: int, guild_id: int | None) -> None:
-        wait = self.rate_limiter.check(user_id, guild_id)
-        if wait > 0:
-            raise RateLimited(wait)
+        verdict = self.rate_limiter.check(user_id, guild_id)
+        if not verdict.allowed:
+            raise RateLimited(verdict.wait, guild_wide=verdict.scope == "guild")
 
     async def setup_hook(self) -> None:
         from bot.discord.cogs import COGS, DYNAMIC_ITEMS
 
-        self.tree.on_error = on_app_command_error
         for cog in COGS:
             await self.add_cog(cog(self))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
@@ -83,8 +79,17 @@ class PaperBotBase(commands.Bot):
             synced = await self.tree.sync()
             log.info("discord.commands_synced", scope="global", commands=len(synced))
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        # No prefix commands: a mention is a question for ChatCog, not a command to look up (the
+        # default would log CommandNotFound as an error for every mention).
+        return
+
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord.event_failed", event=event_method)
+
+    async def close(self) -> None:
+        log.info("discord.closing")
+        await super().close()
 
 
 class PaperBot(PaperBotBase):
@@ -95,10 +100,15 @@ class ShardedPaperBot(PaperBotBase, commands.AutoShardedBot):
     pass
 
 
-def create_bot(services: Services, settings: Settings) -> PaperBotBase:
+def create_bot(services: Services, settings: Settings, **options: Any) -> PaperBotBase:
+    """`options` go to discord.py's client (e.g. `guild_ready_timeout` in tests)."""
     discord_settings = settings.discord
     if discord_settings.shard_count:
         return ShardedPaperBot(
-            services, settings, shard_count=discord_settings.shard_count, shard_ids=discord_settings.shard_ids
+            services,
+            settings,
+            shard_count=discord_settings.shard_count,
+            shard_ids=discord_settings.shard_ids,
+            **options,
         )
-    return PaperBot(services, settings)
+    return PaperBot(services, settings, **options)

@@ -1,7 +1,13 @@
-"""One place that turns any failure into a short message for the user and a full log line for us."""
+"""One place that turns any failure into a short message for the user and a full log line for us.
+
+Used by the command tree (`PaperCommandTree.on_error`), by buttons and modals, and by the chat
+listener: expected failures (bad input, cooldowns) are logged at info with the reason; anything
+else is logged with its traceback and a reference the user can quote.
+"""
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import discord
@@ -15,39 +21,79 @@ from bot.search import QueryError
 
 log = structlog.get_logger(__name__)
 
+# Set in `interaction.extras` while the original response shows progress ("searching…") that an
+# error must replace, rather than leave on screen next to a separate error message.
+SHOWS_PROGRESS = "paperbot.shows_progress"
+
 
 class UserFacingError(Exception):
     """An error whose message is written for the user (bad input, not found, not allowed)."""
 
 
 class RateLimited(app_commands.CheckFailure):
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, *, guild_wide: bool = False) -> None:
         super().__init__(f"rate limited for {retry_after:.1f}s")
         self.retry_after = retry_after
+        self.guild_wide = guild_wide
+
+
+def unwrap(error: BaseException) -> BaseException:
+    if isinstance(error, app_commands.CommandInvokeError):
+        return error.original
+    return error
 
 
 def user_message(error: BaseException) -> tuple[str, bool]:
-    """(message, expected): expected errors are the user's input or a known outage, not our bug."""
-    if isinstance(error, app_commands.CommandInvokeError):
-        error = error.original
+    """(message, expected): expected errors are the user's input or a known limit, not our bug."""
+    error = unwrap(error)
     if isinstance(error, RateLimited):
-        return f"You're going a bit fast — try again in {max(1, round(error.retry_after))} s.", True
+        seconds = max(1, math.ceil(error.retry_after))
+        if error.guild_wide:
+            return f"This server is asking a lot right now — try again in {seconds} s.", True
+        return f"You're going a bit fast — try again in {seconds} s.", True
     if isinstance(error, UserFacingError | QueryError | QuestionError):
-        return str(error), True
+        return _sentence(str(error)), True
+    if isinstance(error, app_commands.TransformerError):
+        return f"I couldn't read the value `{str(error.value)[:80]}`; please check the option.", True
     if isinstance(error, app_commands.MissingPermissions):
-        return "You need the Manage Server permission for that.", True
+        names = (p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
+        needed = ", ".join(names)
+        return f"You need the {needed} permission for that.", True
     if isinstance(error, app_commands.NoPrivateMessage):
         return "That command only works in a server.", True
     if isinstance(error, app_commands.CheckFailure):
         return "You can't use that command here.", True
     if isinstance(error, IndexUnavailableError):
-        return "The paper index is unavailable right now; please try again in a minute.", False
+        return "The paper index is unavailable right now; please try again in a minute", False
     return "", False
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] if text else text
+
+
+def describe_failure(error: BaseException) -> str:
+    """Log the failure and return what the user should read (with a reference when it is our fault)."""
+    text, expected = user_message(error)
+    original = unwrap(error)
+    if expected:
+        log.info("discord.request_refused", reason=text, error_type=type(original).__name__)
+        return text
+    reference = uuid.uuid4().hex[:8]
+    log.error("discord.request_failed", reference=reference, error_type=type(original).__name__,
+              exc_info=original)  # fmt: skip
+    if text:
+        return f"{text} (reference `{reference}`)."
+    return f"Something went wrong on my side (reference `{reference}`); it has been logged."
 
 
 async def send_error(interaction: discord.Interaction, text: str) -> None:
     try:
-        if interaction.response.is_done():
+        if interaction.extras.pop(SHOWS_PROGRESS, False):
+            await interaction.edit_original_response(content=text, embeds=[], view=None,
+                                                     allowed_mentions=NO_MENTIONS)  # fmt: skip
+        elif interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -55,17 +101,6 @@ async def send_error(interaction: discord.Interaction, text: str) -> None:
         log.warning("discord.error_reply_failed", error=str(exc))
 
 
-async def on_app_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-    await report_interaction_error(interaction, error)
-
-
 async def report_interaction_error(interaction: discord.Interaction, error: BaseException) -> None:
     """For commands, buttons and modals alike."""
-    text, expected = user_message(error)
-    if expected:
-        log.info("discord.command_refused", reason=text)
-    else:
-        reference = uuid.uuid4().hex[:8]
-        log.error("discord.command_failed", reference=reference, exc_info=error)
-        text = text or f"Something went wrong on my side (reference `{reference}`); it has been logged."
-    await send_error(interaction, text)
+    await send_error(interaction, describe_failure(error))

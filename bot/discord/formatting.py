@@ -15,6 +15,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 MESSAGE_LIMIT = 2000
 EMBED_TITLE, EMBED_DESCRIPTION, EMBED_FIELD_NAME, EMBED_FIELD_VALUE = 256, 4096, 256, 1024
 EMBED_FOOTER, EMBED_TOTAL, EMBEDS_PER_MESSAGE, FIELDS_PER_EMBED = 2048, 6000, 10, 25
+EMBED_URL = 2048
 BRAND_COLOUR = discord.Colour(0xF5A623)
 
 
@@ -24,28 +25,27 @@ def clip(text: str, limit: int) -> str:
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split on paragraph boundaries, then lines, then words; never exceed `limit`."""
+    """Split on paragraph boundaries, then lines, then words; never exceed `limit`, never empty."""
     text = text.strip()
     if len(text) <= limit:
         return [text] if text else []
     parts: list[str] = []
     current = ""
-    for separator, pieces in (("\n\n", text.split("\n\n")),):
-        for piece in pieces:
-            candidate = f"{current}{separator}{piece}" if current else piece
-            if len(candidate) <= limit:
-                current = candidate
-                continue
-            if current:
-                parts.append(current)
-            current = ""
-            if len(piece) <= limit:
-                current = piece
-            else:
-                parts.extend(_split_long(piece, limit))
+    for piece in text.split("\n\n"):
+        candidate = f"{current}\n\n{piece}" if current else piece
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            parts.append(current)
+        current = ""
+        if len(piece) <= limit:
+            current = piece
+        else:
+            parts.extend(_split_long(piece, limit))
     if current:
         parts.append(current)
-    return parts
+    return [part for part in parts if part.strip()]
 
 
 def _split_long(text: str, limit: int) -> list[str]:
@@ -55,7 +55,7 @@ def _split_long(text: str, limit: int) -> list[str]:
         if len(current) + len(token) <= limit:
             current += token
             continue
-        if current:
+        if current.strip():
             parts.append(current.rstrip())
         while len(token) > limit:  # a single huge word
             parts.append(token[:limit])
@@ -76,12 +76,23 @@ def first_sentences(text: str, max_chars: int = 300) -> str:
     return clip(out or text, max_chars)
 
 
+def web_url(url: str | None) -> str | None:
+    """`url` if Discord accepts it as a link (http(s), at most 2048 characters), else None."""
+    if not url or len(url) > EMBED_URL or any(c.isspace() for c in url):
+        return None
+    return url if url.startswith(("https://", "http://")) else None
+
+
+def _markdown_link(label: str, url: str) -> str:
+    return f"[{label}]({url.replace('(', '%28').replace(')', '%29')})"
+
+
 def paper_embed(paper: Paper, *, summary: str | None = None, footer: str | None = None) -> discord.Embed:
-    """Title → arXiv link, authors, date, upvotes, a one-line gist (or the given summary)."""
-    gist = summary or paper.ai_summary or first_sentences(paper.abstract)
+    """Title → arXiv link, authors, date, upvotes and a one-line gist (or the given summary)."""
+    gist = summary if summary else first_sentences(paper.ai_summary or paper.abstract or paper.title)
     embed = discord.Embed(
         title=clip(paper.title, EMBED_TITLE),
-        url=paper.url,
+        url=next((u for u in (paper.abs_url, paper.project_url, paper.github_url) if web_url(u)), None),
         description=clip(gist, EMBED_DESCRIPTION),
         colour=BRAND_COLOUR,
     )
@@ -97,25 +108,44 @@ def paper_embed(paper: Paper, *, summary: str | None = None, footer: str | None 
         details.append(", ".join(paper.categories[:4]))
     if details:
         embed.add_field(name="Details", value=clip(" · ".join(details), EMBED_FIELD_VALUE), inline=False)
-    links = [f"[{label}]({url})" for label, url in (("PDF", paper.pdf_url), ("Code", paper.github_url),
-                                                     ("Project", paper.project_url)) if url]
+    links = ""
+    for label, url in (("PDF", paper.pdf_url), ("Code", paper.github_url), ("Project", paper.project_url)):
+        safe = web_url(url)
+        if safe is None:
+            continue
+        candidate = f"{links} · {_markdown_link(label, safe)}" if links else _markdown_link(label, safe)
+        if len(candidate) <= EMBED_FIELD_VALUE:  # a link cut in half is worse than no link
+            links = candidate
     if links:
-        embed.add_field(name="Links", value=" · ".join(links), inline=False)
+        embed.add_field(name="Links", value=links, inline=False)
     embed.set_footer(text=clip(footer or paper.paper_id, EMBED_FOOTER))
+    return fit_embed(embed)
+
+
+def fit_embed(embed: discord.Embed) -> discord.Embed:
+    """Shorten the description so that the whole embed stays within Discord's 6000 characters."""
+    excess = len(embed) - EMBED_TOTAL
+    if excess > 0 and embed.description:
+        embed.description = clip(embed.description, max(1, len(embed.description) - excess - 1))
     return embed
 
 
 def sources_embed(citations: Sequence[Citation], *, cited: bool = True) -> discord.Embed:
-    lines = []
+    """The numbered Sources list; whole lines only, as many as fit."""
+    description = ""
     for c in citations:
         title = clip(c.title, 200).replace("[", "(").replace("]", ")")
-        lines.append(f"**[{c.n}]** [{title}]({c.url})" if c.url else f"**[{c.n}]** {title}")
-    embed = discord.Embed(
+        url = web_url(c.url)
+        line = f"**[{c.n}]** {_markdown_link(title, url)}" if url else f"**[{c.n}]** {title}"
+        candidate = f"{description}\n{line}" if description else line
+        if len(candidate) > EMBED_DESCRIPTION:
+            break
+        description = candidate
+    return discord.Embed(
         title="Sources" if cited else "Sources (retrieved, not cited)",
-        description=clip("\n".join(lines), EMBED_DESCRIPTION),
+        description=description or None,
         colour=BRAND_COLOUR,
     )
-    return embed
 
 
 def embeds_total(embeds: Sequence[discord.Embed]) -> int:
@@ -126,7 +156,8 @@ def fit_embeds(embeds: Sequence[discord.Embed]) -> list[list[discord.Embed]]:
     """Group embeds into messages within 10 per message and 6000 characters per message."""
     groups: list[list[discord.Embed]] = []
     for embed in embeds:
-        if groups and len(groups[-1]) < EMBEDS_PER_MESSAGE and embeds_total(groups[-1]) + len(embed) <= EMBED_TOTAL:
+        fits = bool(groups) and len(groups[-1]) < EMBEDS_PER_MESSAGE
+        if fits and embeds_total(groups[-1]) + len(embed) <= EMBED_TOTAL:
             groups[-1].append(embed)
         else:
             groups.append([embed])

@@ -27,10 +27,10 @@ ARXIV_LISTING = SHARED_DATA / "arxiv" / "arxiv_cs_2026-06-29.jsonl"
 # --------------------------------------------------------------------------- sources
 
 
-def hf_day_from_slim(day: dt.date) -> bytes:
+def hf_day_from_slim(day: dt.date, limit: int | None = None) -> bytes:
     """The Hugging Face API response of another day, rebuilt from the slim daily records."""
     items = [json.loads(line) for line in HF_SLIM.read_text().splitlines()]
-    return json.dumps([item for item in items if item.get("daily_date") == day.isoformat()]).encode()
+    return json.dumps([item for item in items if item.get("daily_date") == day.isoformat()][:limit]).encode()
 
 
 def arxiv_listing(category: str, count: int) -> list[dict[str, Any]]:
@@ -165,7 +165,11 @@ class MemoryPoster:
 
     async def find_recent_digest_messages(self, channel_id: int, marker: str) -> list[tuple[int, str]]:
         self.lookups += 1
-        return [(m.message_id, m.marker) for m in self.messages if m.channel_id == channel_id and m.marker.startswith(marker)]
+        return [
+            (m.message_id, m.marker)
+            for m in self.messages
+            if m.channel_id == channel_id and m.marker.startswith(marker)
+        ]
 
     def in_channel(self, channel_id: int) -> list[SentMessage]:
         return [m for m in self.messages if m.channel_id == channel_id]

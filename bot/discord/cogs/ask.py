@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.errors import SHOWS_PROGRESS
 from bot.discord.formatting import NO_MENTIONS, answer_messages
 from bot.discord.progress import ThrottledProgress
 from bot.index import SearchFilter
@@ -28,14 +29,21 @@ async def answer_interaction(
     bot.services.answers.validate_question(question)  # refuse bad input before deferring
     bot.check_rate(interaction.user.id, interaction.guild_id)
     await interaction.response.defer(thinking=True, ephemeral=private)
+    interaction.extras[SHOWS_PROGRESS] = True
     progress = ThrottledProgress(
         lambda text: interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS),
         interval_s=bot.settings.discord.stream_edit_interval_s,
     )
-    answer = await bot.services.answers.answer(question, progress=progress, search_filter=search_filter)
+    try:
+        answer = await bot.services.answers.answer(question, progress=progress, search_filter=search_filter)
+    finally:
+        await progress.aclose()  # no progress edit may land after the answer
     messages = answer_messages(answer)
     first_text, first_embeds = messages[0]
-    await interaction.edit_original_response(content=first_text, embeds=first_embeds, allowed_mentions=NO_MENTIONS)
+    await interaction.edit_original_response(
+        content=first_text, embeds=first_embeds, allowed_mentions=NO_MENTIONS
+    )
+    interaction.extras[SHOWS_PROGRESS] = False
     for text, embeds in messages[1:]:
         await interaction.followup.send(text, embeds=embeds, ephemeral=private, allowed_mentions=NO_MENTIONS)
 
@@ -46,6 +54,10 @@ class AskCog(commands.Cog, name="Ask"):
 
     @app_commands.command(name="ask", description="Ask a question; the answer cites the papers it used")
     @app_commands.describe(question="Your question about the papers", private="Only you see the answer")
-    async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 1000],
-                  private: bool = False) -> None:
+    async def ask(
+        self,
+        interaction: discord.Interaction,
+        question: app_commands.Range[str, 1, 1000],
+        private: bool = False,
+    ) -> None:
         await answer_interaction(self.bot, interaction, question, private=private)

@@ -13,7 +13,8 @@ import discord
 import structlog
 from discord.ext import commands
 
-from bot.discord.errors import RateLimited, user_message
+from bot.discord.context import bind_message
+from bot.discord.errors import describe_failure
 from bot.discord.formatting import NO_MENTIONS, answer_messages, clip
 from bot.rag.iter_retgen import Turn
 
@@ -29,17 +30,32 @@ class ChatCog(commands.Cog, name="Chat"):
     def __init__(self, bot: PaperBotBase) -> None:
         self.bot = bot
 
-    def _addressed(self, message: discord.Message) -> bool:
+    def _mentioned(self, message: discord.Message) -> bool:
         me = self.bot.user
-        if me is None:
-            return False
-        if me in message.mentions:
-            return True
+        return me is not None and any(user.id == me.id for user in message.mentions)
+
+    def _replies_to_me(self, message: discord.Message) -> bool:
+        me = self.bot.user
         resolved = message.reference.resolved if message.reference else None
-        if isinstance(resolved, discord.Message) and resolved.author.id == me.id:
-            return True
+        return me is not None and isinstance(resolved, discord.Message) and resolved.author.id == me.id
+
+    def _in_my_thread(self, message: discord.Message) -> bool:
+        me = self.bot.user
         channel = message.channel
-        return isinstance(channel, discord.Thread) and channel.owner_id == me.id
+        return me is not None and isinstance(channel, discord.Thread) and channel.owner_id == me.id
+
+    async def _resolve_channel(self, message: discord.Message) -> None:
+        """A thread the cache does not know (archived before a restart, say) arrives as a partial
+        channel: ask Discord what it is, so that its owner and history are known."""
+        if not isinstance(message.channel, discord.PartialMessageable) or message.guild is None:
+            return
+        try:
+            fetched = await self.bot.fetch_channel(message.channel.id)
+        except discord.HTTPException as exc:
+            log.warning("discord.channel_fetch_failed", channel_id=message.channel.id, error=str(exc))
+            return
+        if isinstance(fetched, discord.Thread):
+            message.channel = fetched
 
     def question_text(self, message: discord.Message) -> str:
         me = self.bot.user
@@ -54,64 +70,86 @@ class ChatCog(commands.Cog, name="Chat"):
             return
         if message.guild is None and not self.bot.settings.discord.allow_dms:
             return
-        if not self._addressed(message):
+        await self._resolve_channel(message)
+        mentioned = self._mentioned(message)
+        if not (mentioned or self._replies_to_me(message) or self._in_my_thread(message)):
             return
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            guild_id=message.guild.id if message.guild else None,
-            channel_id=message.channel.id,
-            user_id=message.author.id,
-            command="chat",
-        )
-        try:
-            await self._answer(message)
-        except Exception as exc:
-            text, expected = user_message(exc)
-            if not expected:
-                log.exception("discord.chat_failed")
-                text = text or "Something went wrong on my side; it has been logged."
-            try:
-                await message.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
-            except discord.HTTPException:
-                log.warning("discord.chat_error_reply_failed")
-
-    async def _answer(self, message: discord.Message) -> None:
+        bind_message(message, "chat")
         question = self.question_text(message)
         if not question:
-            await message.reply("Ask me something about the papers.", allowed_mentions=NO_MENTIONS,
-                                mention_author=False)
+            # Without the message-content intent, plain messages in our threads arrive without text:
+            # only an explicit mention deserves an answer then.
+            if mentioned:
+                await self._reply(message, None, "Ask me something about the papers.")
             return
-        self.bot.services.answers.validate_question(question)
-        wait = self.bot.rate_limiter.check(message.author.id, message.guild.id if message.guild else None)
-        if wait > 0:
-            raise RateLimited(wait)
-        destination: discord.abc.Messageable
-        if isinstance(message.channel, discord.Thread) or message.guild is None:
-            destination = message.channel
-            history = await self._history(message)
-        else:
-            destination = await message.create_thread(name=clip(question, THREAD_NAME_LIMIT))
-            history = []
-        async with destination.typing():
-            answer = await self.bot.services.answers.answer(question, history=history)
-        for text, embeds in answer_messages(answer):
-            await destination.send(text, embeds=embeds, allowed_mentions=NO_MENTIONS)
+        thread: discord.Thread | None = None
+        try:
+            self.bot.services.answers.validate_question(question)
+            self.bot.check_rate(message.author.id, message.guild.id if message.guild else None)
+            destination: discord.abc.Messageable = message.channel
+            reply_to: discord.Message | None = None
+            if isinstance(message.channel, discord.Thread) or message.guild is None:
+                history = await self._history(message)
+            else:
+                history = self._replied_to(message)
+                try:
+                    thread = await message.create_thread(name=clip(question, THREAD_NAME_LIMIT))
+                    destination = thread
+                except discord.Forbidden:  # threads are not allowed here: answer in the channel
+                    log.info("discord.thread_not_allowed")
+                    reply_to = message
+            async with destination.typing():
+                answer = await self.bot.services.answers.answer(question, history=history)
+            for text, embeds in answer_messages(answer):
+                if reply_to is not None:  # the first part answers the message, pinging nobody
+                    await reply_to.reply(
+                        text, embeds=embeds, allowed_mentions=NO_MENTIONS, mention_author=False
+                    )
+                    reply_to = None
+                else:
+                    await destination.send(text, embeds=embeds, allowed_mentions=NO_MENTIONS)
+        except Exception as exc:
+            await self._reply(message, thread, describe_failure(exc))
+
+    async def _reply(self, message: discord.Message, thread: discord.Thread | None, text: str) -> None:
+        """In the thread the answer was meant for, or as a reply (that pings nobody) to the message."""
+        try:
+            if thread is not None:
+                await thread.send(text, allowed_mentions=NO_MENTIONS)
+            else:
+                await message.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("discord.chat_reply_failed", error=str(exc))
+
+    def _turn(self, message: discord.Message) -> Turn | None:
+        """A past message as a conversation turn; None for other bots and messages without text."""
+        me = self.bot.user
+        mine = me is not None and message.author.id == me.id
+        if not message.content or (message.author.bot and not mine):
+            return None
+        turn = Turn("assistant", message.content) if mine else Turn("user", self.question_text(message))
+        return turn if turn.text else None
+
+    def _replied_to(self, message: discord.Message) -> list[Turn]:
+        """A reply continues the message it answers (typically one of our answers)."""
+        resolved = message.reference.resolved if message.reference else None
+        turn = self._turn(resolved) if isinstance(resolved, discord.Message) else None
+        return [turn] if turn else []
 
     async def _history(self, message: discord.Message) -> list[Turn]:
-        """The conversation before `message`, oldest first: the thread's starter, then its messages."""
-        me = self.bot.user
+        """The conversation before `message`, oldest first: what the thread's starter replied to, the
+        starter, then the thread's messages."""
         turns: list[Turn] = []
         channel = message.channel
-        if isinstance(channel, discord.Thread) and channel.parent is not None:
-            try:
+        if isinstance(channel, discord.Thread) and isinstance(channel.parent, discord.TextChannel):
+            try:  # a thread started from a message has that message's id
                 starter = await channel.parent.fetch_message(channel.id)
-                turns.append(Turn("user", self.question_text(starter)))
             except (discord.NotFound, discord.Forbidden):
                 pass  # a thread not started from a message
+            else:
+                turns += self._replied_to(starter)
+                if (turn := self._turn(starter)) is not None:
+                    turns.append(turn)
         recent = [m async for m in channel.history(limit=HISTORY_MESSAGES, before=message)]
-        for past in reversed(recent):
-            if not past.content:
-                continue
-            role = "assistant" if me is not None and past.author.id == me.id else "user"
-            turns.append(Turn(role, self.question_text(past) if role == "user" else past.content))
+        turns += [turn for past in reversed(recent) if (turn := self._turn(past)) is not None]
         return turns

@@ -18,7 +18,8 @@ HELP_TEXT = """\
 **/ask** `question` — an answer written from the papers, citing them as [n], with a Sources list.
 **/paper** `id_or_url` — a paper card: arXiv id, arxiv.org abs/pdf link or huggingface.co/papers link.
 **Mention me** or reply to me — I answer in a thread and remember the thread's conversation.
-Add `private: True` to see a result only yourself."""
+**/help** — this message.
+Add `private: True` to /search or /ask to see the result only yourself."""
 
 
 class HelpCog(commands.Cog, name="Help"):

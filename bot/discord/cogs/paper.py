@@ -40,7 +40,9 @@ def paper_id_from_input(raw: str) -> str:
         text = match.group("id")
     parsed = parse_arxiv_id(text)
     if parsed is None:
-        raise UserFacingError(f"`{raw[:80]}` is not an arXiv id (expected something like 2405.15738 or 2405.15738v2).")
+        raise UserFacingError(
+            f"`{raw[:80]}` is not an arXiv id (expected something like 2405.15738 or 2405.15738v2)."
+        )
     return parsed[0]
 
 
@@ -50,15 +52,20 @@ class PaperCog(commands.Cog, name="Paper"):
 
     @app_commands.command(name="paper", description="Show a paper card with its summary")
     @app_commands.describe(id_or_url="arXiv id, arxiv.org link or huggingface.co/papers link")
-    async def paper(self, interaction: discord.Interaction, id_or_url: app_commands.Range[str, 1, 300]) -> None:
-        paper_id = paper_id_from_input(id_or_url)
+    async def paper(
+        self, interaction: discord.Interaction, id_or_url: app_commands.Range[str, 1, 300]
+    ) -> None:
+        paper_id = paper_id_from_input(id_or_url)  # refuse anything else before deferring
         await interaction.response.defer(thinking=True)
         paper = (await self.bot.services.index.fetch_papers([paper_id])).get(paper_id)
         if paper is None:
             await interaction.followup.send(
-                f"arXiv:{paper_id} isn't in paperbot's index yet (it knows papers from the ingested sources).",
+                f"arXiv:{paper_id} isn't in paperbot's index yet (it knows the papers of its ingested "
+                "sources).",
                 allowed_mentions=NO_MENTIONS,
             )
             return
         summary = await paper_summary(self.bot, paper)
-        await interaction.followup.send(embed=paper_embed(paper, summary=summary), allowed_mentions=NO_MENTIONS)
+        await interaction.followup.send(
+            embed=paper_embed(paper, summary=summary), allowed_mentions=NO_MENTIONS
+        )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.cogs.ask import answer_interaction
+from bot.discord.context import bind_interaction
 from bot.discord.errors import UserFacingError, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS, fit_embeds, paper_embed
 from bot.index import SearchFilter
@@ -21,23 +23,25 @@ if TYPE_CHECKING:
 
 MAX_RESULTS = 10
 ROWS_WITH_BUTTONS = 5  # Discord allows 5 rows of components per message
+MODAL_TIMEOUT_S = 15 * 60  # an abandoned modal must not stay in memory forever
 _RELATIVE = re.compile(r"^(\d{1,4})\s*([dwmy])$")
+_SINCE_HELP = "`since` must be a date like 2026-08-01 or a span like 7d, 2w, 3m, 1y"
 
 
 def parse_since(value: str | None, today: dt.date | None = None) -> dt.date | None:
     """`2026-08-01`, or a span back from today: `7d`, `2w`, `3m`, `1y`."""
-    if not value:
+    if not value or not value.strip():
         return None
     text = value.strip().lower()
     match = _RELATIVE.match(text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        days = amount * {"d": 1, "w": 7, "m": 30, "y": 365}[unit]
-        return (today or dt.date.today()) - dt.timedelta(days=days)
     try:
+        if match:
+            amount, unit = int(match.group(1)), match.group(2)
+            days = amount * {"d": 1, "w": 7, "m": 30, "y": 365}[unit]
+            return (today or dt.date.today()) - dt.timedelta(days=days)
         return dt.date.fromisoformat(text)
-    except ValueError:
-        raise UserFacingError(f"`since` must be a date like 2026-08-01 or a span like 7d, 2w, 3m; got `{value}`") from None
+    except (ValueError, OverflowError):  # not a date, or a span reaching before year 1
+        raise UserFacingError(f"{_SINCE_HELP}; got `{value[:40]}`.") from None
 
 
 async def paper_summary(bot: PaperBotBase, paper: Paper) -> str:
@@ -49,24 +53,30 @@ async def paper_summary(bot: PaperBotBase, paper: Paper) -> str:
                            if summary.is_fallback else "")
 
 
-class PaperButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pb:(?P<action>sum|ask|sim):(?P<pid>.{1,90})"):
-    LABELS = {"sum": "Summarize", "ask": "Ask about this", "sim": "Similar papers"}
+class PaperButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pb:(?P<action>sum|ask|sim):(?P<pid>.{1,90})"
+):
+    """A button whose custom_id carries its action and paper, so it works after any restart."""
 
-    def __init__(self, action: str, paper_id: str, rank: int | None = None) -> None:
+    LABELS: ClassVar[dict[str, str]] = {"sum": "Summarize", "ask": "Ask about this", "sim": "Similar papers"}
+
+    def __init__(self, action: str, paper_id: str, rank: int | None = None, row: int | None = None) -> None:
         label = self.LABELS[action] + (f" #{rank}" if rank is not None else "")
-        super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=f"pb:{action}:{paper_id}")
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=label, style=discord.ButtonStyle.secondary, custom_id=f"pb:{action}:{paper_id}"
         )
+        super().__init__(button, row=row)
         self.action = action
         self.paper_id = paper_id
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> PaperButton:
         return cls(match["action"], match["pid"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        bind_interaction(interaction, command=f"button:{self.action}")
         cog = interaction.client.get_cog("Search")  # type: ignore[attr-defined]
         assert isinstance(cog, SearchCog)
         try:
@@ -81,27 +91,28 @@ class AskAboutPaper(discord.ui.Modal, title="Ask about this paper"):
     )
 
     def __init__(self, cog: SearchCog, paper: Paper) -> None:
-        super().__init__()
+        super().__init__(timeout=MODAL_TIMEOUT_S)
         self.cog = cog
         self.paper = paper
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def on_submit(self, interaction: discord.Interaction, /) -> None:
+        bind_interaction(interaction, command="modal:ask")
         await answer_interaction(
             self.cog.bot, interaction, str(self.question.value), private=True,
             search_filter=SearchFilter(paper_ids=(self.paper.paper_id,)),
-        )
+        )  # fmt: skip
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await report_interaction_error(interaction, error)
 
 
-def results_view(papers: list[Paper]) -> discord.ui.View:
+def results_view(papers: Sequence[Paper]) -> discord.ui.View:
+    """Summarize / Ask / Similar for the first five papers, one row each. Fully dynamic: the view
+    is never stored, the buttons are routed by their custom_id."""
     view = discord.ui.View(timeout=None)
     for rank, paper in enumerate(papers[:ROWS_WITH_BUTTONS], 1):
         for action in ("sum", "ask", "sim"):
-            view.add_item(PaperButton(action, paper.paper_id, rank).item)
-    for row, item in enumerate(view.children):
-        item.row = row // 3  # type: ignore[attr-defined]
+            view.add_item(PaperButton(action, paper.paper_id, rank, row=rank - 1))
     return view
 
 
@@ -110,19 +121,30 @@ class SearchCog(commands.Cog, name="Search"):
         self.bot = bot
 
     @app_commands.command(name="search", description="Find papers by topic (keyword + semantic search)")
-    @app_commands.describe(query="What to look for", since="Only papers since a date (2026-08-01) or span (7d, 2w)",
-                           limit="How many papers (1-10)", private="Only you see the results")
-    async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500],
-                     since: str | None = None, limit: app_commands.Range[int, 1, MAX_RESULTS] = 5,
-                     private: bool = False) -> None:
+    @app_commands.describe(
+        query="What to look for",
+        since="Only papers since a date (2026-08-01) or span (7d, 2w)",
+        limit="How many papers (1-10)",
+        private="Only you see the results",
+    )
+    async def search(
+        self,
+        interaction: discord.Interaction,
+        query: app_commands.Range[str, 1, 500],
+        since: str | None = None,
+        limit: app_commands.Range[int, 1, MAX_RESULTS] = 5,
+        private: bool = False,
+    ) -> None:
         since_date = parse_since(since)
+        self.bot.services.search.prepare_query(query)  # refuse an empty query before deferring
         await interaction.response.defer(thinking=True, ephemeral=private)
         result = await self.bot.services.search.search(query, limit=limit, since=since_date)
-        await self._send_results(interaction, result.hits and [h.paper for h in result.hits], private,
-                                 empty=f"No papers found for “{query}”" + (f" since {since_date}" if since_date else "") + ".")
+        empty = f"No papers found for “{query}”" + (f" since {since_date}" if since_date else "") + "."
+        await self._send_results(interaction, [h.paper for h in result.hits], private, empty=empty)
 
-    async def _send_results(self, interaction: discord.Interaction, papers: list[Paper] | list[Any],
-                            private: bool, *, empty: str) -> None:
+    async def _send_results(
+        self, interaction: discord.Interaction, papers: Sequence[Paper], private: bool, *, empty: str
+    ) -> None:
         if not papers:
             await interaction.followup.send(empty, ephemeral=private, allowed_mentions=NO_MENTIONS)
             return
@@ -131,7 +153,9 @@ class SearchCog(commands.Cog, name="Search"):
         for index, group in enumerate(groups):
             last = index == len(groups) - 1
             kwargs: dict[str, Any] = {"view": results_view(papers)} if last else {}
-            await interaction.followup.send(embeds=group, ephemeral=private, allowed_mentions=NO_MENTIONS, **kwargs)
+            await interaction.followup.send(
+                embeds=group, ephemeral=private, allowed_mentions=NO_MENTIONS, **kwargs
+            )
 
     async def on_button(self, interaction: discord.Interaction, action: str, paper_id: str) -> None:
         papers = await self.bot.services.index.fetch_papers([paper_id])
@@ -145,13 +169,14 @@ class SearchCog(commands.Cog, name="Search"):
             self.bot.check_rate(interaction.user.id, interaction.guild_id)
             await interaction.response.defer(thinking=True, ephemeral=True)
             summary = await paper_summary(self.bot, paper)
-            await interaction.followup.send(embed=paper_embed(paper, summary=summary), ephemeral=True,
-                                            allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(
+                embed=paper_embed(paper, summary=summary), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
             return
         await interaction.response.defer(thinking=True, ephemeral=True)
-        result = await self.bot.services.search.search_chunks(
+        hits = await self.bot.services.search.search_chunks(
             f"{paper.title}\n{paper.abstract}", limit=15,
             search_filter=SearchFilter(exclude_paper_ids=(paper.paper_id,)),
-        )
-        similar = list({h.paper.paper_id: h.paper for h in result}.values())[:5]
+        )  # fmt: skip
+        similar = list({h.paper.paper_id: h.paper for h in hits}.values())[:5]
         await self._send_results(interaction, similar, True, empty="No similar papers found.")
