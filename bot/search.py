@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -11,6 +12,7 @@ from bot.embedding import Embedder
 from bot.index import ChunkHit, PaperIndex, SearchFilter
 from bot.index.base import SearchMode
 from bot.models import SearchHit, clean_text
+from bot.ops.metrics import observe_retrieval
 from bot.sparse import sparse_query
 from bot.tokens import truncate_tokens
 
@@ -59,11 +61,14 @@ class SearchService:
     ) -> list[ChunkHit]:
         """Top chunks (several may come from one paper); used by retrieval-augmented answers."""
         text, _ = self.prepare_query(query, max_query_tokens)
+        started = time.monotonic()
         dense = await self.embedder.embed_query(text) if mode != "sparse" else None
         sparse = sparse_query(text) if mode != "dense" else None
-        return await self.index.query(
+        hits = await self.index.query(
             dense=dense, sparse=sparse, mode=mode, limit=limit, search_filter=search_filter or SearchFilter()
         )
+        observe_retrieval(time.monotonic() - started, mode)
+        return hits
 
     async def search(
         self,

@@ -54,6 +54,19 @@ def clean_settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     yield data_dir
 
 
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    """CLI tests configure logging onto pytest's capture streams; never let that leak into later tests."""
+    import logging
+
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    logging.getLogger().handlers[:] = []
+
+
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
     from bot.embedding import LocalEmbedder

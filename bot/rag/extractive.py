@@ -11,11 +11,12 @@ EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    (
-        "a an and are as at be by can do does for from how in is it its of on or that the this to was "
-        "what which who why with paper papers"
-    ).split()
-)
+    {
+        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "in",
+        "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "which", "who",
+        "why", "with", "paper", "papers",
+    }
+)  # fmt: skip
 
 
 def _terms(text: str) -> set[str]:
