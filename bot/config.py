@@ -188,6 +188,9 @@ class DigestSettings(BaseSettings):
     arxiv_max_results: int = Field(default=300, ge=1, le=2000)
     source_cache_s: int = Field(default=600, ge=0)
     feedback_history: int = Field(default=20, ge=0, le=200)
+    # On shutdown, a digest being posted gets this long to finish before it is cancelled (and
+    # resumed on the next start).
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
 
     @field_validator("default_time")
     @classmethod

@@ -9,6 +9,7 @@ import discord
 import structlog
 
 from bot.config import Settings
+from bot.digest.scheduler import DigestScheduler
 from bot.discord.bot import create_bot
 from bot.discord.endpoints import apply_endpoints
 from bot.logs import flush_logging
@@ -16,7 +17,7 @@ from bot.ops.checks import readiness_checks
 from bot.ops.discord_events import instrument_bot
 from bot.ops.health import HealthServer, health_server
 from bot.ops.metrics import track_llm_usage
-from bot.services import open_services
+from bot.services import Services, open_services
 
 log = structlog.get_logger(__name__)
 
@@ -37,15 +38,19 @@ async def run_bot(settings: Settings) -> None:
         # embedding model loads and the embedded LLM starts, which can take minutes on a small machine.
         async with (
             health_server(settings.ops, secrets=settings.secrets) as health,
-            open_services(settings, with_llm=True) as services,
+            open_services(settings, with_llm=True, with_database=True) as services,
         ):
             bot = create_bot(services, settings)
+            bot.digest_scheduler = build_scheduler(services, settings)
             instrument_bot(bot)
             if services.llm is not None:
                 track_llm_usage(services.llm.usage)
             if health is not None:
                 llm_url = services.llm.base_url if services.llm is not None else None
-                for name, check in readiness_checks(bot, index=services.index, llm_base_url=llm_url).items():
+                checks = readiness_checks(
+                    bot, index=services.index, llm_base_url=llm_url, database=services.database
+                )
+                for name, check in checks.items():
                     health.set_check(name, check)
             stopping: set[asyncio.Task[None]] = set()
 
@@ -70,6 +75,21 @@ async def run_bot(settings: Settings) -> None:
         log.info("daemon.stopped")
     finally:
         flush_logging()
+
+
+def build_scheduler(services: Services, settings: Settings) -> DigestScheduler:
+    """The digest scheduler for the shards this process runs (all of them without sharding)."""
+    if services.digests is None or services.repo is None or services.database is None:
+        raise RuntimeError("digests need the state database: open_services(..., with_database=True)")
+    discord_settings = settings.discord
+    return DigestScheduler(
+        services.digests,
+        services.repo,
+        services.database,
+        settings.digest,
+        shard_count=discord_settings.shard_count or 1,
+        shard_ids=discord_settings.shard_ids if discord_settings.shard_count else None,
+    )
 
 
 async def _shutdown(bot: discord.Client, sig: signal.Signals, health: HealthServer | None) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from bot.config import Settings
+from bot.db.engine import open_database
 from bot.embedding import Embedder, open_embedder
 from bot.index import PaperIndex, open_index
 from bot.ingest.pipeline import Ingestor
@@ -19,6 +20,8 @@ from bot.search import SearchService
 from bot.tokens import ensure_tiktoken_cache
 
 if TYPE_CHECKING:
+    from bot.db import Database, Repository
+    from bot.digest import DigestService
     from bot.digest.summaries import SummaryService
 
 log = structlog.get_logger(__name__)
@@ -34,11 +37,18 @@ class Services:
     answers: AnswerService
     llm: LLMClient | None
     summaries: SummaryService | None = None
+    database: Database | None = None
+    repo: Repository | None = None
+    digests: DigestService | None = None
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, with_llm: bool = False) -> AsyncIterator[Services]:
-    """`with_llm` starts (or connects to) the LLM; without one, answers are extractive."""
+async def open_services(
+    settings: Settings, *, with_llm: bool = False, with_database: bool = False
+) -> AsyncIterator[Services]:
+    """`with_llm` starts (or connects to) the LLM; without one, answers are extractive.
+    `with_database` opens the state database and builds the digest service (its poster is set by
+    whoever posts, e.g. the Discord bot) and the cached summaries."""
     ensure_tiktoken_cache(settings.tokenizer.encoding, settings.core.cache_dir / "tiktoken")
     async with AsyncExitStack() as stack:
         embedder = open_embedder(settings.embedding)
@@ -53,7 +63,7 @@ async def open_services(settings: Settings, *, with_llm: bool = False) -> AsyncI
             except LocalLLMUnavailable as exc:
                 log.warning("llm.unavailable_using_extractive_answers", error=str(exc))
         search = SearchService(index, embedder, encoding=settings.tokenizer.encoding)
-        yield Services(
+        services = Services(
             settings=settings,
             index=index,
             embedder=embedder,
@@ -64,3 +74,29 @@ async def open_services(settings: Settings, *, with_llm: bool = False) -> AsyncI
             ),
             llm=llm,
         )
+        if with_database:
+            database = await stack.enter_async_context(open_database(settings))
+            attach_digests(services, database)
+        yield services
+
+
+def attach_digests(services: Services, database: Database, **options: Any) -> None:
+    """Give `services` the state database, the digest service and its LLM summaries (cached per
+    paper, so /paper and the Summarize button reuse what digests paid for). `options` go to
+    `build_digest_service` (e.g. `fetch=` saved sources)."""
+    from bot.db import Repository
+    from bot.digest import build_digest_service
+
+    repo = Repository(database)
+    digests = build_digest_service(
+        services.settings,
+        repo=repo,
+        search=services.search,
+        ingestor=services.ingestor,
+        llm=services.llm,
+        **options,
+    )
+    services.database = database
+    services.repo = repo
+    services.digests = digests
+    services.summaries = digests.summaries

@@ -83,11 +83,13 @@ async def test_run_bot_connects_syncs_answers_and_stops_on_sigterm(
         "ask",
         "paper",
         "help",
+        "digest",
     }
     assert fake_discord.gateway.identifies[0]["intents"] & Intent.MESSAGE_CONTENT
     assert help_message["flags"] & MessageFlag.EPHEMERAL and help_message["embeds"]
     assert searched["content"] == "No papers found for “memory”."  # a fresh, empty data dir
     events = [e["event"] for e in log_events(logs)]
+    assert "db.ready" in events and "digest.scheduler_started" in events  # the daemon wires digests
     assert (
         events.index("discord.setup_done") < events.index("daemon.stopping") < events.index("discord.closing")
     )

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -35,6 +35,7 @@ from bot.digest.service import DigestRunner, RunOutcome
 log = structlog.get_logger(__name__)
 
 JOB_ID_PREFIX = "digest-"
+T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
 
 _active: DigestScheduler | None = None
@@ -84,6 +85,7 @@ class DigestScheduler:
         self._clock = clock
         self._scheduler: AsyncIOScheduler | None = None
         self.recovery: asyncio.Task[list[RunOutcome]] | None = None
+        self._running: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -140,16 +142,45 @@ class DigestScheduler:
         if interrupted:
             self.recovery = asyncio.create_task(self.recover_interrupted(interrupted))
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, grace_s: float = 0.0) -> None:
+        """Stop firing jobs, give running digests up to `grace_s` to finish, then cancel them.
+
+        A cancelled run stays `running` in the database and is resumed on the next start; the ledger
+        makes sure nothing it already posted is posted again."""
         global _active
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.pause()  # no new job starts while we wait
+        running = {task for task in self._running if not task.done()}
         if self.recovery is not None and not self.recovery.done():
-            self.recovery.cancel()
-            await asyncio.gather(self.recovery, return_exceptions=True)
+            running.add(self.recovery)
+        if running:
+            log.info("digest.shutdown_waiting", runs=len(running), grace_s=grace_s)
+            _, pending = await asyncio.wait(running, timeout=grace_s) if grace_s > 0 else (set(), running)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("digest.shutdown_cancelled_runs", runs=len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         if _active is self:
             _active = None
+
+    async def _tracked(self, run: Awaitable[T]) -> T:
+        """Run `run` in the current task, which `shutdown` waits for (then cancels)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            return await run
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def run_now(self, subscription: Subscription, digest_date: dt.date) -> RunOutcome:
+        """`/digest now`: a manual run that a graceful shutdown waits for like a scheduled one."""
+        return await self._tracked(self.runner.run(subscription, digest_date, trigger="manual"))
 
     @property
     def scheduler(self) -> AsyncIOScheduler:
@@ -248,7 +279,7 @@ class DigestScheduler:
             catch_up=late_s > 60,
             late_s=round(late_s),
         )
-        return await self.runner.run(subscription, digest_date, trigger="schedule")
+        return await self._tracked(self.runner.run(subscription, digest_date, trigger="schedule"))
 
     async def recover_interrupted(self, runs: list[DigestRun]) -> list[RunOutcome]:
         """Resume `runs`, which a crash left `running`, if still within the catch-up grace."""

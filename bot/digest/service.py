@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ from bot.digest.poster import (
 from bot.digest.sources import SourceLoader
 from bot.digest.summaries import Summary, SummaryService
 from bot.models import Paper
+from bot.ops.metrics import observe_digest_run
 from bot.search import SearchService
 
 log = structlog.get_logger(__name__)
@@ -142,7 +144,12 @@ class DigestService:
         slot.users += 1
         try:
             async with slot.lock:  # a scheduled run and `/digest now` of one channel and day take turns
-                return await self._run_locked(subscription, digest_date, trigger)
+                started = time.monotonic()
+                outcome = await self._run_locked(subscription, digest_date, trigger)
+                observe_digest_run(
+                    outcome.status, outcome.counts, trigger=trigger, seconds=time.monotonic() - started
+                )
+                return outcome
         finally:
             slot.users -= 1
             if slot.users == 0:

@@ -10,7 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.digest.scheduler import DigestScheduler
 from bot.discord.context import bind_interaction
+from bot.discord.digest_poster import DiscordDigestPoster
 from bot.discord.endpoints import build_intents
 from bot.discord.errors import RateLimited, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS
@@ -43,6 +45,10 @@ class PaperBotBase(commands.Bot):
         )
         self.services = services
         self.settings = settings
+        # Set by whoever builds the bot (the daemon); started in setup_hook, stopped in close.
+        self.digest_scheduler: DigestScheduler | None = None
+        if services.digests is not None:
+            services.digests.poster = DiscordDigestPoster(self)
         self.rate_limiter = RateLimiter(
             user_cooldown_s=settings.discord.user_cooldown_s,
             guild_per_minute=settings.discord.guild_rate_per_minute,
@@ -54,18 +60,23 @@ class PaperBotBase(commands.Bot):
             raise RateLimited(verdict.wait, guild_wide=verdict.scope == "guild")
 
     async def setup_hook(self) -> None:
-        from bot.discord.cogs import COGS, DYNAMIC_ITEMS
+        from bot.discord.cogs import COGS, DYNAMIC_ITEMS, DigestCog
 
         for cog in COGS:
+            if cog is DigestCog and self.services.digests is None:
+                log.info("discord.digests_disabled", detail="no state database: /digest is not registered")
+                continue
             await self.add_cog(cog(self))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self._sync_commands()
+        if self.digest_scheduler is not None:
+            await self.digest_scheduler.start()
         if not self.settings.discord.message_content_intent:
             log.warning(
                 "discord.message_content_intent_off",
                 detail="slash commands and @mentions work; plain follow-ups in threads are not seen",
             )
-        log.info("discord.setup_done", cogs=len(COGS))
+        log.info("discord.setup_done", cogs=len(self.cogs))
 
     async def _sync_commands(self) -> None:
         guild_ids = self.settings.discord.dev_guild_ids
@@ -89,6 +100,9 @@ class PaperBotBase(commands.Bot):
 
     async def close(self) -> None:
         log.info("discord.closing")
+        if self.digest_scheduler is not None:
+            # Before the connection closes: a digest being posted gets time to finish.
+            await self.digest_scheduler.shutdown(grace_s=self.settings.digest.shutdown_grace_s)
         await super().close()
 
 

@@ -16,6 +16,7 @@ from discord import app_commands
 
 from bot.discord.formatting import NO_MENTIONS
 from bot.index import IndexUnavailableError
+from bot.ops.metrics import observe_command, seconds_since
 from bot.rag.iter_retgen import QuestionError
 from bot.search import QueryError
 
@@ -101,6 +102,21 @@ async def send_error(interaction: discord.Interaction, text: str) -> None:
         log.warning("discord.error_reply_failed", error=str(exc))
 
 
+def failure_outcome(error: BaseException) -> str:
+    """The metrics outcome of a failure: user_error, rate_limited or error."""
+    if isinstance(unwrap(error), RateLimited):
+        return "rate_limited"
+    return "user_error" if user_message(error)[1] else "error"
+
+
+def command_name(interaction: discord.Interaction) -> str:
+    command = interaction.command
+    if command is not None:
+        return command.qualified_name
+    return "component" if interaction.type == discord.InteractionType.component else "modal"
+
+
 async def report_interaction_error(interaction: discord.Interaction, error: BaseException) -> None:
     """For commands, buttons and modals alike."""
+    observe_command(command_name(interaction), seconds_since(interaction.created_at), failure_outcome(error))
     await send_error(interaction, describe_failure(error))

@@ -7,6 +7,7 @@ Discord still has is lost.
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -14,8 +15,9 @@ import structlog
 from discord.ext import commands
 
 from bot.discord.context import bind_message
-from bot.discord.errors import describe_failure
+from bot.discord.errors import describe_failure, failure_outcome
 from bot.discord.formatting import NO_MENTIONS, answer_messages, clip
+from bot.ops.metrics import observe_command
 from bot.rag.iter_retgen import Turn
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class ChatCog(commands.Cog, name="Chat"):
                 await self._reply(message, None, "Ask me something about the papers.")
             return
         thread: discord.Thread | None = None
+        started = time.monotonic()
         try:
             self.bot.services.answers.validate_question(question)
             self.bot.check_rate(message.author.id, message.guild.id if message.guild else None)
@@ -109,7 +112,10 @@ class ChatCog(commands.Cog, name="Chat"):
                 else:
                     await destination.send(text, embeds=embeds, allowed_mentions=NO_MENTIONS)
         except Exception as exc:
+            observe_command("chat", time.monotonic() - started, failure_outcome(exc))
             await self._reply(message, thread, describe_failure(exc))
+        else:
+            observe_command("chat", time.monotonic() - started, "ok")
 
     async def _reply(self, message: discord.Message, thread: discord.Thread | None, text: str) -> None:
         """In the thread the answer was meant for, or as a reply (that pings nobody) to the message."""

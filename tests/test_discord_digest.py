@@ -1,0 +1,375 @@
+"""/digest end to end: the real discord.py against the fake Discord, the real digest service and
+scheduler on SQLite, real embeddings in Qdrant Edge, the real LLM client against the scripted server,
+and the day's Hugging Face papers from saved API responses (`directory_fetcher`).
+
+At teardown the ``fake_discord`` fixture fails any test whose requests broke Discord's rules or could
+have pinged anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.config import Settings, TokenizerSettings
+from bot.daemon import build_scheduler
+from bot.db import Database, upgrade_schema
+from bot.digest import schedule as digest_schedule
+from bot.digest.poster import DigestHeader, PaperPost, digest_marker, parse_marker
+from bot.digest.sources import directory_fetcher
+from bot.discord.bot import PaperBotBase
+from bot.discord.digest_poster import FALLBACK_LABEL, DiscordDigestPoster
+from bot.index.edge import EdgePaperIndex
+from bot.ingest.pipeline import Ingestor
+from bot.ingest.sources import parse_bytes
+from bot.services import Services, attach_digests
+from tests.fakediscord import FakeDiscord, MessageFlag, run_client
+from tests.support.digest import HF_DAY, HF_RAW, SimulatedCrash, summary_responder
+from tests.support.paperbot_discord import make_settings, new_bot, open_services, reset_logging
+from tests.support.scripted_llm import ScriptedLLMServer
+
+MAX_PAPERS = 3
+TOPICS = "text-to-image diffusion models, GUI agents"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> None:
+    reset_logging()
+
+
+@pytest.fixture(scope="module")
+def day_index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
+    """The index with the real Hugging Face day already embedded (the slow part, once per module)."""
+    path = tmp_path_factory.mktemp("discord-digest") / "qdrant"
+    papers = parse_bytes(HF_RAW.read_bytes(), source_name=f"hf:{HF_DAY}", fmt="hf_json").papers
+
+    async def build() -> None:
+        index = EdgePaperIndex(path)
+        await index.ensure_collection(embedder.dimensions)
+        await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
+        await index.close()
+
+    asyncio.run(build())
+    return path
+
+
+def saved_sources(directory: Path) -> Path:
+    """The real 2026-08-18 Hugging Face response saved as the response for the days around today, so
+    that `/digest now` (which uses today's date in the channel's time zone) has papers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    today = dt.datetime.now(dt.UTC).date()
+    for offset in (-1, 0, 1):
+        shutil.copy(HF_RAW, directory / f"hf_daily_{today + dt.timedelta(days=offset)}.json")
+    return directory
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    settings: Settings
+    services: Services
+    database: Database
+    sources: Path
+
+    def channel(self, name: str = "papers") -> int:
+        return self.fake.state.channel_id(name)
+
+    def user(self, name: str) -> int:
+        return self.fake.state.user_id(name)
+
+    def restart_services(self) -> None:
+        """A new digest service over the same database and index, as after a process restart."""
+        attach_digests(self.services, self.database, fetch=directory_fetcher(self.sources))
+
+    @asynccontextmanager
+    async def bot(self, wrap: Callable[[PaperBotBase], None] | None = None) -> AsyncIterator[PaperBotBase]:
+        self.restart_services()
+        bot = new_bot(self.services, self.settings)
+        bot.digest_scheduler = build_scheduler(self.services, self.settings)
+        if wrap is not None:
+            wrap(bot)
+        async with run_client(bot, self.fake):
+            yield bot
+
+    def digest_messages(self, channel_id: int) -> list[tuple[int, str]]:
+        """(message id, marker) of every digest message in the channel, oldest first."""
+        out = []
+        for message in self.fake.messages_in(channel_id, ephemeral=False):
+            for embed in message.get("embeds", []):
+                footer = (embed.get("footer") or {}).get("text", "")
+                if parse_marker(footer):
+                    out.append((int(message["id"]), footer))
+        return out
+
+
+@pytest.fixture
+async def world(
+    fake_discord: FakeDiscord, scripted_llm: ScriptedLLMServer, day_index: Path, embedder: Any, tmp_path: Path
+) -> AsyncIterator[World]:
+    scripted_llm.responder = summary_responder
+    settings = make_settings(fake_discord, scripted_llm, tmp_path / "data")
+    async with AsyncExitStack() as stack:
+        services = await stack.enter_async_context(open_services(day_index, embedder, scripted_llm, settings))
+        database = Database.from_settings(settings)
+        stack.push_async_callback(database.close)
+        await upgrade_schema(database.engine)
+        yield World(fake_discord, settings, services, database, saved_sources(tmp_path / "sources"))
+
+
+async def ephemeral_text(handle: Any) -> str:
+    """The text of a command's reply (immediate or after "thinking…"), which must be ephemeral."""
+    callback = await handle.response()
+    if callback["type"] == 4:
+        assert callback["data"]["flags"] & MessageFlag.EPHEMERAL
+        return str(callback["data"]["content"])
+    assert callback["type"] == 5 and callback["data"]["flags"] & MessageFlag.EPHEMERAL, callback
+    message = await handle.original_message(timeout=60)
+    return str(message["content"])
+
+
+async def subscribe(world: World, **options: Any) -> str:
+    values = {"topics": TOPICS, "max_papers": MAX_PAPERS, **options}
+    handle = await world.fake.dispatch_interaction(
+        "digest subscribe", values, channel_id=world.channel(), user_id=world.user("alice")
+    )
+    return await ephemeral_text(handle)
+
+
+async def command(world: World, name: str, user: str = "alice") -> str:
+    handle = await world.fake.dispatch_interaction(
+        name, {}, channel_id=world.channel(), user_id=world.user(user)
+    )
+    return await ephemeral_text(handle)
+
+
+# ------------------------------------------------------------------ subscribe, permissions
+
+
+async def test_subscribe_as_admin_schedules_the_channel_in_its_time_zone(world: World) -> None:
+    async with world.bot() as bot:
+        text = await subscribe(world, time="07:30", timezone="Asia/Tokyo", weekdays="mon-fri")
+        assert "Subscribed" in text and "07:30 Asia/Tokyo" in text
+        assert world.services.repo is not None
+        sub = await world.services.repo.get_channel_subscription(world.channel())
+        assert sub is not None and sub.topics == ["text-to-image diffusion models", "GUI agents"]
+        assert bot.digest_scheduler is not None
+        next_run = bot.digest_scheduler.next_run_time(sub.id)
+        assert next_run is not None
+        local = next_run.astimezone(ZoneInfo("Asia/Tokyo"))
+        assert (local.hour, local.minute) == (7, 30) and local.weekday() < 5
+        assert next_run == digest_schedule.next_run_time(sub, dt.datetime.now(dt.UTC))
+        assert f"<t:{int(next_run.timestamp())}:F>" in text
+
+        # Changing the time reschedules the job; only the options given change.
+        assert "Updated" in await subscribe(world, time="18:05")
+        sub = await world.services.repo.get_channel_subscription(world.channel())
+        assert sub is not None and sub.timezone == "Asia/Tokyo"
+        moved = bot.digest_scheduler.next_run_time(sub.id)
+        assert moved is not None and moved.astimezone(ZoneInfo("Asia/Tokyo")).hour == 18
+
+        assert "paused" in await command(world, "digest pause")
+        assert bot.digest_scheduler.next_run_time(sub.id) is None
+        assert "resumed" in await command(world, "digest resume")
+        assert bot.digest_scheduler.next_run_time(sub.id) is not None
+        assert "stopped" in await command(world, "digest unsubscribe")
+        assert bot.digest_scheduler.next_run_time(sub.id) is None
+        assert await world.services.repo.get_channel_subscription(world.channel()) is None
+
+
+async def test_bad_options_get_a_clear_message(world: World) -> None:
+    async with world.bot():
+        assert "not an IANA time zone" in await subscribe(world, timezone="Mars/Olympus")
+        assert "HH:MM" in await subscribe(world, time="25:00")
+        assert world.services.repo is not None
+        assert await world.services.repo.get_channel_subscription(world.channel()) is None
+
+
+async def test_time_zone_autocomplete(world: World) -> None:
+    async with world.bot():
+        handle = await world.fake.dispatch_autocomplete(
+            "digest subscribe", {"timezone": "tokyo"}, focused="timezone",
+            channel_id=world.channel(), user_id=world.user("alice"),
+        )  # fmt: skip
+        assert [c["value"] for c in await handle.autocomplete_choices()] == ["Asia/Tokyo"]
+
+
+async def test_non_admins_are_refused_on_the_server_side(world: World) -> None:
+    async with world.bot():
+        # Discord hides /digest from members without Manage Server...
+        command_payload = world.fake.state.find_command("digest", None)
+        assert command_payload is not None and command_payload["default_member_permissions"] == str(1 << 5)
+        with pytest.raises(PermissionError):
+            await world.fake.dispatch_interaction("digest subscribe", {}, channel_id=world.channel())
+        # ...but a server can override that in its integration settings: the bot checks again.
+        command_payload["default_member_permissions"] = None
+        for name in ("digest subscribe", "digest now", "digest status", "digest preview"):
+            text = await command(world, name, user="bob")
+            assert "Manage Server permission" in text, text
+        assert world.services.repo is not None
+        assert await world.services.repo.get_channel_subscription(world.channel()) is None
+        assert world.digest_messages(world.channel()) == []
+
+
+# ------------------------------------------------------------------ posting
+
+
+async def test_digest_now_posts_header_and_papers_once_status_and_feedback(world: World) -> None:
+    channel = world.channel()
+    async with world.bot():
+        await subscribe(world)
+        preview = await command(world, "digest preview")
+        assert "nothing was posted" in preview
+        assert world.digest_messages(channel) == []  # the preview is ephemeral only
+
+        text = await command(world, "digest now")
+        assert f"Posted {MAX_PAPERS} papers" in text, text
+        posted = world.digest_messages(channel)
+        today = dt.datetime.now(dt.UTC).date()
+        markers = [marker for _, marker in posted]
+        assert len(posted) == 1 + MAX_PAPERS and markers[0] == f"{digest_marker(today)} · header"
+        assert all(m.startswith(digest_marker(today)) for m in markers) and len(set(markers)) == len(markers)
+        papers = [m for m in world.fake.messages_in(channel) if int(m["id"]) in {i for i, _ in posted[1:]}]
+        for message in papers:
+            embed = message["embeds"][0]
+            assert embed["url"].startswith("https://arxiv.org/abs/")
+            assert any(f["name"] == "Why this paper" for f in embed["fields"])
+            assert "Summary of" in embed["description"] and FALLBACK_LABEL not in embed["description"]
+            assert message.get("thread")  # thread_per_paper: a discussion thread on each paper
+
+        assert "already posted" in await command(world, "digest now")
+        assert world.digest_messages(channel) == posted
+
+        # 👍 from a reader is feedback on that paper for this channel.
+        assert world.services.repo is not None
+        liked_id = posted[1][0]
+        paper_id = posted[1][1].rsplit(" · ", 1)[1]
+        await world.fake.dispatch_reaction(liked_id, "👍", user_id=world.user("bob"))
+
+        async def liked() -> bool:
+            feedback = await world.services.repo.channel_feedback(channel)  # type: ignore[union-attr]
+            return paper_id in feedback.liked
+
+        for _ in range(100):
+            if await liked():
+                break
+            await asyncio.sleep(0.05)
+        assert await liked()
+
+        status = await command(world, "digest status")
+        assert f"posted {MAX_PAPERS}" in status and "(manual) posted:" in status
+        assert "already posted" in status and "Next run:" in status
+
+
+class CrashAfterPosting:
+    """The real Discord poster; the "process dies" right after a paper reached Discord, before its
+    message id could be recorded."""
+
+    def __init__(self, inner: DiscordDigestPoster, crash_at_rank: int) -> None:
+        self.inner = inner
+        self.crash_at_rank = crash_at_rank
+
+    async def post_header(self, channel_id: int, header: DigestHeader) -> int:
+        return await self.inner.post_header(channel_id, header)
+
+    async def post_paper(self, channel_id: int, post: PaperPost, parent_message_id: int | None) -> int:
+        message_id = await self.inner.post_paper(channel_id, post, parent_message_id)
+        if post.rank == self.crash_at_rank:
+            raise SimulatedCrash(f"killed after posting {post.paper.paper_id}")
+        return message_id
+
+    async def find_recent_digest_messages(self, channel_id: int, marker: str) -> list[tuple[int, str]]:
+        return await self.inner.find_recent_digest_messages(channel_id, marker)
+
+
+async def test_a_crash_after_posting_is_completed_on_restart_without_duplicates(world: World) -> None:
+    channel = world.channel()
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+
+    def crash_on_second_paper(bot: PaperBotBase) -> None:
+        assert bot.services.digests is not None
+        bot.services.digests.poster = CrashAfterPosting(DiscordDigestPoster(bot), crash_at_rank=2)
+
+    async with world.bot(crash_on_second_paper):
+        # Scheduled a minute ago, so the interrupted run is still within the catch-up grace.
+        await subscribe(world, time=f"{now:%H:%M}", timezone="UTC", weekdays="daily")
+        assert world.services.repo is not None and world.services.digests is not None
+        sub = await world.services.repo.get_channel_subscription(channel)
+        assert sub is not None
+        with pytest.raises(SimulatedCrash):
+            await world.services.digests.run(sub, now.date(), trigger="schedule")
+    before = world.digest_messages(channel)
+    assert len(before) == 1 + 2  # header, paper 1, paper 2 (sent, id never recorded)
+
+    async with world.bot() as bot:  # restart: same database, same Discord
+        assert bot.digest_scheduler is not None and bot.digest_scheduler.recovery is not None
+        outcomes = await asyncio.wait_for(bot.digest_scheduler.recovery, 60)
+        assert [o.status for o in outcomes] == ["posted"]
+        assert outcomes[0].counts.recovered == 1 and outcomes[0].counts.posted == MAX_PAPERS - 2
+    after = world.digest_messages(channel)
+    markers = [marker for _, marker in after]
+    assert after[: len(before)] == before
+    assert len(after) == 1 + MAX_PAPERS and len(set(markers)) == len(markers)  # each exactly once
+
+
+class SlowPoster(CrashAfterPosting):
+    """The real poster, a little slow per paper, so that a shutdown lands in the middle of a digest."""
+
+    def __init__(self, inner: DiscordDigestPoster, delay_s: float) -> None:
+        super().__init__(inner, crash_at_rank=0)
+        self.delay_s = delay_s
+
+    async def post_paper(self, channel_id: int, post: PaperPost, parent_message_id: int | None) -> int:
+        await asyncio.sleep(self.delay_s)
+        return await super().post_paper(channel_id, post, parent_message_id)
+
+
+@pytest.mark.parametrize("grace_s", [30.0, 0.0])
+async def test_shutdown_during_a_digest_loses_nothing_and_posts_nothing_twice(
+    world: World, grace_s: float
+) -> None:
+    """close() (what SIGTERM calls) waits for a running digest up to the grace, then cancels it; a
+    cancelled digest is resumed on the next start."""
+    channel = world.channel()
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    world.settings = world.settings.model_copy(
+        update={"digest": world.settings.digest.model_copy(update={"shutdown_grace_s": grace_s})}
+    )
+
+    def slow(bot: PaperBotBase) -> None:
+        assert bot.services.digests is not None
+        bot.services.digests.poster = SlowPoster(DiscordDigestPoster(bot), delay_s=0.3)
+
+    async with world.bot(slow) as bot:
+        await subscribe(world, time=f"{now:%H:%M}", timezone="UTC", weekdays="daily")
+        assert world.services.repo is not None and bot.digest_scheduler is not None
+        sub = await world.services.repo.get_channel_subscription(channel)
+        assert sub is not None
+        run = asyncio.create_task(bot.digest_scheduler.run_now(sub, now.date()))
+        await world.fake.wait_for(
+            lambda: len(world.digest_messages(channel)) >= 2, timeout=60, what="a paper"
+        )
+        await bot.close()
+        if grace_s:
+            outcome = await run
+            assert outcome.status == "posted" and outcome.counts.posted == MAX_PAPERS
+        else:
+            with pytest.raises(asyncio.CancelledError):
+                await run
+    interrupted = len(world.digest_messages(channel))
+    assert (interrupted == 1 + MAX_PAPERS) == bool(grace_s)
+
+    async with world.bot() as bot:  # the next start resumes a cancelled digest
+        assert bot.digest_scheduler is not None
+        if bot.digest_scheduler.recovery is not None:
+            await asyncio.wait_for(bot.digest_scheduler.recovery, 60)
+    markers = [marker for _, marker in world.digest_messages(channel)]
+    assert len(markers) == 1 + MAX_PAPERS and len(set(markers)) == len(markers)
