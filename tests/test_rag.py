@@ -317,3 +317,15 @@ async def test_end_to_end_with_the_embedded_gemma_server(index, embedder) -> Non
     assert (answer.text and answer.text != CANNOT_ANSWER) or answer.cannot_answer
     titles = [c.title for c in answer.citations]
     assert any(t.startswith("Titans") for t in titles), (answer.text, titles)
+
+
+async def test_an_answer_that_only_repeats_the_prompt_example_is_not_shown(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    from bot.rag.extractive import UNUSABLE_LABEL
+
+    copied = "Model size and training tokens should grow in equal proportion [2]."
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply(copied))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
+    assert answer.text.startswith(UNUSABLE_LABEL) and "equal proportion" not in answer.text
+    assert answer.citations and answer.fallback

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from bot.rag.packing import Source
 
 EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the most relevant passages:"
+UNUSABLE_LABEL = "The language model gave no usable answer, so here are the most relevant passages:"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
@@ -23,7 +24,9 @@ def _terms(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
-def extractive_answer(question: str, sources: Sequence[Source], *, max_sentences: int = 3) -> str:
+def extractive_answer(
+    question: str, sources: Sequence[Source], *, max_sentences: int = 3, label: str = EXTRACTIVE_LABEL
+) -> str:
     wanted = _terms(question)
     scored: list[tuple[float, int, int, str]] = []
     for source in sources:
@@ -38,4 +41,4 @@ def extractive_answer(question: str, sources: Sequence[Source], *, max_sentences
             )
     best = sorted(scored, reverse=True)[:max_sentences]
     lines = [f"> {sentence} [{number}]" for _, number, _, sentence in best]
-    return EXTRACTIVE_LABEL + "\n" + "\n".join(lines)
+    return label + "\n" + "\n".join(lines)

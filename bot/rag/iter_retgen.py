@@ -22,7 +22,7 @@ from bot.llm.client import LLMClient
 from bot.llm.errors import LLMError
 from bot.prompts import load_prompt
 from bot.rag.citations import Citation, verify_citations
-from bot.rag.extractive import extractive_answer
+from bot.rag.extractive import EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
 from bot.search import SearchService
 from bot.tokens import count_tokens, truncate_tokens
@@ -30,7 +30,8 @@ from bot.tokens import count_tokens, truncate_tokens
 log = structlog.get_logger(__name__)
 
 CANNOT_ANSWER = "I can't answer that from these papers."
-ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n"]
+# Small models go on to list the excerpts again ("[3] Title…") or start a new question: stop there.
+ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n", "\n[", "\n\n["]
 # The retrieval query of iteration t > 1 is the question plus the previous draft; BM25 reads all of
 # it, the dense model reads its first ~256 word pieces.
 MAX_RETRIEVAL_QUERY_TOKENS = 512
@@ -105,11 +106,13 @@ def final_answer_line(generation: str) -> str:
     return (parts[-1] if len(parts) > 1 else generation).strip()
 
 
-def strip_prompt_echo(answer: str, system_prompt: str) -> str:
-    """Remove any sentence of the system prompt that the model repeated verbatim."""
-    for sentence in re.split(r"(?<=[.:])\s+", system_prompt):
-        if len(sentence) >= 25 and sentence in answer:
-            answer = answer.replace(sentence, "")
+def strip_prompt_echo(answer: str, prompt_text: str) -> str:
+    """Remove any sentence of the prompt's fixed text (rules, worked example) repeated verbatim."""
+    for line in prompt_text.splitlines():
+        for sentence in re.split(r"(?<=[.:])\s+", line):
+            core = re.sub(r"\s*\[\d+\]\s*", " ", sentence).strip(" .")
+            if len(core) >= 20:
+                answer = re.sub(re.escape(core) + r"(?:\s*\[\d+\])*\s*\.?", "", answer)
     return answer.strip()
 
 
@@ -260,7 +263,12 @@ class AnswerService:
         result.completion_tokens += completion_tokens
 
     def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
-        text = strip_prompt_echo(final_answer_line(generation), self._answer_prompt.system)
+        fixed_text = f"{self._answer_prompt.system}\n{self._answer_prompt.user}"
+        line = final_answer_line(generation)
+        text = strip_prompt_echo(line, fixed_text)
+        if sources and line and not text:  # the model only repeated the prompt's example or rules
+            log.warning("rag.answer_was_prompt_echo")
+            return self._fallback(result, sources, started, label=UNUSABLE_LABEL)
         if not sources or not text or CANNOT_ANSWER.lower().rstrip(".") in text.lower():
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
@@ -282,10 +290,12 @@ class AnswerService:
         )
         return result
 
-    def _fallback(self, result: Answer, sources: list[Source], started: float) -> Answer:
+    def _fallback(
+        self, result: Answer, sources: list[Source], started: float, label: str = EXTRACTIVE_LABEL
+    ) -> Answer:
         result.fallback = True
         result.text, result.citations = verify_citations(
-            extractive_answer(result.standalone_question, sources), sources
+            extractive_answer(result.standalone_question, sources, label=label), sources
         )
         result.seconds = time.perf_counter() - started
         log.info("rag.extractive_fallback", sources=len(sources))
