@@ -42,6 +42,7 @@ demo: install llm
 	$(PY) -m bot search "memory-efficient fine-tuning of large models" --limit 3
 	$(PY) -m bot search "video generation with diffusion" --limit 3 --json
 	$(PY) -m bot ask "How does a neural long-term memory module learn to memorize at test time?"
+	$(PY) -m bot digest --date 2026-08-18 --topics "reasoning, agents"
 
 test: install llm
 	$(PY) -m pytest -q -m "not slow"

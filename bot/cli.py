@@ -1,4 +1,4 @@
-"""Command line: `python -m bot ingest|search|ask|run|doctor` (also the `paperbot` script)."""
+"""Command line: `python -m bot ingest|search|ask|digest|run|doctor` (also the `paperbot` script)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--k", type=int, help="chunks retrieved per round (default RAG_TOP_K)")
     ask.add_argument("--json", action="store_true", help="print the answer and its accounting as JSON")
 
+    add_digest_arguments(sub)
+
     sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
 
     from bot.ops.doctor import add_arguments as add_doctor_arguments
@@ -82,7 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_doctor(args)
     settings = load_settings()
     configure_logging(settings.core, settings.secrets)
-    handler = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "run": cmd_run}[args.command]
+    handler = {
+        "ingest": cmd_ingest,
+        "search": cmd_search,
+        "ask": cmd_ask,
+        "digest": cmd_digest,
+        "run": cmd_run,
+    }[args.command]
     try:
         return asyncio.run(handler(args, settings))
     except IndexUnavailableError as exc:
@@ -260,6 +268,131 @@ async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if answer.citations:
         print("\nSources:")
         print(format_sources_list(answer.citations))
+    return EXIT_OK
+
+
+# --- digest -------------------------------------------------------------------------------------
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+FALLBACK_NOTE = " (first sentences of the abstract; the summarizer was unavailable)"
+
+
+def add_digest_arguments(sub: Any) -> None:
+    digest = sub.add_parser(
+        "digest",
+        help="print a day's digest offline, from saved source files (never posts to Discord)",
+        description="Pick and summarize a day's papers for the given topics, as a channel's digest "
+        "would, and print it. Sources are read from saved files in --from: hf_daily_YYYY-MM-DD.json "
+        "(a Hugging Face daily papers API response) and arxiv_CATEGORY.xml (an arXiv Atom API "
+        "response). Summaries come from the LLM (OPENAI_BASE_URL, else the embedded one); without "
+        "one, each summary is the abstract's first sentences, marked as such. The CLI never posts: "
+        "with or without --dry-run it prints the digest, and records nothing as posted.",
+    )
+    digest.add_argument(
+        "--date", type=_date, default=None, help="digest date YYYY-MM-DD (default: today, UTC)"
+    )
+    digest.add_argument("--topics", default="", help='comma-separated topics, e.g. "reasoning, agents"')
+    digest.add_argument("--keywords", default="", help="comma-separated keywords that pick a paper")
+    digest.add_argument("--exclude", default="", help="comma-separated negative keywords that drop a paper")
+    digest.add_argument("--arxiv", action="append", default=[], metavar="CATEGORY",
+                        help="also read arxiv_CATEGORY.xml (repeatable)")  # fmt: skip
+    digest.add_argument("--no-hf", action="store_true", help="skip the Hugging Face daily list")
+    digest.add_argument("--min-upvotes", type=int, default=0)
+    digest.add_argument("--max-papers", type=int, default=5, help="1-50 (default 5)")
+    digest.add_argument(
+        "--from",
+        dest="source_dir",
+        type=Path,
+        default=SAMPLES_DIR,
+        help=f"folder of saved source files (default: {SAMPLES_DIR})",
+    )
+    digest.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print only; the CLI has no Discord, so this is also what happens without it",
+    )
+
+
+def _digest_subscription(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from bot.db.records import SubscriptionSettings
+
+    try:
+        return SubscriptionSettings(
+            guild_id=0,
+            channel_id=0,
+            hf_daily=not args.no_hf,
+            arxiv_categories=args.arxiv,
+            topics=args.topics,
+            keywords=args.keywords,
+            negative_keywords=args.exclude,
+            min_upvotes=args.min_upvotes,
+            max_papers=args.max_papers,
+        )
+    except ValidationError as exc:
+        messages = [str(e.get("msg", "invalid value")).removeprefix("Value error, ") for e in exc.errors()]
+        raise QueryError("; ".join(messages)) from None
+
+
+def _print_digest(preview: Any) -> None:
+    header = preview.header
+    date = header.digest_date.strftime("%A %d %B %Y")
+    if header.empty_message is not None or not preview.posts:
+        print(f"# Paper digest · {date}")
+        print(header.empty_message or "No papers to post.")
+        return
+    counts = header.counts
+    papers = "paper" if header.paper_count == 1 else "papers"
+    print(f"# Paper digest · {date} · {header.paper_count} {papers}")
+    print(
+        f"Picked {header.paper_count} of {counts.new} new papers ({counts.fetched} fetched, "
+        f"{counts.duplicates} duplicates, {counts.filtered} filtered out). "
+        f"Sources: {', '.join(header.sources)}"
+    )
+    for post in preview.posts:
+        paper = post.paper
+        print(f"\n{post.rank}. {paper.title}")
+        details = [paper.url or paper.paper_id]
+        if paper.authors:
+            more = f" +{len(paper.authors) - 3}" if len(paper.authors) > 3 else ""
+            details.append(", ".join(paper.authors[:3]) + more)
+        if paper.upvotes is not None:
+            details.append(f"{paper.upvotes} upvotes")
+        print("   " + " · ".join(details))
+        if post.why:
+            print(f"   Why: {post.why}")
+        summary_lines = post.summary.splitlines() or [""]
+        print(f"   Summary{FALLBACK_NOTE if post.summary_is_fallback else ''}: {summary_lines[0]}")
+        for line in summary_lines[1:]:
+            print(f"   {line}")
+
+
+async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db.engine import open_database
+    from bot.digest.sources import directory_fetcher
+    from bot.services import attach_digests, open_services
+
+    try:
+        subscription = _digest_subscription(args)
+        if not args.source_dir.is_dir():
+            raise QueryError(f"--from {args.source_dir}: no such folder")
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    digest_date = args.date or dt.datetime.now(dt.UTC).date()
+    async with (
+        open_services(settings, with_llm=True) as services,
+        open_database(settings) as database,
+    ):
+        attach_digests(services, database, fetch=directory_fetcher(args.source_dir))
+        assert services.digests is not None
+        preview = await services.digests.preview(subscription, digest_date)
+    for error in preview.errors:
+        print(f"warning: {error}", file=sys.stderr)
+    _print_digest(preview)
+    if not preview.posts and preview.errors:
+        return EXIT_UNAVAILABLE
     return EXIT_OK
 
 

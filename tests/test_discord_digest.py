@@ -35,7 +35,7 @@ from bot.services import Services, attach_digests
 from tests.fakediscord import FakeDiscord, MessageFlag, run_client
 from tests.support.digest import HF_DAY, HF_RAW, SimulatedCrash, summary_responder
 from tests.support.paperbot_discord import make_settings, new_bot, open_services, reset_logging
-from tests.support.scripted_llm import ScriptedLLMServer
+from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
 
 MAX_PAPERS = 3
 TOPICS = "text-to-image diffusion models, GUI agents"
@@ -267,6 +267,41 @@ async def test_digest_now_posts_header_and_papers_once_status_and_feedback(world
         status = await command(world, "digest status")
         assert f"posted {MAX_PAPERS}" in status and "(manual) posted:" in status
         assert "already posted" in status and "Next run:" in status
+
+
+async def test_llm_down_posts_every_paper_with_its_abstract_labelled_as_fallback(
+    world: World, scripted_llm: ScriptedLLMServer
+) -> None:
+    channel = world.channel()
+    scripted_llm.responder = lambda body: ScriptedError(500, message="model crashed")
+    abstracts = {
+        p.paper_id: p.abstract
+        for p in parse_bytes(HF_RAW.read_bytes(), source_name="hf", fmt="hf_json").papers
+    }
+    async with world.bot():
+        await subscribe(world)
+        text = await command(world, "digest now")
+        assert f"Posted {MAX_PAPERS} papers" in text, text
+    asked = scripted_llm.requests_to("/v1/chat/completions")
+    assert len(asked) == MAX_PAPERS  # one attempt per paper; the failure did not stop the digest
+    posted = world.digest_messages(channel)
+    assert len(posted) == 1 + MAX_PAPERS
+    paper_ids = {message_id: marker.rsplit(" · ", 1)[1] for message_id, marker in posted[1:]}
+    messages = [m for m in world.fake.messages_in(channel) if int(m["id"]) in paper_ids]
+    assert len(messages) == MAX_PAPERS
+    for message in messages:
+        description = message["embeds"][0]["description"]
+        summary, label = description.rsplit("\n", 1)
+        assert label == FALLBACK_LABEL
+        abstract = " ".join(abstracts[paper_ids[int(message["id"])]].split())
+        assert summary and abstract.startswith(summary.rstrip("…")), (summary, abstract[:200])
+        assert "Summary of" not in description
+    assert world.services.repo is not None
+    cached = await world.services.repo.cached_summaries(
+        list(paper_ids.values()), prompt_version=world.services.digests.summaries.prompt_version,  # type: ignore[union-attr]
+        model=world.services.digests.summaries.model,  # type: ignore[union-attr]
+    )  # fmt: skip
+    assert cached == {}  # fallbacks are not cached: tomorrow's digest asks the LLM again
 
 
 class CrashAfterPosting:
