@@ -11,6 +11,8 @@ figures are pessimistic for the bot.
 First response = dispatch of INTERACTION_CREATE → the interaction callback reaching the fake
 (Discord's hard limit is 3 s; the target is p99 ≤ 250 ms). Final response = dispatch → the finished
 answer (search results posted; /ask's "thinking…" message edited into the answer with its Sources).
+"Defer issued" = dispatch → the bot calling `InteractionResponse.defer` (its own share of the first
+response; the rest is the fake receiving and spec-validating 50 simultaneous callbacks one by one).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-
 from common import ROOT, percentile  # also puts the repo root on sys.path and sets offline env
 
 FIRST_RESPONSE_P99_TARGET_S = 0.250
@@ -50,6 +51,7 @@ class Sample:
     first_s: float
     final_s: float | None
     deferred: bool
+    defer_issued_s: float  # dispatch → the bot calling defer()
 
 
 def _finished(command: str, handle: Any, loading_flag: int) -> bool:
@@ -129,9 +131,10 @@ async def run(users: int, llm_latency_s: float, index_path: Path, embedder: Any)
         async def one_user(n: int, user_id: int) -> Sample:
             command = "search" if n % 2 == 0 else "ask"
             query = QUERIES[n % len(QUERIES)]
+            question = f"What is known about {query}?"
             options: dict[str, Any] = (
-                {"query": query, "limit": 5} if command == "search" else {"question": f"What is known about {query}?"}
-            )  # fmt: skip
+                {"query": query, "limit": 5} if command == "search" else {"question": question}
+            )
             start = fake.clock()
             handle = await fake.dispatch_interaction(command, options, user_id=user_id)
             await handle.response(timeout=30)
@@ -144,7 +147,8 @@ async def run(users: int, llm_latency_s: float, index_path: Path, embedder: Any)
                 final = fake.clock() - start
             except TimeoutError:
                 pass
-            return Sample(command, first, final, handle.response_type == 5)
+            bot_side = issued[handle.id] - start if handle.id in issued else float("nan")
+            return Sample(command, first, final, handle.response_type == 5, bot_side)
 
         harness_s[0] = 0.0
         wall = time.perf_counter()
@@ -153,6 +157,18 @@ async def run(users: int, llm_latency_s: float, index_path: Path, embedder: Any)
         await asyncio.sleep(1.5)  # trailing edits are validated too
         return list(samples), wall, len(fake.requests) - warm_requests
 
+    # When the bot issues its first response (bot side, before the HTTP request): separates the
+    # bot's own time-to-defer from the fake's queueing and validation of 50 simultaneous callbacks.
+    import discord
+
+    issued: dict[int, float] = {}
+    original_defer = discord.InteractionResponse.defer
+
+    async def recording_defer(self: Any, **kwargs: Any) -> Any:
+        issued.setdefault(self._parent.id, time.monotonic())
+        return await original_defer(self, **kwargs)
+
+    discord.InteractionResponse.defer = recording_defer  # type: ignore[method-assign]
     fake, llm = await on_remote(start_remote())
     try:
         with point_discord_at(fake.api_base, fake.gateway_url), tempfile.TemporaryDirectory() as tmp:
@@ -173,22 +189,33 @@ async def run(users: int, llm_latency_s: float, index_path: Path, embedder: Any)
 
     by_kind = collections.Counter(v.kind.value for v in fake.violations)
     violations = len(fake.violations)
-    print(f"{users} users at once ({(users + 1) // 2} /search, {users // 2} /ask), scripted LLM "
-          f"{llm_latency_s * 1000:.0f} ms per completion, {requests} REST requests checked, wall {wall:.1f} s\n")  # fmt: skip
-    print("| command | n | deferred | first response p50 | first p99 | first max | final p50 | final p99 | unfinished |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"{users} users at once ({(users + 1) // 2} /search, {users // 2} /ask), scripted LLM "
+        f"{llm_latency_s * 1000:.0f} ms per completion, {requests} REST requests checked, "
+        f"wall {wall:.1f} s\n"
+    )
+    print(
+        "| command | n | deferred | defer issued p50 / p99 | first response p50 | first p99 | first max "
+        "| final p50 | final p99 | unfinished |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for command in ("search", "ask", "all"):
         rows = [s for s in samples if command in (s.command, "all")]
         firsts = [s.first_s * 1000 for s in rows]
         finals = [s.final_s * 1000 for s in rows if s.final_s is not None]
+        issued_ms = [s.defer_issued_s * 1000 for s in rows]
         label = f"/{command}" if command != "all" else "all"
         print(
             f"| {label} | {len(rows)} | {sum(s.deferred for s in rows)} "
+            f"| {percentile(issued_ms, 0.5):.0f} / {percentile(issued_ms, 0.99):.0f} ms "
             f"| {percentile(firsts, 0.5):.0f} ms | {percentile(firsts, 0.99):.0f} ms | {max(firsts):.0f} ms "
             f"| {percentile(finals, 0.5) if finals else float('nan'):.0f} ms "
             f"| {percentile(finals, 0.99) if finals else float('nan'):.0f} ms | {len(rows) - len(finals)} |"
         )
-    print(f"\n(the fake spent {harness_s[0]:.1f} s validating requests and responses against the spec, on its own thread)")
+    print(
+        f"\n(the fake spent {harness_s[0]:.1f} s validating requests and responses against the spec, "
+        "on its own thread)"
+    )
     print(f"\nspec violations: {violations}" + (f" ({dict(by_kind)})" if violations else ""))
     for violation in fake.violations[:10]:
         print(f"  {violation}")
@@ -196,9 +223,15 @@ async def run(users: int, llm_latency_s: float, index_path: Path, embedder: Any)
     firsts_s = [s.first_s for s in samples]
     p99 = percentile(firsts_s, 0.99)
     unfinished = sum(s.final_s is None for s in samples)
+    issued_p99 = percentile([s.defer_issued_s for s in samples], 0.99)
+    target = FIRST_RESPONSE_P99_TARGET_S
+    slowest = max(firsts_s) * 1000
+    issued_p99_ms = issued_p99 * 1000
+    within_3s = slowest < DISCORD_DEADLINE_S * 1000
     checks = [
-        (p99 <= FIRST_RESPONSE_P99_TARGET_S, f"first-response p99 {p99 * 1000:.0f} ms ≤ 250 ms"),
-        (max(firsts_s) < DISCORD_DEADLINE_S, f"every first response within Discord's 3 s ({max(firsts_s) * 1000:.0f} ms max)"),
+        (p99 <= target, f"first-response p99 {p99 * 1000:.0f} ms ≤ 250 ms (callback accepted by the fake)"),
+        (issued_p99 <= target, f"bot issues its first response within 250 ms (p99 {issued_p99_ms:.0f} ms)"),
+        (within_3s, f"every first response within Discord's 3 s ({slowest:.0f} ms max)"),
         (unfinished == 0, f"every command finished ({unfinished} unfinished)"),
         (violations == 0, f"spec violations: {violations}"),
     ]  # fmt: skip
@@ -221,7 +254,8 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     logging.basicConfig(level=logging.WARNING)
     embedder = LocalEmbedder(batch_size=32)
-    with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "out" if (ROOT / "bench" / "out").is_dir() else None) as tmp:
+    out = ROOT / "bench" / "out"
+    with tempfile.TemporaryDirectory(dir=out if out.is_dir() else None) as tmp:
         index_path = Path(tmp) / "qdrant"
         build_seed_index(index_path, embedder)
         raise SystemExit(asyncio.run(run(args.users, args.llm_latency_ms / 1000, index_path, embedder)))

@@ -202,6 +202,35 @@ async def test_time_zone_autocomplete(world: World) -> None:
         assert [c["value"] for c in await handle.autocomplete_choices()] == ["Asia/Tokyo"]
 
 
+async def test_arxiv_category_autocomplete_completes_the_last_of_the_list(world: World) -> None:
+    async with world.bot():
+
+        async def choices(typed: str) -> list[dict[str, Any]]:
+            handle = await world.fake.dispatch_autocomplete(
+                "digest subscribe", {"arxiv": typed}, focused="arxiv",
+                channel_id=world.channel(), user_id=world.user("alice"),
+            )  # fmt: skip
+            return list(await handle.autocomplete_choices())
+
+        first = await choices("cs.c")
+        assert first[0] == {"name": "cs.CC — Computational Complexity", "value": "cs.CC"}
+        assert {"name": "cs.CL — Computation and Language", "value": "cs.CL"} in first
+        by_code = [c for c in first if c["value"].startswith("cs.C")]  # code prefix first, then names
+        assert len(by_code) == 7 and first[:7] == by_code
+        # The option is one comma-separated string: earlier categories are kept, not offered again.
+        second = await choices("cs.CL, retrieval")
+        assert [c["value"] for c in second] == ["cs.CL, cs.IR"]
+        assert [c["value"] for c in await choices("cs.CL, cs.")] and all(
+            c["value"] != "cs.CL, cs.CL" for c in await choices("cs.CL, cs.")
+        )
+        assert await choices("no such field") == []
+        # Every suggestion is a category the subscription accepts.
+        assert "Subscribed" in await subscribe(world, arxiv=second[0]["value"])
+        assert world.services.repo is not None
+        sub = await world.services.repo.get_channel_subscription(world.channel())
+        assert sub is not None and sub.arxiv_categories == ["cs.CL", "cs.IR"]
+
+
 async def test_non_admins_are_refused_on_the_server_side(world: World) -> None:
     async with world.bot():
         # Discord hides /digest from members without Manage Server...

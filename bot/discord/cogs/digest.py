@@ -22,6 +22,7 @@ from bot.db.records import LAYOUTS, Subscription, timezone_suggestions
 from bot.db.repository import Repository
 from bot.digest import DigestService
 from bot.digest import schedule as digest_schedule
+from bot.digest.categories import category_suggestions
 from bot.digest.status import describe_run, digest_status, local_today, preview_digest
 from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
 from bot.discord.digest_poster import FEEDBACK_EMOJI, digest_paper_embed, header_embed
@@ -207,6 +208,14 @@ class DigestCog(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return [app_commands.Choice(name=name, value=name) for name in timezone_suggestions(current, 25)]
+
+    @subscribe.autocomplete("arxiv")
+    async def arxiv_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=label, value=value) for label, value in category_suggestions(current, 25)
+        ]
 
     @app_commands.command(name="unsubscribe", description="Stop this channel's digest")
     @admin_only
