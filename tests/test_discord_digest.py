@@ -24,6 +24,7 @@ from bot.config import Settings, TokenizerSettings
 from bot.daemon import build_scheduler
 from bot.db import Database, upgrade_schema
 from bot.digest import schedule as digest_schedule
+from bot.digest.categories import category_suggestions
 from bot.digest.poster import DigestHeader, PaperPost, digest_marker, parse_marker
 from bot.digest.sources import directory_fetcher
 from bot.discord.bot import PaperBotBase
@@ -220,15 +221,22 @@ async def test_arxiv_category_autocomplete_completes_the_last_of_the_list(world:
         # The option is one comma-separated string: earlier categories are kept, not offered again.
         second = await choices("cs.CL, retrieval")
         assert [c["value"] for c in second] == ["cs.CL, cs.IR"]
-        assert [c["value"] for c in await choices("cs.CL, cs.")] and all(
-            c["value"] != "cs.CL, cs.CL" for c in await choices("cs.CL, cs.")
-        )
-        assert await choices("no such field") == []
+        again = [c["value"] for c in await choices("cs.CL, cs.")]
+        assert again and "cs.CL, cs.CL" not in again and all(v.startswith("cs.CL, cs.") for v in again)
         # Every suggestion is a category the subscription accepts.
         assert "Subscribed" in await subscribe(world, arxiv=second[0]["value"])
         assert world.services.repo is not None
         sub = await world.services.repo.get_channel_subscription(world.channel())
         assert sub is not None and sub.arxiv_categories == ["cs.CL", "cs.IR"]
+
+
+def test_category_suggestions_fit_discord_and_match_names() -> None:
+    assert category_suggestions("no such field") == []
+    assert ("cs.RO — Robotics", "cs.RO") in category_suggestions("robot")
+    near_limit = category_suggestions(", ".join(["cs.CL"] * 13) + ", cs.")  # 96 characters with one more
+    assert near_limit and all(len(label) <= 100 and len(value) <= 100 for label, value in near_limit)
+    assert category_suggestions(", ".join(["cs.CL"] * 14) + ", cs.") == []  # would not fit a choice
+    assert len(category_suggestions("")) == 25
 
 
 async def test_non_admins_are_refused_on_the_server_side(world: World) -> None:
