@@ -181,6 +181,7 @@ class DigestSettings(BaseSettings):
     default_max_papers: int = Field(default=5, ge=1, le=25)
     max_papers_limit: int = Field(default=25, ge=1, le=50)
     summary_concurrency: int = Field(default=4, ge=1, le=64)
+    max_concurrent_runs: int = Field(default=4, ge=1, le=64)
     summary_max_tokens: int = Field(default=160, ge=16)
     catch_up_grace_minutes: int = Field(default=720, ge=1)
     min_topic_similarity: float = Field(default=0.25, ge=-1, le=1)
