@@ -319,3 +319,15 @@ async def test_end_to_end_with_the_embedded_gemma_server(index, embedder) -> Non
     shown = {s.paper.paper_id: s.paper.title for s in answer.trace[-1].sources}
     assert any(title.startswith("Titans") for title in shown.values()), shown
     assert answer.citations and {c.paper_id for c in answer.citations} <= set(shown)
+
+
+async def test_a_draft_that_copies_the_prompt_example_does_not_steer_retrieval(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    copied = "Reasoning: Model size and training tokens should grow in equal proportion [1]."
+    scripted_llm.script(ScriptedReply(copied), ScriptedReply("Answer: b [1]"))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
+    assert answer.trace[1].query == "What is SHERL?"  # only the question: the draft carried nothing
+    scripted_llm.script(ScriptedReply("Reasoning: SHERL decouples adaptation [1]."), ScriptedReply("Answer: c [1]"))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
+    assert answer.trace[1].query == "What is SHERL?\nReasoning: SHERL decouples adaptation [1]."

@@ -133,6 +133,7 @@ class AnswerService:
         self._encoding = encoding
         self._answer_prompt = load_prompt("answer")
         self._standalone_prompt = load_prompt("standalone_question")
+        self._fixed_prompt_text = f"{self._answer_prompt.system}\n{self._answer_prompt.user}"
 
     def validate_question(self, question: str) -> str:
         text = " ".join(question.split())
@@ -174,7 +175,12 @@ class AnswerService:
         draft = ""
         sources: list[Source] = []
         for t in range(1, t_max + 1):
-            query = standalone if t == 1 else f"{standalone}\n{draft}"
+            # The draft steers the next retrieval, minus anything it merely copied from the prompt's
+            # rules or worked example (small models do): copied text would pull in unrelated papers.
+            draft_signal = strip_prompt_echo(draft, self._fixed_prompt_text) if t > 1 else ""
+            if not re.sub(r"(?i)\b(?:reasoning|answer)\s*:|\W", "", draft_signal):
+                draft_signal = ""  # only labels and punctuation are left
+            query = f"{standalone}\n{draft_signal}" if draft_signal else standalone
             query, _ = truncate_tokens(query, MAX_RETRIEVAL_QUERY_TOKENS, self._encoding)
             if progress:
                 await progress.stage("searching", t, t_max)
@@ -263,9 +269,8 @@ class AnswerService:
         result.completion_tokens += completion_tokens
 
     def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
-        fixed_text = f"{self._answer_prompt.system}\n{self._answer_prompt.user}"
         line = final_answer_line(generation)
-        text = strip_prompt_echo(line, fixed_text)
+        text = strip_prompt_echo(line, self._fixed_prompt_text)
         if sources and line and not text:  # the model only repeated the prompt's example or rules
             log.warning("rag.answer_was_prompt_echo")
             return self._fallback(result, sources, started, label=UNUSABLE_LABEL)
