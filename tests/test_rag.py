@@ -328,6 +328,8 @@ async def test_a_draft_that_copies_the_prompt_example_does_not_steer_retrieval(
     scripted_llm.script(ScriptedReply(copied), ScriptedReply("Answer: b [1]"))
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
     assert answer.trace[1].query == "What is SHERL?"  # only the question: the draft carried nothing
-    scripted_llm.script(ScriptedReply("Reasoning: SHERL decouples adaptation [1]."), ScriptedReply("Answer: c [1]"))
+    scripted_llm.script(
+        ScriptedReply("Reasoning: SHERL decouples adaptation [1]."), ScriptedReply("Answer: c [1]")
+    )
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
     assert answer.trace[1].query == "What is SHERL?\nReasoning: SHERL decouples adaptation [1]."
