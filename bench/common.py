@@ -14,13 +14,9 @@ ARXIV_LISTINGS = sorted((SHARED / "arxiv").glob("arxiv_cs_*.jsonl"))
 FULL_INDEX_DIR = OUT / "full"
 
 sys.path.insert(0, str(ROOT))
-for name, value in {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
+from bot.embedding import OFFLINE_ENV  # noqa: E402  (needs ROOT on sys.path)
+
+for name, value in OFFLINE_ENV.items():
     os.environ.setdefault(name, value)
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
 

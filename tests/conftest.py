@@ -12,14 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SEED_PAGE = SHARED_DATA / "seed" / "000_c48a4a4dc127d178.txt"
 
-for _name, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TOKENIZERS_PARALLELISM": "false",
-    "OMP_WAIT_POLICY": "passive",
-}.items():
+from bot.embedding import OFFLINE_ENV  # noqa: E402  (after ROOT, before any model import)
+
+for _name, _value in {**OFFLINE_ENV, "OMP_WAIT_POLICY": "passive"}.items():
     os.environ.setdefault(_name, _value)
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
 
