@@ -239,6 +239,8 @@ class DiscordSettings(BaseSettings):
     message_content_intent: bool = True
     user_cooldown_s: float = Field(default=10.0, ge=0)
     guild_rate_per_minute: int = Field(default=30, ge=1)
+    # LLM tokens (prompt + completion) a server's answers may use per UTC day; 0 = unlimited.
+    guild_daily_token_budget: int = Field(default=200_000, ge=0)
     stream_edit_interval_s: float = Field(default=1.0, ge=0.2)
 
     @field_validator("dev_guild_ids", "shard_ids", mode="before")

@@ -18,7 +18,7 @@ for _name, _value in {**OFFLINE_ENV, "OMP_WAIT_POLICY": "passive"}.items():
     os.environ.setdefault(_name, _value)
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
 
-pytest_plugins = ["tests.support.scripted_llm", "tests.fakediscord.plugin"]
+pytest_plugins = ["tests.support.scripted_llm", "tests.fakediscord.plugin", "tests.support.discord_world"]
 
 # Settings must never come from a developer's .env or shell during tests.
 _SETTING_PREFIXES = (

@@ -101,18 +101,19 @@ async def test_migrations_apply_in_order_exactly_once(database: Database) -> Non
 
     def add_note_column(conn: Connection) -> None:
         """add guild_settings.note"""
-        applied.append(2)
+        applied.append(SCHEMA_VERSION + 1)
         conn.execute(text("ALTER TABLE guild_settings ADD COLUMN note VARCHAR(50)"))
 
     def fill_note(conn: Connection) -> None:
         """default notes"""
-        applied.append(3)
+        applied.append(SCHEMA_VERSION + 2)
         conn.execute(text("UPDATE guild_settings SET note = 'x'"))
 
-    migrations = {2: add_note_column, 3: fill_note}
-    assert await upgrade_schema(database.engine, target=3, migrations=migrations) == 3
-    assert await upgrade_schema(database.engine, target=3, migrations=migrations) == 3
-    assert applied == [2, 3]
+    current = SCHEMA_VERSION
+    migrations = {current + 1: add_note_column, current + 2: fill_note}
+    assert await upgrade_schema(database.engine, target=current + 2, migrations=migrations) == current + 2
+    assert await upgrade_schema(database.engine, target=current + 2, migrations=migrations) == current + 2
+    assert applied == [current + 1, current + 2]
     async with database.engine.connect() as conn:
         columns = await conn.run_sync(
             lambda c: [col["name"] for col in inspect(c).get_columns("guild_settings")]
@@ -122,9 +123,9 @@ async def test_migrations_apply_in_order_exactly_once(database: Database) -> Non
         ).all()
     assert "note" in columns
     assert [tuple(v) for v in versions] == [
-        (1, "created"),
-        (2, "add guild_settings.note"),
-        (3, "default notes"),
+        (current, "created"),
+        (current + 1, "add guild_settings.note"),
+        (current + 2, "default notes"),
     ]
 
 
@@ -133,8 +134,10 @@ async def test_a_failed_migration_leaves_the_version_unchanged(database: Databas
         conn.execute(text("ALTER TABLE no_such_table ADD COLUMN x INTEGER"))
 
     with pytest.raises(Exception, match="no_such_table"):
-        await upgrade_schema(database.engine, target=2, migrations={2: broken})
-    assert await schema_version(database.engine) == 1
+        await upgrade_schema(
+            database.engine, target=SCHEMA_VERSION + 1, migrations={SCHEMA_VERSION + 1: broken}
+        )
+    assert await schema_version(database.engine) == SCHEMA_VERSION
 
 
 async def test_newer_or_unreachable_schemas_are_refused(database: Database) -> None:

@@ -11,39 +11,28 @@ import asyncio
 import itertools
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.config import Settings
 from bot.discord.bot import ShardedPaperBot
 from bot.discord.formatting import first_sentences
 from bot.rag.extractive import EXTRACTIVE_LABEL
-from bot.services import Services
-from tests.fakediscord import FakeDiscord, Intent, InteractionHandle, MessageFlag
+from tests.fakediscord import FakeDiscord, Intent, MessageFlag
 from tests.fakediscord.interactions import iter_components
+from tests.support.discord_world import MakeWorld, World, final_message, llm_requests_since, refusal
 from tests.support.paperbot_discord import (
     HF_DAY,
     HOSTILE,
     LONG,
     STANDALONE_PREFIX,
-    build_seed_index,
     captured_logs,
-    default_responder,
     log_events,
-    make_settings,
-    open_services,
     reset_logging,
-    running_bot,
 )
 from tests.support.scripted_llm import (
     RecordedRequest,
     ScriptedError,
-    ScriptedLLMServer,
     ScriptedReply,
     prompt_text,
 )
@@ -61,64 +50,6 @@ def _isolated_logging() -> None:
     reset_logging()
 
 
-@pytest.fixture(scope="module")
-def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
-    path = tmp_path_factory.mktemp("discord") / "qdrant"
-    build_seed_index(path, embedder)
-    return path
-
-
-@dataclass
-class World:
-    fake: FakeDiscord
-    llm: ScriptedLLMServer
-    settings: Settings
-    services: Services
-
-    def channel(self, name: str = "general") -> int:
-        return self.fake.state.channel_id(name)
-
-    def user(self, name: str) -> int:
-        return self.fake.state.user_id(name)
-
-    @property
-    def bot_id(self) -> int:
-        return self.fake.state.bot_user_id
-
-    def bot(self) -> Any:
-        return running_bot(self.services, self.settings, self.fake)
-
-
-MakeWorld = Callable[..., Awaitable[World]]
-
-
-@pytest.fixture
-async def make_world(
-    fake_discord: FakeDiscord,
-    scripted_llm: ScriptedLLMServer,
-    seed_index: Path,
-    embedder: Any,
-    tmp_path: Path,
-) -> AsyncIterator[MakeWorld]:
-    """Settings (DISCORD_* overrides as keywords) and the production services over the seed index."""
-    scripted_llm.responder = default_responder
-    async with AsyncExitStack() as stack:
-
-        async def make(**discord_overrides: Any) -> World:
-            settings = make_settings(fake_discord, scripted_llm, tmp_path / "data", **discord_overrides)
-            services = await stack.enter_async_context(
-                open_services(seed_index, embedder, scripted_llm, settings)
-            )
-            return World(fake_discord, scripted_llm, settings, services)
-
-        yield make
-
-
-@pytest.fixture
-async def world(make_world: MakeWorld) -> World:
-    return await make_world()
-
-
 # -- helpers --------------------------------------------------------------------------------------
 
 
@@ -128,31 +59,6 @@ def field(embed: dict[str, Any], name: str) -> str | None:
 
 def custom_ids(message: dict[str, Any]) -> list[str]:
     return [c["custom_id"] for c in iter_components(message["components"]) if c.get("custom_id")]
-
-
-async def refusal(handle: InteractionHandle) -> str:
-    """The text of an immediate ephemeral refusal (no defer, nothing public)."""
-    callback = await handle.response()
-    assert callback["type"] == 4, callback
-    assert callback["data"]["flags"] & MessageFlag.EPHEMERAL
-    return str(callback["data"]["content"])
-
-
-async def final_message(handle: InteractionHandle, *, within: float = 10.0) -> dict[str, Any]:
-    """The original response once it is a finished answer (has embeds or no progress marker)."""
-
-    def done(h: InteractionHandle) -> dict[str, Any] | None:
-        message = h.original
-        if message is None or message["flags"] & MessageFlag.LOADING:
-            return None
-        content = message["content"]
-        return None if content.startswith(("🔎", "✍️")) else message
-
-    return await handle.wait_for(done, timeout=within, what="final answer")
-
-
-def llm_requests_since(llm: ScriptedLLMServer, start: int) -> list[RecordedRequest]:
-    return [r for r in llm.requests[start:] if r.path.endswith("/completions")]
 
 
 def excerpt_titles(request: RecordedRequest) -> list[str]:

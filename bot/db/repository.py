@@ -15,6 +15,7 @@ from bot.db.models import (
     DigestRunRow,
     FeedbackRow,
     GuildSettingsRow,
+    GuildTokenUsageRow,
     LedgerRow,
     SubscriptionRow,
     SummaryCacheRow,
@@ -443,3 +444,23 @@ class Repository:
                     index_elements=["paper_id", "prompt_version", "model"], set_={"text": text}
                 )
             )
+
+    # ---------------------------------------------------------------- LLM token budget
+
+    async def tokens_used(self, guild_id: int, day: dt.date) -> int:
+        async with self.database.transaction() as session:
+            row = await session.get(GuildTokenUsageRow, (guild_id, day))
+            return row.tokens if row is not None else 0
+
+    async def add_tokens(self, guild_id: int, day: dt.date, tokens: int) -> int:
+        """Add one request's tokens to the guild's day (atomic upsert); returns the day's total."""
+        table = GuildTokenUsageRow.__table__
+        statement = self._insert(table).values(guild_id=guild_id, day=day, tokens=tokens, requests=1)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.guild_id, table.c.day],
+            set_={"tokens": table.c.tokens + tokens, "requests": table.c.requests + 1},
+        )
+        async with self.database.transaction() as session:
+            await session.execute(statement)
+            row = await session.get(GuildTokenUsageRow, (guild_id, day), populate_existing=True)
+            return row.tokens if row is not None else tokens

@@ -14,14 +14,20 @@ import structlog
 from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db.models import Base, SchemaVersion
+from bot.db.models import Base, GuildTokenUsageRow, SchemaVersion
 
 log = structlog.get_logger(__name__)
 
 Migration = Callable[[Connection], None]
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, Migration] = {}
+
+def _add_guild_token_usage(connection: Connection) -> None:
+    """Add guild_token_usage (the per-guild daily LLM token budget)."""
+    GuildTokenUsageRow.__table__.create(connection)  # type: ignore[attr-defined]
+
+
+SCHEMA_VERSION = 2
+MIGRATIONS: dict[int, Migration] = {2: _add_guild_token_usage}
 # Any constant: only paperbot processes take this PostgreSQL advisory lock.
 _PG_LOCK_KEY = 0x70617065
 

@@ -9,6 +9,7 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from bot.budget import MemoryUsageStore, TokenBudget, UsageStore
 from bot.config import Settings
 from bot.digest.scheduler import DigestScheduler
 from bot.discord.context import bind_interaction
@@ -53,6 +54,14 @@ class PaperBotBase(commands.Bot):
             user_cooldown_s=settings.discord.user_cooldown_s,
             guild_per_minute=settings.discord.guild_rate_per_minute,
         )
+        usage: UsageStore = services.repo if services.repo is not None else MemoryUsageStore()
+        self.token_budget = TokenBudget(settings.discord.guild_daily_token_budget, usage)
+
+    async def admit_llm_request(self, user_id: int, guild_id: int | None) -> None:
+        """Before an LLM-backed request: the guild's daily budget, then the cooldowns (so a request
+        refused for the budget does not cost the user a cooldown)."""
+        await self.token_budget.ensure_available(guild_id)
+        self.check_rate(user_id, guild_id)
 
     def check_rate(self, user_id: int, guild_id: int | None) -> None:
         verdict = self.rate_limiter.check(user_id, guild_id)

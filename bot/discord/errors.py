@@ -14,6 +14,7 @@ import discord
 import structlog
 from discord import app_commands
 
+from bot.budget import BudgetExhausted
 from bot.discord.formatting import NO_MENTIONS
 from bot.index import IndexUnavailableError
 from bot.ops.metrics import observe_command, seconds_since
@@ -52,7 +53,7 @@ def user_message(error: BaseException) -> tuple[str, bool]:
         if error.guild_wide:
             return f"This server is asking a lot right now — try again in {seconds} s.", True
         return f"You're going a bit fast — try again in {seconds} s.", True
-    if isinstance(error, UserFacingError | QueryError | QuestionError):
+    if isinstance(error, UserFacingError | QueryError | QuestionError | BudgetExhausted):
         return _sentence(str(error)), True
     if isinstance(error, app_commands.TransformerError):
         return f"I couldn't read the value `{str(error.value)[:80]}`; please check the option.", True

@@ -27,7 +27,7 @@ async def answer_interaction(
 ) -> None:
     """Defer at once, show progress, stream, then the answer with its Sources. Shared by /ask and buttons."""
     bot.services.answers.validate_question(question)  # refuse bad input before deferring
-    bot.check_rate(interaction.user.id, interaction.guild_id)
+    await bot.admit_llm_request(interaction.user.id, interaction.guild_id)
     await interaction.response.defer(thinking=True, ephemeral=private)
     interaction.extras[SHOWS_PROGRESS] = True
     progress = ThrottledProgress(
@@ -38,6 +38,7 @@ async def answer_interaction(
         answer = await bot.services.answers.answer(question, progress=progress, search_filter=search_filter)
     finally:
         await progress.aclose()  # no progress edit may land after the answer
+    await bot.token_budget.spend(interaction.guild_id, answer.prompt_tokens + answer.completion_tokens)
     messages = answer_messages(answer)
     first_text, first_embeds = messages[0]
     await interaction.edit_original_response(

@@ -88,7 +88,8 @@ class ChatCog(commands.Cog, name="Chat"):
         started = time.monotonic()
         try:
             self.bot.services.answers.validate_question(question)
-            self.bot.check_rate(message.author.id, message.guild.id if message.guild else None)
+            guild_id = message.guild.id if message.guild else None
+            await self.bot.admit_llm_request(message.author.id, guild_id)
             destination: discord.abc.Messageable = message.channel
             reply_to: discord.Message | None = None
             if isinstance(message.channel, discord.Thread) or message.guild is None:
@@ -103,6 +104,7 @@ class ChatCog(commands.Cog, name="Chat"):
                     reply_to = message
             async with destination.typing():
                 answer = await self.bot.services.answers.answer(question, history=history)
+            await self.bot.token_budget.spend(guild_id, answer.prompt_tokens + answer.completion_tokens)
             for text, embeds in answer_messages(answer):
                 if reply_to is not None:  # the first part answers the message, pinging nobody
                     await reply_to.reply(

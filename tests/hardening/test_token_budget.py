@@ -1,0 +1,105 @@
+"""The per-guild daily LLM token budget: counted per UTC day, kept in the state database, refused
+with a clear message once spent — through the real bot, and at the service and database levels."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from bot.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
+from bot.config import CoreSettings, Settings
+from bot.db import Repository, open_database
+from bot.db.schema import SCHEMA_VERSION, schema_version, upgrade_schema
+from tests.support.discord_world import MakeWorld, final_message, llm_requests_since, refusal
+
+NOON = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+async def test_a_guild_is_refused_once_its_day_is_spent_and_served_again_the_next_day() -> None:
+    clock = Clock(NOON)
+    budget = TokenBudget(1000, MemoryUsageStore(), clock=clock)
+    await budget.ensure_available(1)
+    await budget.spend(1, 600)
+    await budget.ensure_available(1)  # 600 < 1000: still in
+    await budget.spend(1, 600)  # one answer may overshoot by its own size
+    with pytest.raises(BudgetExhausted) as refused:
+        await budget.ensure_available(1)
+    await budget.ensure_available(2)  # another guild has its own budget
+    assert (refused.value.used, refused.value.limit) == (1200, 1000)
+    assert str(refused.value) == (
+        "This server has used today's answer budget (1,200 of 1,000 LLM tokens). "
+        "It resets at 00:00 UTC, in 12 h 0 min; searching and paper cards still work"
+    )
+    clock.now = NOON + dt.timedelta(hours=12)  # midnight UTC
+    await budget.ensure_available(1)
+
+
+async def test_zero_means_unlimited() -> None:
+    budget = TokenBudget(0, MemoryUsageStore(), clock=Clock(NOON))
+    await budget.spend(1, 10**9)
+    await budget.ensure_available(1)
+
+
+async def test_usage_is_kept_in_the_database_added_atomically_and_survives_a_restart(tmp_path: Path) -> None:
+    settings = Settings(core=CoreSettings(data_dir=tmp_path / "data"))
+    day = NOON.date()
+    async with open_database(settings) as database:
+        repo = Repository(database)
+        totals = await asyncio.gather(*(repo.add_tokens(7, day, 10) for _ in range(25)))
+        await repo.add_tokens(7, day + dt.timedelta(days=1), 5)
+        assert max(totals) == 250 and sorted(totals) == list(range(10, 251, 10))
+    async with open_database(settings) as database:  # a restarted bot reads the same day
+        budget = TokenBudget(250, Repository(database), clock=Clock(NOON))
+        with pytest.raises(BudgetExhausted):
+            await budget.ensure_available(7)
+        assert await Repository(database).tokens_used(7, day + dt.timedelta(days=1)) == 5
+
+
+async def test_a_version_1_database_is_upgraded_with_the_usage_table(tmp_path: Path) -> None:
+    settings = Settings(core=CoreSettings(data_dir=tmp_path / "data"))
+    async with open_database(settings) as database:
+        async with database.engine.begin() as connection:  # back to what version 1 had
+            await connection.execute(text("DROP TABLE guild_token_usage"))
+            await connection.execute(text("UPDATE schema_version SET version = 1"))  # stamped "created" at 2
+        assert await schema_version(database.engine) == 1
+        assert await upgrade_schema(database.engine) == SCHEMA_VERSION == 2
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        assert "guild_token_usage" in tables
+        assert await Repository(database).add_tokens(1, NOON.date(), 3) == 3
+
+
+async def test_a_spent_server_gets_a_clear_refusal_without_calling_the_llm(make_world: MakeWorld) -> None:
+    world = await make_world(guild_daily_token_budget=1)
+    fake, general = world.fake, world.channel()
+    async with world.bot() as bot:
+        answered = await final_message(await fake.dispatch_interaction("ask", {"question": "What is SHERL?"}))
+        spent = await bot.token_budget._store.tokens_used(
+            fake.state.default_guild_id, dt.datetime.now(dt.UTC).date()
+        )
+        calls = len(llm_requests_since(world.llm, 0))
+        again = await refusal(await fake.dispatch_interaction("ask", {"question": "And Titans?"}))
+        mention = await fake.dispatch_message(general, f"<@{world.bot_id}> and Titans?")
+        told = await fake.wait_for_message(general, after=int(mention["id"]))
+        after = len(llm_requests_since(world.llm, 0))
+    assert answered["embeds"] and spent > 1  # the answer went through and its tokens were counted
+    budget_message = (
+        rf"This server has used today's answer budget \({spent:,} of 1 LLM tokens\)\. "
+        r"It resets at 00:00 UTC, in (\d+ h )?\d+ min; searching and paper cards still work"
+    )
+    assert re.fullmatch(budget_message, again)
+    assert re.fullmatch(budget_message, told["content"])
+    assert after == calls  # neither refusal reached the LLM
