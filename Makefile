@@ -14,7 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY := passive
 export TIKTOKEN_CACHE_DIR ?= $(CURDIR)/data/cache/tiktoken
 
-.PHONY: install llm demo test test-all lint typecheck bench run clean
+
+.PHONY: install llm postgres demo test test-all lint typecheck bench run clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,16 @@ $(VENV)/.llm: | $(VENV)/.installed
 
 llm: $(VENV)/.llm
 
+# The state-database tests also run on a throwaway PostgreSQL server started from Debian's package.
+$(VENV)/.postgres: | $(PY)
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "note: PostgreSQL is not installed (apt-get install postgresql): its tests will be skipped"; fi
+	touch $@
+
+postgres: $(VENV)/.postgres
+
 demo: install llm
 	$(PY) -m bot ingest samples/hf_collection_page.txt samples/hf_daily_2026-08-18.json
 	$(PY) -m bot ingest samples/hf_collection_page.txt
@@ -44,10 +55,10 @@ demo: install llm
 	$(PY) -m bot ask "How does a neural long-term memory module learn to memorize at test time?"
 	$(PY) -m bot digest --date 2026-08-18 --topics "reasoning, agents"
 
-test: install llm
+test: install llm postgres
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: install llm
+test-all: install llm postgres
 	$(PY) -m pytest -q
 
 lint: install

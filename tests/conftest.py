@@ -18,6 +18,8 @@ for _name, _value in {**OFFLINE_ENV, "OMP_WAIT_POLICY": "passive"}.items():
     os.environ.setdefault(_name, _value)
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
 
+from tests.support.postgres import PostgresServer, find_pg_bin, running_postgres  # noqa: E402
+
 pytest_plugins = ["tests.support.scripted_llm", "tests.fakediscord.plugin", "tests.support.discord_world"]
 
 # Settings must never come from a developer's .env or shell during tests.
@@ -84,3 +86,13 @@ async def paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         index = ServerPaperIndex(QdrantSettings(), AsyncQdrantClient(location=":memory:"))
     yield index
     await index.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server (Debian's package; `make test` installs it) for the session."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL binaries not installed (apt-get install -y postgresql)")
+    with running_postgres(bin_dir) as server:
+        yield server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +28,9 @@ from bot.db.engine import async_url, sync_url
 from bot.db.models import LedgerRow
 from bot.db.records import parse_weekdays, timezone_suggestions
 from bot.db.schema import SCHEMA_VERSION, schema_version
-from tests.support.postgres import PostgresServer, find_pg_bin, running_postgres
 
 BIG_SNOWFLAKE = 2**63 - 1  # the largest id a Discord snowflake (signed 64-bit) can be
 DAY = dt.date(2026, 8, 18)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL binaries not installed (apt-get install -y postgresql)")
-    with running_postgres(bin_dir) as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -20,12 +20,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import Settings, TokenizerSettings
+from bot.config import DatabaseSettings, Settings, TokenizerSettings
 from bot.daemon import build_scheduler
 from bot.db import Database, upgrade_schema
 from bot.digest import schedule as digest_schedule
 from bot.digest.categories import category_suggestions
 from bot.digest.poster import DigestHeader, PaperPost, digest_marker, parse_marker
+from bot.digest.scheduler import job_id as digest_job_id
 from bot.digest.sources import directory_fetcher
 from bot.discord.bot import PaperBotBase
 from bot.discord.digest_poster import FALLBACK_LABEL, DiscordDigestPoster
@@ -114,10 +115,20 @@ class World:
 
 @pytest.fixture
 async def world(
-    fake_discord: FakeDiscord, scripted_llm: ScriptedLLMServer, day_index: Path, embedder: Any, tmp_path: Path
+    request: pytest.FixtureRequest,
+    fake_discord: FakeDiscord,
+    scripted_llm: ScriptedLLMServer,
+    day_index: Path,
+    embedder: Any,
+    tmp_path: Path,
 ) -> AsyncIterator[World]:
+    """On SQLite in the data dir; `@pytest.mark.parametrize("world", ["postgresql"], indirect=True)`
+    puts the state in a fresh database on a real PostgreSQL server instead."""
     scripted_llm.responder = summary_responder
     settings = make_settings(fake_discord, scripted_llm, tmp_path / "data")
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url = request.getfixturevalue("postgres").create_database()
+        settings.database = DatabaseSettings(url=url)
     async with AsyncExitStack() as stack:
         services = await stack.enter_async_context(open_services(day_index, embedder, scripted_llm, settings))
         database = Database.from_settings(settings)
@@ -184,6 +195,56 @@ async def test_subscribe_as_admin_schedules_the_channel_in_its_time_zone(world: 
         assert "stopped" in await command(world, "digest unsubscribe")
         assert bot.digest_scheduler.next_run_time(sub.id) is None
         assert await world.services.repo.get_channel_subscription(world.channel()) is None
+
+
+@pytest.mark.parametrize("world", ["sqlite", "postgresql"], indirect=True)
+async def test_a_subscription_posts_its_digest_when_its_time_comes_and_only_once(world: World) -> None:
+    """One path, end to end: /digest subscribe → APScheduler's cron job in the channel's time zone
+    fires → sources fetched, papers picked and summarized → posted through discord.py → recorded."""
+    channel, zone = world.channel(), ZoneInfo("America/New_York")
+    async with world.bot() as bot:
+        scheduler = bot.digest_scheduler
+        assert scheduler is not None and world.services.repo is not None
+        at = dt.datetime.now(zone).strftime("%H:%M")  # this minute: today's digest is due from now on
+        text = await subscribe(world, time=at, timezone="America/New_York", weekdays="daily")
+        assert "Subscribed" in text, text
+        sub = await world.services.repo.get_channel_subscription(channel)
+        assert sub is not None
+        planned = scheduler.next_run_time(sub.id)
+        assert planned is not None and planned.astimezone(zone).strftime("%H:%M") == at
+        assert planned - dt.datetime.now(dt.UTC) > dt.timedelta(hours=23)  # the cron's next fire: tomorrow
+        assert world.digest_messages(channel) == []
+
+        # The clock reaching the scheduled time, without waiting a day: wake the real job now.
+        scheduler.scheduler.modify_job(digest_job_id(sub.id), next_run_time=dt.datetime.now(dt.UTC))
+        for _ in range(600):
+            if len(world.digest_messages(channel)) == 1 + MAX_PAPERS:
+                break
+            await asyncio.sleep(0.1)
+        posted = world.digest_messages(channel)
+        local_today = dt.datetime.now(zone).date()
+        assert len(posted) == 1 + MAX_PAPERS, posted
+        assert posted[0][1] == f"{digest_marker(local_today)} · header"
+        runs = await world.services.repo.recent_runs(channel)
+        for _ in range(100):  # the run is finished just after its last post
+            if runs and runs[0].finished:
+                break
+            await asyncio.sleep(0.05)
+            runs = await world.services.repo.recent_runs(channel)
+        assert [(r.trigger, r.status, r.counts.posted) for r in runs] == [("schedule", "posted", MAX_PAPERS)]
+        following = scheduler.next_run_time(sub.id)
+        assert following is not None and following - dt.datetime.now(dt.UTC) > dt.timedelta(hours=23)
+
+        # The job waking again the same day (a duplicate trigger) posts nothing twice.
+        scheduler.scheduler.modify_job(digest_job_id(sub.id), next_run_time=dt.datetime.now(dt.UTC))
+        for _ in range(100):
+            if len(await world.services.repo.recent_runs(channel)) > 1:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert world.digest_messages(channel) == posted
+        status = await command(world, "digest status")
+        assert f"{MAX_PAPERS} posted" in status or f"posted {MAX_PAPERS}" in status, status
 
 
 async def test_bad_options_get_a_clear_message(world: World) -> None:
