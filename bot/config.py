@@ -143,6 +143,9 @@ class RagSettings(BaseSettings):
 
     iterations: int = Field(default=2, ge=1, le=7)
     top_k: int = Field(default=5, ge=1, le=50)
+    # For t > 1, fuse the question + draft retrieval with the question's own (RRF), so that a weak
+    # draft cannot push out what the question found; false = the paper's plain question + draft query.
+    anchor_question: bool = True
     history_tokens: int = Field(default=1024, ge=0)
     max_question_chars: int = Field(default=1000, ge=16)
 

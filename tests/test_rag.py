@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import LLMSettings, RagSettings, TokenizerSettings
+from bot.index import ChunkHit
 from bot.index.edge import EdgePaperIndex
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
@@ -17,7 +18,7 @@ from bot.llm.client import LLMClient
 from bot.models import Paper
 from bot.prompts import PromptError, load_prompt, parse_template
 from bot.rag.extractive import EXTRACTIVE_LABEL
-from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn
+from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
 from bot.search import SearchService
 from bot.tokens import count_tokens
 from tests.conftest import SEED_PAGE
@@ -333,3 +334,40 @@ async def test_a_draft_that_copies_the_prompt_example_does_not_steer_retrieval(
     )
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
     assert answer.trace[1].query == "What is SHERL?\nReasoning: SHERL decouples adaptation [1]."
+
+
+async def test_a_draft_about_another_paper_cannot_push_out_what_the_question_found(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Iteration 2 fuses the question + draft ranking with the question's own (RAG_ANCHOR_QUESTION):
+    the question's best chunks stay, the draft's best come in beside them. Off, the drifted draft
+    query alone decides — the paper's plain Iter-RetGen."""
+    question = "What is SHERL?"
+    drifted = "Reasoning: Matryoshka representation learning nests embeddings of several sizes [1]."
+
+    async def sources_of(anchor: bool) -> tuple[list[str], list[str], list[str]]:
+        scripted_llm.script(ScriptedReply(drifted), ScriptedReply("Answer: It is SHERL [1]."))
+        service = make_service(index, embedder, scripted_llm)
+        service._rag = RagSettings(anchor_question=anchor)
+        answer = await service.answer(question)
+        first, second = ([s.paper.title for s in it.sources] for it in answer.trace)
+        plain = await service._search.search_chunks(answer.trace[1].query, limit=RagSettings().top_k)
+        return first, second, [h.paper.title for h in plain]
+
+    first, anchored, drift_only = await sources_of(anchor=True)
+    assert first[0].startswith("SHERL") and not drift_only[0].startswith("SHERL")
+    assert anchored[0].startswith("SHERL")  # the question's best match survives the drifted draft
+    assert drift_only[0] in anchored  # and the draft's best match comes in beside it
+    _, unanchored, _ = await sources_of(anchor=False)
+    assert unanchored[0] == drift_only[0]  # plain Iter-RetGen: the draft query alone decides
+
+
+def test_anchoring_fuses_rankings_by_reciprocal_rank() -> None:
+    def hit(paper: str) -> ChunkHit:
+        return ChunkHit(paper=Paper(paper_id=paper, title=paper, abstract=""), chunk_no=0, text="", score=0.0)
+
+    question = [hit(p) for p in "ABCDE"]
+    draft = [hit(p) for p in "XCYZA"]
+    fused = [h.paper.paper_id for h in anchor_to_question(draft, question, limit=5)]
+    # A and C are in both rankings; then the two alternate, the question's first on ties.
+    assert fused == ["C", "A", "X", "B", "Y"]

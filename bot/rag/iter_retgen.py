@@ -17,7 +17,7 @@ from typing import Protocol
 import structlog
 
 from bot.config import LLMSettings, RagSettings
-from bot.index import SearchFilter
+from bot.index import ChunkHit, SearchFilter
 from bot.llm.client import LLMClient
 from bot.llm.errors import LLMError
 from bot.prompts import load_prompt
@@ -35,6 +35,8 @@ ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n", "\n[", "\
 # The retrieval query of iteration t > 1 is the question plus the previous draft; BM25 reads all of
 # it, the dense model reads its first ~256 word pieces.
 MAX_RETRIEVAL_QUERY_TOKENS = 512
+# The usual reciprocal-rank-fusion constant (Cormack et al., 2009).
+ANCHOR_RRF_K = 60
 
 
 class QuestionError(ValueError):
@@ -116,6 +118,25 @@ def strip_prompt_echo(answer: str, prompt_text: str) -> str:
     return answer.strip()
 
 
+def anchor_to_question(
+    draft_hits: list[ChunkHit], question_hits: list[ChunkHit], *, limit: int
+) -> list[ChunkHit]:
+    """Reciprocal-rank fusion of the question + draft ranking with the question's own ranking.
+
+    A chunk both rankings found rises to the top; otherwise the two alternate, the question's first
+    on ties. A good draft still brings in what the question missed; a draft about the wrong paper
+    can no longer displace the question's best matches."""
+    scores: dict[tuple[str, int], float] = {}
+    chunks: dict[tuple[str, int], ChunkHit] = {}
+    for ranking in (question_hits, draft_hits):
+        for rank, hit in enumerate(ranking):
+            key = (hit.paper.paper_id, hit.chunk_no)
+            scores[key] = scores.get(key, 0.0) + 1.0 / (ANCHOR_RRF_K + rank)
+            chunks.setdefault(key, hit)
+    order = sorted(scores, key=lambda key: -scores[key])  # stable: question's order first on ties
+    return [chunks[key] for key in order[:limit]]
+
+
 class AnswerService:
     def __init__(
         self,
@@ -174,6 +195,7 @@ class AnswerService:
 
         draft = ""
         sources: list[Source] = []
+        question_hits: list[ChunkHit] = []
         for t in range(1, t_max + 1):
             # The draft steers the next retrieval, minus anything it merely copied from the prompt's
             # rules or worked example (small models do): copied text would pull in unrelated papers.
@@ -188,6 +210,10 @@ class AnswerService:
                 query, limit=k, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
             )
             result.retrievals += 1
+            if t == 1:
+                question_hits = hits
+            elif self._rag.anchor_question and query != standalone:
+                hits = anchor_to_question(hits, question_hits, limit=k)
             sources = pack_sources(
                 hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k
             )
