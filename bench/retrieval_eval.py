@@ -21,7 +21,7 @@ from common import HF_FILES, ROOT, SHARED, open_full_index, percentile
 
 QUESTIONS = ROOT / "bench" / "data" / "seed_questions.jsonl"
 MODES = ("sparse", "dense", "hybrid")
-NAMES = {"sparse": "BM25 only", "dense": "dense only", "hybrid": "hybrid (RRF)"}
+NAMES = {"sparse": "BM25 only", "dense": "dense only", "hybrid": "hybrid (convex, BM25 0.7)"}
 Row = dict[str, float]
 
 

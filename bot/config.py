@@ -52,6 +52,9 @@ class QdrantSettings(BaseSettings):
     write_consistency_factor: int = Field(default=1, ge=1)
     read_consistency: Literal["all", "majority", "quorum", "1"] = "1"
     timeout_s: float = 10.0
+    # How hybrid search fuses the BM25 and dense rankings (both back ends): "convex" = 0.7 BM25 + 0.3
+    # dense min-max-normalized scores (the benchmark's best); "rrf" = reciprocal rank fusion, k = 2.
+    hybrid_fusion: Literal["convex", "rrf"] = "convex"
 
 
 class EmbeddingSettings(BaseSettings):

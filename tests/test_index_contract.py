@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from bot.index import IndexedChunk, PaperIndex, SearchFilter
+from bot.index import ChunkHit, IndexedChunk, PaperIndex, SearchFilter
+from bot.index.base import fuse_hybrid, fuse_rrf
 from bot.models import Paper, point_id
 from bot.sparse import sparse_document, sparse_query
 
@@ -150,3 +151,33 @@ async def test_a_second_process_on_the_same_embedded_store_gets_a_clear_error(tm
     await first.close()
     await second.ensure_collection(DIM)  # usable once the first one closed
     await second.close()
+
+
+def test_hybrid_fusion_is_a_weighted_sum_of_min_max_normalized_scores() -> None:
+    def hits(scored: str, scores: list[float]) -> list[ChunkHit]:
+        return [
+            ChunkHit(paper=Paper(paper_id=p, title=p, abstract=""), chunk_no=0, text="", score=s)
+            for p, s in zip(scored, scores, strict=True)
+        ]
+
+    sparse = hits("ABC", [12.0, 11.0, 2.0])  # BM25: A and B close, C far behind
+    dense = hits("BDA", [0.9, 0.5, 0.4])  # dense prefers B; A last
+    fused = fuse_hybrid(dense, sparse, limit=4, bm25_weight=0.7)
+    # A: 0.7*1 + 0.3*0 = 0.70; B: 0.7*0.9 + 0.3*1 = 0.93; C: 0; D: 0.3*0.2 = 0.06
+    assert [h.paper.paper_id for h in fused] == ["B", "A", "D", "C"]
+    assert [round(h.score, 3) for h in fused] == [0.93, 0.7, 0.06, 0.0]
+    assert [h.paper.paper_id for h in fuse_hybrid(dense, sparse, limit=2, bm25_weight=1.0)] == ["A", "B"]
+    assert fuse_hybrid([], sparse, limit=1)[0].paper.paper_id == "A"  # one empty ranking is fine
+
+
+def test_rrf_fusion_is_available_by_configuration() -> None:
+    def hits(order: str) -> list[ChunkHit]:
+        return [
+            ChunkHit(paper=Paper(paper_id=p, title=p, abstract=""), chunk_no=0, text="", score=9.0)
+            for p in order
+        ]
+
+    fused = fuse_rrf(hits("BDA"), hits("ABC"), limit=4)  # dense, sparse
+    # A: 1/3 + 1/5, B: 1/4 + 1/3, D: 1/4, C: 1/5 (k = 2, ranks from 1)
+    assert [h.paper.paper_id for h in fused] == ["B", "A", "D", "C"]
+    assert fused[0].score == pytest.approx(1 / 4 + 1 / 3)

@@ -43,9 +43,12 @@ def test_open_index_picks_the_backend_from_settings(monkeypatch: pytest.MonkeyPa
     from bot.index.edge import EdgePaperIndex
     from bot.index.server import ServerPaperIndex
 
-    assert isinstance(open_index(load_settings()), EdgePaperIndex)
+    embedded = open_index(load_settings())
+    assert isinstance(embedded, EdgePaperIndex) and embedded.fusion == "convex"
     monkeypatch.setenv("QDRANT_URL", "http://127.0.0.1:1")
-    assert isinstance(open_index(load_settings()), ServerPaperIndex)
+    monkeypatch.setenv("QDRANT_HYBRID_FUSION", "rrf")
+    server = open_index(load_settings())
+    assert isinstance(server, ServerPaperIndex) and server.fusion == "rrf"
 
 
 @pytest.mark.parametrize(
@@ -57,6 +60,7 @@ def test_open_index_picks_the_backend_from_settings(monkeypatch: pytest.MonkeyPa
         ("EMBEDDING_BACKEND", "fastembed"),
         ("TOKENIZER_ENCODING", "gpt2"),
         ("QDRANT_SHARD_NUMBER", "0"),
+        ("QDRANT_HYBRID_FUSION", "max"),
     ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

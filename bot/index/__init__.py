@@ -17,10 +17,14 @@ __all__ = [
 
 
 def open_index(settings: Settings) -> PaperIndex:
+    index: PaperIndex
     if settings.qdrant.url:
         from bot.index.server import ServerPaperIndex
 
-        return ServerPaperIndex(settings.qdrant)
-    from bot.index.edge import EdgePaperIndex
+        index = ServerPaperIndex(settings.qdrant)
+    else:
+        from bot.index.edge import EdgePaperIndex
 
-    return EdgePaperIndex(settings.core.qdrant_path)
+        index = EdgePaperIndex(settings.core.qdrant_path)
+    index.fusion = settings.qdrant.hybrid_fusion
+    return index

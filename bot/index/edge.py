@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +17,6 @@ import structlog
 from bot.index.base import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
-    RRF_K,
     SPARSE_VECTOR,
     ChunkHit,
     IndexedChunk,
@@ -31,6 +33,21 @@ from bot.models import Paper, point_id
 log = structlog.get_logger(__name__)
 
 _SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+# Rust's io::Error as Display ("… (os error 28)") and as Debug ("Os { code: 28, kind: … }").
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")
+
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """qdrant_edge raises a bare Exception whose text carries Rust's OS error number; recover the
+    OSError so callers can tell a full disk (ENOSPC, EFBIG, EDQUOT) from a locked or corrupt store."""
+    if isinstance(exc, OSError):
+        return exc
+    match = _RUST_OS_ERROR.search(str(exc))
+    if match is None:
+        return None
+    code = int(match.group(1) or match.group(2))
+    return OSError(code, os.strerror(code))
 
 
 def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool = False) -> qe.Filter | None:
@@ -99,6 +116,11 @@ class EdgePaperIndex(PaperIndex):
                 for name, kind in PAYLOAD_INDEXES.items():
                     self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
         except Exception as exc:  # qdrant_edge raises a bare Exception for a locked or corrupt store
+            os_error = os_error_of(exc)
+            if os_error is not None and os_error.errno in DISK_FULL_ERRNOS:
+                raise IndexUnavailableError(
+                    f"cannot write the embedded Qdrant store at {self._path}: {os_error.strerror}"
+                ) from os_error
             raise IndexUnavailableError(
                 f"cannot open the embedded Qdrant store at {self._path}: {exc} "
                 "(is another paperbot process using it, or was it created with another embedding size?)"
@@ -123,10 +145,13 @@ class EdgePaperIndex(PaperIndex):
 
     def _update(self, operation: qe.UpdateOperation) -> None:
         with self._write_lock:
+            shard = self.shard
             try:
-                self.shard.update(operation)
-            except OSError as exc:
-                raise IndexUnavailableError(f"writing the embedded Qdrant store failed: {exc}") from exc
+                shard.update(operation)
+            except Exception as exc:  # a bare Exception from Rust, e.g. "... (os error 28)"
+                raise IndexUnavailableError(
+                    f"writing the embedded Qdrant store at {self._path} failed: {exc}"
+                ) from (os_error_of(exc) or exc)
 
     async def flush(self) -> None:
         await asyncio.to_thread(self.shard.flush)
@@ -162,6 +187,10 @@ class EdgePaperIndex(PaperIndex):
         limit: int,
         search_filter: SearchFilter,
     ) -> list[ChunkHit]:
+        if mode == "hybrid" and dense is not None and sparse is not None:
+            return await self.hybrid_query(
+                dense=dense, sparse=sparse, limit=limit, search_filter=search_filter
+            )
         flt = build_filter(search_filter)
         dense_query = qe.Query.Nearest(dense, using=DENSE_VECTOR) if dense is not None else None
         sparse_query = (
@@ -169,24 +198,12 @@ class EdgePaperIndex(PaperIndex):
             if sparse is not None
             else None
         )
-        if mode == "hybrid":
-            prefetch_limit = max(limit * 2, 20)
-            request = qe.QueryRequest(
-                limit=limit,
-                prefetches=[
-                    qe.Prefetch(limit=prefetch_limit, query=dense_query, filter=flt),
-                    qe.Prefetch(limit=prefetch_limit, query=sparse_query, filter=flt),
-                ],
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub omits Fusion.Rrf
-                with_payload=True,
-            )
-        else:
-            request = qe.QueryRequest(
-                limit=limit,
-                query=dense_query if mode == "dense" else sparse_query,
-                filter=flt,
-                with_payload=True,
-            )
+        request = qe.QueryRequest(
+            limit=limit,
+            query=dense_query if mode == "dense" else sparse_query,
+            filter=flt,
+            with_payload=True,
+        )
         points = await asyncio.to_thread(self.shard.query, request)
         return [hit_from_payload(dict(p.payload or {}), p.score) for p in points]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -13,7 +14,6 @@ from bot.config import QdrantSettings
 from bot.index.base import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
-    RRF_K,
     SPARSE_VECTOR,
     ChunkHit,
     IndexedChunk,
@@ -82,6 +82,16 @@ def build_filter(
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+def _one_line(value: object, limit: int = 300) -> str:
+    text = " ".join(str(value).split()) or type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# 404: the collection is gone (a restart on empty storage); 429/5xx: overloaded or failing. Other
+# 4xx mean our request is wrong, a bug that must not pass for an outage.
+_OUTAGE_STATUSES = frozenset({404, 408, 429})
+
+
 class ServerPaperIndex(PaperIndex):
     backend = "server"
 
@@ -93,6 +103,28 @@ class ServerPaperIndex(PaperIndex):
             url=settings.url, api_key=api_key, timeout=int(settings.timeout_s), check_compatibility=False
         )
         self._read_consistency = _READ_CONSISTENCY[settings.read_consistency]
+
+    @contextmanager
+    def _reachable(self, action: str) -> Iterator[None]:
+        """Connection failures, timeouts and server errors become IndexUnavailableError, mid-run as at
+        start, so callers (Discord, CLI) say "unavailable" instead of crashing; the client reconnects
+        by itself once Qdrant is back."""
+        try:
+            yield
+        except ResponseHandlingException as exc:
+            log.warning("index.unavailable", backend=self.backend, action=action, error=_one_line(exc))
+            raise IndexUnavailableError(
+                f"Qdrant at {self._settings.url} is unreachable ({action}): {_one_line(exc)}"
+            ) from exc
+        except UnexpectedResponse as exc:
+            status = exc.status_code or 0
+            if status not in _OUTAGE_STATUSES and status < 500:
+                raise
+            log.warning("index.unavailable", backend=self.backend, action=action, status=status)
+            raise IndexUnavailableError(
+                f"Qdrant at {self._settings.url} failed ({action}): HTTP {status} "
+                f"{_one_line(exc.content.decode('utf-8', 'replace'), 200)}"
+            ) from exc
 
     async def ensure_collection(self, dense_size: int) -> None:
         try:
@@ -113,7 +145,9 @@ class ServerPaperIndex(PaperIndex):
             for name, kind in PAYLOAD_INDEXES.items():
                 await self._client.create_payload_index(self._collection, name, field_schema=_SCHEMA[kind])
         except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
-            raise IndexUnavailableError(f"Qdrant at {self._settings.url} is not usable: {exc}") from exc
+            raise IndexUnavailableError(
+                f"Qdrant at {self._settings.url} is not usable: {_one_line(exc)}"
+            ) from exc
         log.info("index.collection_created", backend=self.backend, collection=self._collection)
 
     async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
@@ -132,15 +166,17 @@ class ServerPaperIndex(PaperIndex):
             )
             for chunk in chunks
         ]
-        await self._client.upsert(self._collection, points=points, wait=True)
+        with self._reachable("upsert"):
+            await self._client.upsert(self._collection, points=points, wait=True)
 
     async def fetch_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
-        records = await self._client.retrieve(
-            self._collection,
-            ids=[point_id(pid, 0) for pid in paper_ids],
-            with_payload=True,
-            consistency=self._read_consistency,
-        )
+        with self._reachable("retrieve"):
+            records = await self._client.retrieve(
+                self._collection,
+                ids=[point_id(pid, 0) for pid in paper_ids],
+                with_payload=True,
+                consistency=self._read_consistency,
+            )
         papers = [Paper.from_payload(dict(r.payload or {})) for r in records]
         return {p.paper_id: p for p in papers}
 
@@ -151,7 +187,8 @@ class ServerPaperIndex(PaperIndex):
             flt = models.Filter(
                 must=[models.FieldCondition(key="paper_id", match=models.MatchValue(value=paper.paper_id))]
             )
-            await self._client.set_payload(self._collection, payload=payload, points=flt, wait=True)
+            with self._reachable("set payload"):
+                await self._client.set_payload(self._collection, payload=payload, points=flt, wait=True)
 
     async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
         flt = models.Filter(
@@ -160,9 +197,10 @@ class ServerPaperIndex(PaperIndex):
                 models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk)),
             ]
         )
-        await self._client.delete(
-            self._collection, points_selector=models.FilterSelector(filter=flt), wait=True
-        )
+        with self._reachable("delete"):
+            await self._client.delete(
+                self._collection, points_selector=models.FilterSelector(filter=flt), wait=True
+            )
 
     async def query(
         self,
@@ -173,24 +211,13 @@ class ServerPaperIndex(PaperIndex):
         limit: int,
         search_filter: SearchFilter,
     ) -> list[ChunkHit]:
+        if mode == "hybrid" and dense is not None and sparse is not None:
+            return await self.hybrid_query(
+                dense=dense, sparse=sparse, limit=limit, search_filter=search_filter
+            )
         flt = build_filter(search_filter)
         sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values) if sparse else None
-        if mode == "hybrid":
-            prefetch_limit = max(limit * 2, 20)
-            response = await self._client.query_points(
-                self._collection,
-                prefetch=[
-                    models.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, filter=flt),
-                    models.Prefetch(
-                        query=sparse_query, using=SPARSE_VECTOR, limit=prefetch_limit, filter=flt
-                    ),
-                ],
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                limit=limit,
-                with_payload=True,
-                consistency=self._read_consistency,
-            )
-        else:
+        with self._reachable("query"):
             response = await self._client.query_points(
                 self._collection,
                 query=dense if mode == "dense" else sparse_query,
@@ -203,16 +230,19 @@ class ServerPaperIndex(PaperIndex):
         return [hit_from_payload(dict(p.payload or {}), p.score) for p in response.points]
 
     async def count_papers(self, search_filter: SearchFilter | None = None) -> int:
-        result = await self._client.count(
-            self._collection, count_filter=build_filter(search_filter, first_chunk_only=True), exact=True
-        )
+        with self._reachable("count"):
+            result = await self._client.count(
+                self._collection, count_filter=build_filter(search_filter, first_chunk_only=True), exact=True
+            )
         return int(result.count)
 
     async def ping(self) -> None:
         try:
             await self._client.get_collections()
         except Exception as exc:
-            raise IndexUnavailableError(f"Qdrant at {self._settings.url} is unreachable: {exc}") from exc
+            raise IndexUnavailableError(
+                f"Qdrant at {self._settings.url} is unreachable: {_one_line(exc)}"
+            ) from exc
 
     async def close(self) -> None:
         await self._client.close()
