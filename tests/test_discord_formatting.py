@@ -12,6 +12,7 @@ import discord
 import pytest
 from discord import app_commands
 
+from bot.db.engine import DatabaseUnavailableError
 from bot.discord.cogs.paper import paper_id_from_input
 from bot.discord.cogs.search import parse_since
 from bot.discord.errors import RateLimited, UserFacingError, describe_failure, user_message
@@ -24,6 +25,7 @@ from bot.discord.formatting import (
     web_url,
 )
 from bot.discord.progress import ThrottledProgress
+from bot.embedding import EmbeddingError
 from bot.index import IndexUnavailableError
 from bot.models import Paper
 from bot.rag.citations import Citation
@@ -316,6 +318,15 @@ def test_messages_for_expected_and_unexpected_failures() -> None:
         r"\(reference `[0-9a-f]{8}`\)\.",
         outage,
     )
+    for error, service in (
+        (EmbeddingError("refused"), "The search model"),
+        (DatabaseUnavailableError("locked"), "The bot's database"),
+    ):
+        text, expected = user_message(error)
+        assert (text, expected) == (
+            f"{service} is unavailable right now; please try again in a minute",
+            False,
+        )
 
 
 def _command() -> app_commands.Command:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.db.engine import Database, DatabaseConfigError, open_database
+from bot.db.engine import Database, DatabaseConfigError, DatabaseUnavailableError, open_database
 from bot.db.records import (
     ChannelFeedback,
     DigestCounts,
@@ -21,6 +21,7 @@ __all__ = [
     "ChannelFeedback",
     "Database",
     "DatabaseConfigError",
+    "DatabaseUnavailableError",
     "DigestCounts",
     "DigestRun",
     "GuildSettings",

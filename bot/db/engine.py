@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.config import DatabaseSettings, Settings
@@ -26,6 +27,21 @@ _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
 
 class DatabaseConfigError(ValueError):
     """DATABASE_URL names a database paperbot cannot use."""
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The state database cannot be used right now: locked by another writer beyond the busy
+    timeout, down or unreachable, or out of disk. The message is one line saying what to check."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+# Driver errors that mean "the database is not usable now", not "our SQL is wrong".
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+# sqlite3's primary result codes (the low byte of `sqlite_errorcode`).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 
 
 def _backend(url: URL) -> str:
@@ -124,11 +140,44 @@ class Database:
     def redacted_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
+    def unavailable(self, error: DBAPIError) -> DatabaseUnavailableError:
+        """The one-line error to show for a driver error that means the database cannot be used now."""
+        reason = " ".join(str(error.orig or error).split())[:300]
+        disk_full = False
+        path = _sqlite_path(self.url)
+        if self.backend == "sqlite" and path is not None:
+            code = (getattr(error.orig, "sqlite_errorcode", None) or 0) & 0xFF
+            if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                message = (
+                    f"the state database {path} is locked by another writer "
+                    f"(waited {self._busy_timeout_ms} ms); try again in a moment"
+                )
+            elif code == _SQLITE_FULL:
+                disk_full = True
+                message = f"the disk holding {path.parent} is full: the state database {path} cannot grow"
+            elif code == _SQLITE_IOERR:
+                message = (
+                    f"the state database {path} could not be read or written ({reason}); "
+                    f"check that the disk holding {path.parent} is not full"
+                )
+            else:
+                message = f"the state database {path} is unavailable: {reason}"
+        else:
+            message = f"the state database at {self.redacted_url} is unavailable: {reason}"
+        log.warning("db.unavailable", backend=self.backend, error=reason, disk_full=disk_full)
+        return DatabaseUnavailableError(message, disk_full=disk_full)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        A database that cannot be used now raises DatabaseUnavailableError; the pool reconnects by
+        itself (pre-ping) once it is back."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except UNAVAILABLE_ERRORS as exc:
+            raise self.unavailable(exc) from exc
 
     def sync_engine(self) -> Engine:
         """A blocking engine on the same database (closed by `close()`)."""
@@ -152,7 +201,10 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
 
     database = Database.from_settings(settings)
     try:
-        version = await upgrade_schema(database.engine)
+        try:
+            version = await upgrade_schema(database.engine)
+        except UNAVAILABLE_ERRORS as exc:
+            raise database.unavailable(exc) from exc
         log.info("db.ready", url=database.redacted_url, schema_version=version)
         yield database
     finally:

@@ -15,7 +15,9 @@ import structlog
 from discord import app_commands
 
 from bot.budget import BudgetExhausted
+from bot.db.engine import DatabaseUnavailableError
 from bot.discord.formatting import NO_MENTIONS
+from bot.embedding import EmbeddingError
 from bot.index import IndexUnavailableError
 from bot.ops.metrics import observe_command, seconds_since
 from bot.rag.iter_retgen import QuestionError
@@ -67,6 +69,10 @@ def user_message(error: BaseException) -> tuple[str, bool]:
         return "You can't use that command here.", True
     if isinstance(error, IndexUnavailableError):
         return "The paper index is unavailable right now; please try again in a minute", False
+    if isinstance(error, DatabaseUnavailableError):
+        return "The bot's database is unavailable right now; please try again in a minute", False
+    if isinstance(error, EmbeddingError):
+        return "The search model is unavailable right now; please try again in a minute", False
     return "", False
 
 

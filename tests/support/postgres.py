@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -39,6 +39,19 @@ def _free_port() -> int:
 class PostgresServer:
     port: int
     user: str
+    # `pg_ctl -D <data>` (as the server's user) and its start options: for stop()/start() mid-test.
+    pg_ctl: list[str] = field(default_factory=list)
+    start_options: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: open connections are cut), as an outage would."""
+        command = [*self.pg_ctl, "-m", "fast", "-w", "stop"]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        """Start it again on the same port with the same data."""
+        command = [*self.pg_ctl, *self.start_options, "-w", "start"]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
@@ -76,7 +89,12 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
     try:
-        yield PostgresServer(port=port, user=user)
+        yield PostgresServer(
+            port=port,
+            user=user,
+            pg_ctl=[*run_as, str(bin_dir / "pg_ctl"), "-D", str(data)],
+            start_options=["-o", options, "-l", str(root / "log")],
+        )
     finally:
         subprocess.run(
             [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
