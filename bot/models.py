@@ -14,11 +14,23 @@ ARXIV_NEW_ID = re.compile(r"^(?P<base>\d{4}\.\d{4,5})(?:v(?P<version>\d+))?$")
 ARXIV_OLD_ID = re.compile(r"^(?P<base>[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?$")
 _POINT_NAMESPACE = uuid.UUID("6f1c1f6e-3a8e-4f0c-9a57-7d0c1e5b2a11")
 _WS = re.compile(r"\s+")
+# Control characters become spaces; zero-width characters and bidirectional overrides, embeddings
+# and isolates (which can make text display as something else) are dropped.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u200b\u2060-\u2064\ufeff\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str | None) -> str:
     """Collapse all runs of whitespace (line breaks, double spaces) into one space."""
     return _WS.sub(" ", text or "").strip()
+
+
+def clean_user_text(text: str | None) -> str:
+    """Text typed by a user or taken from a paper, as one line without control or invisible
+    characters; empty when nothing visible is left (so "\u200b" counts as an empty question)."""
+    text = clean_text(_INVISIBLE.sub("", _CONTROL.sub(" ", text or "")))
+    # isprintable() is False for format characters (ZWJ, ZWNJ, direction marks) as for controls.
+    return text if any(c.isprintable() and not c.isspace() for c in text) else ""
 
 
 def parse_arxiv_id(raw: str) -> tuple[str, int | None] | None:
@@ -80,7 +92,8 @@ class Paper(BaseModel):
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Paper:
-        return cls.model_validate({k: v for k, v in payload.items() if k in cls.model_fields})
+        fields = cls.model_fields  # once: every access goes through a pydantic descriptor
+        return cls.model_validate({k: v for k, v in payload.items() if k in fields})
 
 
 def title_paper_id(title: str) -> str:

@@ -1,4 +1,4 @@
-"""Hybrid paper search: dense + BM25 fused with RRF, one result per paper."""
+"""Hybrid paper search: BM25 and dense scores fused (bot.index.base.fuse_hybrid), one result per paper."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import structlog
 from bot.embedding import Embedder
 from bot.index import ChunkHit, PaperIndex, SearchFilter
 from bot.index.base import SearchMode
-from bot.models import SearchHit, clean_text
+from bot.models import SearchHit, clean_user_text
 from bot.ops.metrics import observe_retrieval
 from bot.sparse import sparse_query
 from bot.tokens import truncate_tokens
@@ -42,7 +42,7 @@ class SearchService:
         self._encoding = encoding
 
     def prepare_query(self, query: str, max_tokens: int = MAX_QUERY_TOKENS) -> tuple[str, bool]:
-        text = clean_text(query)
+        text = clean_user_text(query)
         if not text:
             raise QueryError("the search query is empty; type a few words describing the papers you want")
         text, truncated = truncate_tokens(text, max_tokens, self._encoding)

@@ -19,6 +19,7 @@ from bot.db.repository import Repository
 from bot.llm import LLMClient, LLMError
 from bot.models import Paper, clean_text
 from bot.prompts import PromptTemplate, load_prompt
+from bot.rag.packing import remove_instructions, sanitize_source_text
 from bot.tokens import truncate_tokens
 
 log = structlog.get_logger(__name__)
@@ -135,8 +136,12 @@ class SummaryService:
     async def _generate(self, paper: Paper) -> Summary:
         if self._llm is None:
             return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
-        abstract, _ = truncate_tokens(clean_text(paper.abstract), ABSTRACT_MAX_TOKENS, self._encoding)
-        prompt = self._template.render(title=clean_text(paper.title), abstract=abstract or "(no abstract)")
+        # Paper text is untrusted: one line each, no invisible characters, no sentences that
+        # instruct the model (the same treatment as answer excerpts).
+        untrusted_abstract = remove_instructions(sanitize_source_text(paper.abstract))
+        abstract, _ = truncate_tokens(untrusted_abstract, ABSTRACT_MAX_TOKENS, self._encoding)
+        title = sanitize_source_text(paper.title)
+        prompt = self._template.render(title=title, abstract=abstract or "(no abstract)")
         try:
             async with self._semaphore:
                 completion = await self._llm.generate(

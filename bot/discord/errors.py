@@ -16,7 +16,7 @@ from discord import app_commands
 
 from bot.budget import BudgetExhausted
 from bot.db.engine import DatabaseUnavailableError
-from bot.discord.formatting import NO_MENTIONS
+from bot.discord.formatting import NO_MENTIONS, quoted_input
 from bot.embedding import EmbeddingError
 from bot.index import IndexUnavailableError
 from bot.ops.metrics import observe_command, seconds_since
@@ -58,7 +58,8 @@ def user_message(error: BaseException) -> tuple[str, bool]:
     if isinstance(error, UserFacingError | QueryError | QuestionError | BudgetExhausted):
         return _sentence(str(error)), True
     if isinstance(error, app_commands.TransformerError):
-        return f"I couldn't read the value `{str(error.value)[:80]}`; please check the option.", True
+        value = quoted_input(str(error.value), 80)
+        return f"I couldn't read the value {value}; please check the option.", True
     if isinstance(error, app_commands.MissingPermissions):
         names = (p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
         needed = ", ".join(names)

@@ -19,6 +19,22 @@ EMBED_URL = 2048
 BRAND_COLOUR = discord.Colour(0xF5A623)
 
 
+_MASKED_LINK = re.compile(r"\[([^\[\]]*)\]\(")
+
+
+def defang_links(text: str) -> str:
+    """Untrusted text (paper fields, model answers, echoed input) with each masked link
+    `[label](target)` shown as `label (target)`: no link can hide where it really goes."""
+    while (plain := _MASKED_LINK.sub(r"\1 (", text)) != text:  # nested links unwrap one level a pass
+        text = plain
+    return text
+
+
+def quoted_input(text: str, limit: int) -> str:
+    """What the user typed, as inline code: nothing in it renders (links, mentions, markdown)."""
+    return "`" + (text[:limit].replace("`", "'").replace("\n", " ") or " ") + "`"
+
+
 def clip(text: str, limit: int) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -91,13 +107,14 @@ def paper_embed(paper: Paper, *, summary: str | None = None, footer: str | None 
     """Title → arXiv link, authors, date, upvotes and a one-line gist (or the given summary)."""
     gist = summary if summary else first_sentences(paper.ai_summary or paper.abstract or paper.title)
     embed = discord.Embed(
-        title=clip(paper.title, EMBED_TITLE),
+        title=clip(defang_links(paper.title), EMBED_TITLE),
         url=next((u for u in (paper.abs_url, paper.project_url, paper.github_url) if web_url(u)), None),
-        description=clip(gist, EMBED_DESCRIPTION),
+        description=clip(defang_links(gist), EMBED_DESCRIPTION),
         colour=BRAND_COLOUR,
     )
     if paper.authors:
         authors = ", ".join(paper.authors[:6]) + (" et al." if len(paper.authors) > 6 else "")
+        authors = defang_links(authors)
         embed.add_field(name="Authors", value=clip(authors, EMBED_FIELD_VALUE), inline=False)
     details = []
     if paper.published:
@@ -166,7 +183,7 @@ def fit_embeds(embeds: Sequence[discord.Embed]) -> list[list[discord.Embed]]:
 
 def answer_messages(answer: Answer) -> list[tuple[str, list[discord.Embed]]]:
     """The answer as Discord messages: text split at 2000 characters, Sources embed on the last one."""
-    chunks = split_message(answer.text) or ["…"]
+    chunks = split_message(defang_links(answer.text)) or ["…"]
     messages: list[tuple[str, list[discord.Embed]]] = [(chunk, []) for chunk in chunks]
     if answer.citations:
         messages[-1][1].append(sources_embed(answer.citations, cited=answer.cited))

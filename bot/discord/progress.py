@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import discord
 import structlog
 
-from bot.discord.formatting import MESSAGE_LIMIT, clip
+from bot.discord.formatting import MESSAGE_LIMIT, clip, defang_links
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +47,7 @@ class ThrottledProgress:
         await self.update(f"🔎 {label}… ({iteration}/{total})")
 
     async def partial(self, text: str) -> None:
-        await self.update(f"✍️ {text} ▌")
+        await self.update(f"✍️ {defang_links(text)} ▌")
 
     async def update(self, text: str) -> None:
         if self._closed:

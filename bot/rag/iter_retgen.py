@@ -20,8 +20,10 @@ from bot.config import LLMSettings, RagSettings
 from bot.index import ChunkHit, SearchFilter
 from bot.llm.client import LLMClient
 from bot.llm.errors import LLMError
+from bot.models import clean_user_text
 from bot.prompts import load_prompt
 from bot.rag.citations import Citation, verify_citations
+from bot.rag.echo import PromptEcho
 from bot.rag.extractive import EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
 from bot.search import SearchService
@@ -108,16 +110,6 @@ def final_answer_line(generation: str) -> str:
     return (parts[-1] if len(parts) > 1 else generation).strip()
 
 
-def strip_prompt_echo(answer: str, prompt_text: str) -> str:
-    """Remove any sentence of the prompt's fixed text (rules, worked example) repeated verbatim."""
-    for line in prompt_text.splitlines():
-        for sentence in re.split(r"(?<=[.:])\s+", line):
-            core = re.sub(r"\s*\[\d+\]\s*", " ", sentence).strip(" .")
-            if len(core) >= 20:
-                answer = re.sub(re.escape(core) + r"(?:\s*\[\d+\])*\s*\.?", "", answer)
-    return answer.strip()
-
-
 def anchor_to_question(
     draft_hits: list[ChunkHit], question_hits: list[ChunkHit], *, limit: int
 ) -> list[ChunkHit]:
@@ -154,10 +146,15 @@ class AnswerService:
         self._encoding = encoding
         self._answer_prompt = load_prompt("answer")
         self._standalone_prompt = load_prompt("standalone_question")
-        self._fixed_prompt_text = f"{self._answer_prompt.system}\n{self._answer_prompt.user}"
+        # What the model must not show users even if it repeats it (or a paper asks it to).
+        self._echo = PromptEcho(
+            self._answer_prompt.system,
+            f"{self._answer_prompt.system}\n{self._answer_prompt.user}",
+            self._answer_prompt.render(sources="", question="", cannot_answer=CANNOT_ANSWER).system,
+        )
 
     def validate_question(self, question: str) -> str:
-        text = " ".join(question.split())
+        text = clean_user_text(question)  # "\u200b" or control characters alone are an empty question
         if not text:
             raise QuestionError("the question is empty; ask something about the papers")
         if len(text) > self._rag.max_question_chars:
@@ -199,7 +196,7 @@ class AnswerService:
         for t in range(1, t_max + 1):
             # The draft steers the next retrieval, minus anything it merely copied from the prompt's
             # rules or worked example (small models do): copied text would pull in unrelated papers.
-            draft_signal = strip_prompt_echo(draft, self._fixed_prompt_text) if t > 1 else ""
+            draft_signal = self._echo.strip(draft) if t > 1 else ""
             if not re.sub(r"(?i)\b(?:reasoning|answer)\s*:|\W", "", draft_signal):
                 draft_signal = ""  # only labels and punctuation are left
             query = f"{standalone}\n{draft_signal}" if draft_signal else standalone
@@ -281,7 +278,7 @@ class AnswerService:
             async with self._llm.stream(**request) as stream:  # type: ignore[arg-type]
                 async for delta in stream:
                     text += delta
-                    await stream_to.partial(text)
+                    await stream_to.partial(self._echo.visible_partial(text))
             assert stream.completion is not None
             completion = stream.completion
         self._count(result, completion.prompt_tokens, completion.completion_tokens, completion.seconds)
@@ -296,7 +293,7 @@ class AnswerService:
 
     def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
         line = final_answer_line(generation)
-        text = strip_prompt_echo(line, self._fixed_prompt_text)
+        text = self._echo.strip(line)
         if sources and line and not text:  # the model only repeated the prompt's example or rules
             log.warning("rag.answer_was_prompt_echo")
             return self._fallback(result, sources, started, label=UNUSABLE_LABEL)

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.index import ChunkHit
-from bot.models import Paper
+from bot.models import Paper, clean_user_text
 from bot.tokens import count_tokens, truncate_tokens
 
 MIN_SOURCE_TOKENS = 48
 
-# Source text must not be able to close the excerpt block and speak as the prompt.
+# Source text must not be able to close the excerpt block and speak as the prompt, nor forge a line
+# of the prompt's structure ("Question:", "Answer:", "[2] Title") inside it: each source is one line,
+# without the invisible characters that could hide a delimiter ("EXCERPTS>\u200b>>").
 _DELIMITERS = re.compile(r"<<<\s*EXCERPTS|EXCERPTS\s*>>>|<<<|>>>", re.IGNORECASE)
 
 
@@ -24,8 +26,28 @@ class Source:
     score: float
 
 
+# A sentence of paper text that addresses the model instead of the reader: it starts with an
+# imperative, speaks of "your system prompt", or asks to ignore previous instructions. The excerpt
+# block already marks paper text as data; dropping these keeps a small model from obeying or
+# quoting them. (No sentence of the 11,010 papers in ../shared/data matches.)
+_INSTRUCTION = re.compile(
+    r"^\W*(?:ignore|disregard|forget|override|reveal|print|repeat|reply|respond|say|write)\b"
+    r"|\byour\s+(?:system\s+prompt|instructions|rules|prompt)\b"
+    r"|\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+|the\s+)?(?:previous|prior|above|preceding|earlier)\s+"
+    r"(?:instructions|rules|prompts?|directions)\b"
+    r"|\byou\s+are\s+now\b|\bnew\s+instructions\s*:",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
 def sanitize_source_text(text: str) -> str:
-    return _DELIMITERS.sub(" ", text).strip()
+    return clean_user_text(_DELIMITERS.sub(" ", clean_user_text(text)))
+
+
+def remove_instructions(text: str) -> str:
+    """`text` without the sentences that give the model instructions."""
+    return " ".join(s for s in _SENTENCE.split(text) if not _INSTRUCTION.search(s))
 
 
 def both_ends_order(sources: Sequence[Source]) -> list[Source]:
@@ -36,9 +58,8 @@ def both_ends_order(sources: Sequence[Source]) -> list[Source]:
 
 
 def format_source(source: Source) -> str:
-    return (
-        f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{sanitize_source_text(source.text)}"
-    )
+    body = remove_instructions(sanitize_source_text(source.text))
+    return f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{body}"
 
 
 def pack_sources(

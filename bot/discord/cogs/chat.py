@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot.discord.context import bind_message
 from bot.discord.errors import describe_failure, failure_outcome
 from bot.discord.formatting import NO_MENTIONS, answer_messages, clip
+from bot.models import clean_user_text
 from bot.ops.metrics import observe_command
 from bot.rag.iter_retgen import Turn
 
@@ -97,7 +98,8 @@ class ChatCog(commands.Cog, name="Chat"):
             else:
                 history = self._replied_to(message)
                 try:
-                    thread = await message.create_thread(name=clip(question, THREAD_NAME_LIMIT))
+                    name = clip(clean_user_text(question), THREAD_NAME_LIMIT)
+                    thread = await message.create_thread(name=name)
                     destination = thread
                 except discord.Forbidden:  # threads are not allowed here: answer in the channel
                     log.info("discord.thread_not_allowed")

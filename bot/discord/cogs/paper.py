@@ -12,8 +12,8 @@ from discord.ext import commands
 
 from bot.discord.cogs.search import paper_summary
 from bot.discord.errors import UserFacingError
-from bot.discord.formatting import NO_MENTIONS, paper_embed
-from bot.models import parse_arxiv_id
+from bot.discord.formatting import NO_MENTIONS, paper_embed, quoted_input
+from bot.models import clean_user_text, parse_arxiv_id
 
 if TYPE_CHECKING:
     from bot.discord.bot import PaperBotBase
@@ -25,7 +25,7 @@ _ARXIV_PATH = re.compile(r"^/(?:abs|pdf)/(?P<id>[^?#]+?)(?:\.pdf)?/?$")
 
 def paper_id_from_input(raw: str) -> str:
     """The arXiv id (no version) from an id or an allowed link; UserFacingError for anything else."""
-    text = raw.strip().strip("<>")
+    text = clean_user_text(raw).strip("<>")  # zero-width and control characters are not part of it
     if not text:
         raise UserFacingError("Give an arXiv id (2405.15738) or an arxiv.org / huggingface.co/papers link.")
     if "://" in text or text.startswith(("arxiv.org", "www.", "huggingface.co")):
@@ -40,9 +40,8 @@ def paper_id_from_input(raw: str) -> str:
         text = match.group("id")
     parsed = parse_arxiv_id(text)
     if parsed is None:
-        raise UserFacingError(
-            f"`{raw[:80]}` is not an arXiv id (expected something like 2405.15738 or 2405.15738v2)."
-        )
+        example = "expected something like 2405.15738 or 2405.15738v2"
+        raise UserFacingError(f"{quoted_input(raw, 80)} is not an arXiv id ({example}).")
     return parsed[0]
 
 

@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot.discord.cogs.ask import answer_interaction
 from bot.discord.context import bind_interaction
 from bot.discord.errors import UserFacingError, report_interaction_error
-from bot.discord.formatting import NO_MENTIONS, fit_embeds, paper_embed
+from bot.discord.formatting import NO_MENTIONS, defang_links, fit_embeds, paper_embed, quoted_input
 from bot.index import SearchFilter
 from bot.models import Paper
 
@@ -41,7 +41,7 @@ def parse_since(value: str | None, today: dt.date | None = None) -> dt.date | No
             return (today or dt.date.today()) - dt.timedelta(days=days)
         return dt.date.fromisoformat(text)
     except (ValueError, OverflowError):  # not a date, or a span reaching before year 1
-        raise UserFacingError(f"{_SINCE_HELP}; got `{value[:40]}`.") from None
+        raise UserFacingError(f"{_SINCE_HELP}; got {quoted_input(value, 40)}.") from None
 
 
 async def paper_summary(bot: PaperBotBase, paper: Paper) -> str:
@@ -49,8 +49,9 @@ async def paper_summary(bot: PaperBotBase, paper: Paper) -> str:
     if summaries is None:
         return paper.ai_summary or paper.abstract
     summary = (await summaries.summarize([paper]))[paper.paper_id]
-    return summary.text + ("\n-# (first sentences of the abstract; the summarizer is unavailable)"
-                           if summary.is_fallback else "")
+    return summary.text + (
+        "\n-# (first sentences of the abstract; the summarizer is unavailable)" if summary.is_fallback else ""
+    )
 
 
 class PaperButton(
@@ -139,7 +140,8 @@ class SearchCog(commands.Cog, name="Search"):
         self.bot.services.search.prepare_query(query)  # refuse an empty query before deferring
         await interaction.response.defer(thinking=True, ephemeral=private)
         result = await self.bot.services.search.search(query, limit=limit, since=since_date)
-        empty = f"No papers found for “{query}”" + (f" since {since_date}" if since_date else "") + "."
+        shown = defang_links(result.query)
+        empty = f"No papers found for “{shown}”" + (f" since {since_date}" if since_date else "") + "."
         await self._send_results(interaction, [h.paper for h in result.hits], private, empty=empty)
 
     async def _send_results(

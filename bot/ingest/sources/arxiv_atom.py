@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import xml.sax
 from typing import Any
 
 import feedparser
@@ -23,6 +24,7 @@ from bot.models import Paper, clean_text, parse_arxiv_id
 log = structlog.get_logger(__name__)
 
 _ENTRY_TAG = re.compile(rb"<(?:\w+:)?entry[\s>]")
+_ENTRY_END = re.compile(rb"</(?:\w+:)?entry\s*>")
 _API_ERROR_ID = "arxiv.org/api/errors"
 
 
@@ -35,15 +37,26 @@ def parse_atom(data: bytes, source: str) -> ParseResult:
         return result
     if feed.bozo:
         log.warning("ingest.atom_feed_malformed", source=source, error=str(feed.get("bozo_exception")))
+    # A feed cut off mid-way (a dropped connection, a proxy's size limit) still yields the entries
+    # before the cut: keep the complete ones, reject the one the cut ran through, and say so.
+    error = feed.get("bozo_exception")
+    cut = isinstance(error, xml.sax.SAXParseException)
+    complete = len(_ENTRY_END.findall(data)) if cut else len(feed.entries)
     entry_lines = _entry_lines(data)
     if len(entry_lines) != len(feed.entries):
         entry_lines = [None] * len(feed.entries)  # cannot map entries to lines reliably
-    for entry, line in zip(feed.entries, entry_lines, strict=True):
+    for number, (entry, line) in enumerate(zip(feed.entries, entry_lines, strict=True)):
         result.records += 1
+        if number >= complete:
+            result.rejected.append(Rejected(source, line, "entry cut off: the feed breaks inside it"))
+            continue
         try:
             result.papers.append(atom_entry_to_paper(entry))
         except RecordError as exc:
             result.rejected.append(Rejected(source, line, str(exc)))
+    if isinstance(error, xml.sax.SAXParseException):
+        reason = f"malformed Atom feed ({error.getMessage()}): read only the {complete} entries before it"
+        result.rejected.append(Rejected(source, error.getLineNumber(), reason))
     return result
 
 

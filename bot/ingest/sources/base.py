@@ -68,7 +68,7 @@ def iter_json_lines(text: str) -> Iterator[Decoded]:
         try:
             yield JsonRecord(line_no, json.loads(line))
         except json.JSONDecodeError as exc:
-            yield BadRecord(line_no, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            yield BadRecord(line_no, _json_problem(exc))
 
 
 def iter_json_array(text: str) -> Iterator[Decoded]:
@@ -79,7 +79,7 @@ def iter_json_array(text: str) -> Iterator[Decoded]:
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if not text.startswith("[", pos):
-        yield BadRecord(_line_of(text, pos), "expected a JSON array")
+        yield BadRecord(_line_of(text, pos), "expected a JSON array" + _instead(text[pos:]))
         return
     pos = _skip_ws(text, pos + 1)
     if text.startswith("]", pos):
@@ -88,7 +88,7 @@ def iter_json_array(text: str) -> Iterator[Decoded]:
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            yield BadRecord(exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            yield BadRecord(exc.lineno, _json_problem(exc))
             return
         yield JsonRecord(_line_of(text, pos), value)
         pos = _skip_ws(text, end)
@@ -99,6 +99,25 @@ def iter_json_array(text: str) -> Iterator[Decoded]:
         else:
             yield BadRecord(_line_of(text, pos), "invalid JSON: expected ',' or ']' between array elements")
             return
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    # Some messages end in "at" ("Unterminated string starting at") that json completes itself.
+    return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+
+
+def _instead(text: str) -> str:
+    """What came instead of an array, when that helps: nothing, or an API's error object."""
+    if not text:
+        return ", got an empty response"
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return ""
+        if isinstance(value, dict) and isinstance(value.get("error"), str):
+            return f", got an error: {value['error'][:200]}"
+    return ""
 
 
 def _skip_ws(text: str, pos: int) -> int:
