@@ -349,7 +349,6 @@ async def gemma_world(
 
 
 @pytest.mark.llm
-@pytest.mark.slow
 async def test_gemma_in_discord_neither_follows_an_injected_abstract_nor_reveals_its_instructions(
     gemma_world: World,
 ) -> None:
@@ -369,7 +368,6 @@ async def test_gemma_in_discord_neither_follows_an_injected_abstract_nor_reveals
 
 
 @pytest.mark.llm
-@pytest.mark.slow
 async def test_gemma_asked_for_its_system_prompt_beside_an_injected_abstract_reveals_nothing(
     gemma_world: World,
 ) -> None:
