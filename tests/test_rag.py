@@ -334,6 +334,16 @@ async def test_a_draft_that_copies_the_prompt_example_does_not_steer_retrieval(
     )
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
     assert answer.trace[1].query == "What is SHERL?\nReasoning: SHERL decouples adaptation [1]."
+    # A draft whose answer is unusable steers nothing, whatever its reasoning says: its answer line
+    # only copies the worked example, or it could not answer.
+    for unusable in (
+        "Reasoning: SHERL is about memory [1].\nAnswer: Model size and training tokens should grow in "
+        "equal proportion [1].",
+        f"Reasoning: nothing relevant.\nAnswer: {CANNOT_ANSWER}",
+    ):
+        scripted_llm.script(ScriptedReply(unusable), ScriptedReply("Answer: d [1]"))
+        answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
+        assert answer.trace[1].query == "What is SHERL?", unusable
 
 
 async def test_a_draft_about_another_paper_cannot_push_out_what_the_question_found(

@@ -194,11 +194,7 @@ class AnswerService:
         sources: list[Source] = []
         question_hits: list[ChunkHit] = []
         for t in range(1, t_max + 1):
-            # The draft steers the next retrieval, minus anything it merely copied from the prompt's
-            # rules or worked example (small models do): copied text would pull in unrelated papers.
-            draft_signal = self._echo.strip(draft) if t > 1 else ""
-            if not re.sub(r"(?i)\b(?:reasoning|answer)\s*:|\W", "", draft_signal):
-                draft_signal = ""  # only labels and punctuation are left
+            draft_signal = self._draft_signal(draft) if t > 1 else ""
             query = f"{standalone}\n{draft_signal}" if draft_signal else standalone
             query, _ = truncate_tokens(query, MAX_RETRIEVAL_QUERY_TOKENS, self._encoding)
             if progress:
@@ -232,6 +228,19 @@ class AnswerService:
             result.trace.append(IterationTrace(query=query, sources=sources, generation=draft))
 
         return self._finish(result, draft, sources, started)
+
+    def _draft_signal(self, draft: str) -> str:
+        """What of the previous draft steers the next retrieval. Nothing when the draft's answer is
+        unusable — only a copy of the prompt's rules or worked example (small models do that), or
+        "can't answer" — since such a draft would only pull in unrelated papers; otherwise the draft
+        minus anything it copied from the prompt."""
+        answer = self._echo.strip(final_answer_line(draft))
+        if not answer or CANNOT_ANSWER.lower().rstrip(".") in answer.lower():
+            return ""
+        signal = self._echo.strip(draft)
+        if not re.sub(r"(?i)\b(?:reasoning|answer)\s*:|\W", "", signal):
+            return ""  # only labels and punctuation are left
+        return signal
 
     async def _standalone(self, question: str, history: Sequence[Turn], result: Answer) -> str:
         lines: list[str] = []
