@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -53,8 +54,12 @@ class LocalEmbedder:
         self._model = SentenceTransformer(str(get_model_path()), device="cpu")
         self.dimensions = int(self._model.get_embedding_dimension() or 384)
         self._batch_size = batch_size
-        # One inference at a time: torch already uses every core for a batch.
-        self._lock = asyncio.Lock()
+        # One inference at a time: torch already uses every core for a batch. One lock per event
+        # loop: an asyncio.Lock belongs to the first loop it waits in, and the CLI, benchmarks and
+        # tests run one embedder under several `asyncio.run` calls.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
         vectors = self._model.encode(
@@ -63,7 +68,11 @@ class LocalEmbedder:
         return [v.tolist() for v in vectors]
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        async with self._lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        async with lock:
             return await asyncio.to_thread(self.encode, texts)
 
     async def embed_query(self, text: str) -> list[float]:

@@ -28,6 +28,13 @@ class PaperCommandTree(app_commands.CommandTree):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         bind_interaction(interaction)
+        settings: Settings = interaction.client.settings  # type: ignore[attr-defined]
+        if interaction.guild_id is None and not settings.discord.allow_dms:
+            # DISCORD_ALLOW_DMS=false: commands are not offered in DMs (`allowed_contexts`), and one
+            # that arrives anyway is refused here, before it can run outside every guild's limits.
+            if interaction.type is discord.InteractionType.application_command:
+                await report_interaction_error(interaction, app_commands.NoPrivateMessage())
+            return False
         return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -42,6 +49,9 @@ class PaperBotBase(commands.Bot):
             allowed_mentions=NO_MENTIONS,
             help_command=None,
             tree_cls=PaperCommandTree,
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=settings.discord.allow_dms, private_channel=False
+            ),
             **kwargs,
         )
         self.services = services

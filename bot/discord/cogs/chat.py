@@ -74,7 +74,7 @@ class ChatCog(commands.Cog, name="Chat"):
         if message.guild is None and not self.bot.settings.discord.allow_dms:
             return
         await self._resolve_channel(message)
-        mentioned = self._mentioned(message)
+        mentioned = self._mentioned(message) or message.guild is None  # a DM is always for the bot
         if not (mentioned or self._replies_to_me(message) or self._in_my_thread(message)):
             return
         bind_message(message, "chat")
