@@ -69,9 +69,10 @@ async def quality(args: argparse.Namespace, embedder) -> dict[int, dict[str, flo
                     fallbacks += answer.fallback
                     cannot += answer.cannot_answer
                     if args.verbose:
+                        missing = sorted(title[:40] for title in expected - final_titles)
                         print(
                             f"T={t} {item['q'][:60]!r} -> {answer.text[:100]!r} "
-                            f"cites={[c.n for c in answer.citations]}"
+                            f"cites={[c.n for c in answer.citations]} missing={missing}"
                         )
                 rows[t] = {
                     "source_recall": statistics.mean(recall),
