@@ -181,3 +181,23 @@ def test_rrf_fusion_is_available_by_configuration() -> None:
     # A: 1/3 + 1/5, B: 1/4 + 1/3, D: 1/4, C: 1/5 (k = 2, ranks from 1)
     assert [h.paper.paper_id for h in fused] == ["B", "A", "D", "C"]
     assert fused[0].score == pytest.approx(1 / 4 + 1 / 3)
+
+
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+async def test_every_back_end_fuses_like_the_reference_two_query_path(
+    paper_index: PaperIndex, fusion: str
+) -> None:
+    """Qdrant Edge fuses payload-free rankings and then loads the winners' payloads; the result must
+    equal the generic path (both full rankings, then `fuse_hybrid`/`fuse_rrf`), scores included."""
+    await paper_index.ensure_collection(DIM)
+    await paper_index.upsert([c for p in PAPERS for c in chunks_for(p, n_chunks=2)])
+    paper_index.fusion = fusion  # type: ignore[assignment]
+    for text in ("arithmetic reasoning", "video diffusion models", "molecules graph reasoning"):
+        vectors = {"dense": fake_vector(text), "sparse": sparse_query(text), "search_filter": SearchFilter()}
+        reference = await PaperIndex.hybrid_query(paper_index, limit=4, **vectors)  # type: ignore[arg-type]
+        actual = await paper_index.query(mode="hybrid", limit=4, **vectors)  # type: ignore[arg-type]
+        assert [(h.paper.paper_id, h.chunk_no) for h in actual] == [
+            (h.paper.paper_id, h.chunk_no) for h in reference
+        ]
+        assert [h.score for h in actual] == pytest.approx([h.score for h in reference])
+        assert actual[0].paper.title  # payloads were loaded

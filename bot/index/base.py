@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bot.models import Paper
 
@@ -100,43 +100,59 @@ class ChunkHit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+def fused_ranking(
+    dense: Sequence[tuple[K, float]], sparse: Sequence[tuple[K, float]], *, limit: int,
+    fusion: Fusion = "convex", bm25_weight: float = HYBRID_BM25_WEIGHT,
+) -> list[tuple[K, float]]:  # fmt: skip
+    """The best `limit` keys of two (key, score) rankings, best first, with their fused scores.
+
+    convex: bm25_weight × BM25 + (1 − bm25_weight) × dense, each min-max-normalized over its ranking;
+    a key missing from one ranking gets 0 from it. rrf: Σ 1 / (RRF_K + rank), ranks from 1. Ties
+    keep BM25's order."""
+    scores: dict[K, float] = {}
+    for weight, ranking in ((bm25_weight, sparse), (1 - bm25_weight, dense)):
+        if fusion == "rrf":
+            for rank, (key, _) in enumerate(ranking, start=1):
+                scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
+            continue
+        values = [score for _, score in ranking]
+        low, span = (min(values), max(values) - min(values)) if values else (0.0, 0.0)
+        for key, score in ranking:
+            normalized = (score - low) / span if span else 1.0
+            scores[key] = scores.get(key, 0.0) + weight * normalized
+    best = sorted(scores, key=lambda key: -scores[key])[:limit]
+    return [(key, scores[key]) for key in best]
+
+
+def _fuse_hits(
+    dense_hits: Sequence[ChunkHit], sparse_hits: Sequence[ChunkHit], *, limit: int, fusion: Fusion,
+    bm25_weight: float = HYBRID_BM25_WEIGHT,
+) -> list[ChunkHit]:  # fmt: skip
+    chunks = {(h.paper.paper_id, h.chunk_no): h for h in [*sparse_hits, *dense_hits]}
+    ranked = fused_ranking(
+        [((h.paper.paper_id, h.chunk_no), h.score) for h in dense_hits],
+        [((h.paper.paper_id, h.chunk_no), h.score) for h in sparse_hits],
+        limit=limit, fusion=fusion, bm25_weight=bm25_weight,
+    )  # fmt: skip
+    return [replace(chunks[key], score=score) for key, score in ranked]
+
+
 def fuse_hybrid(
     dense_hits: Sequence[ChunkHit], sparse_hits: Sequence[ChunkHit], *, limit: int,
     bm25_weight: float = HYBRID_BM25_WEIGHT,
 ) -> list[ChunkHit]:  # fmt: skip
-    """Convex combination of the two rankings' min-max-normalized scores; a chunk missing from one
-    ranking gets 0 from it. Ties keep BM25's order."""
-
-    def normalized(hits: Sequence[ChunkHit]) -> dict[tuple[str, int], float]:
-        if not hits:
-            return {}
-        low, high = min(h.score for h in hits), max(h.score for h in hits)
-        span = high - low
-        return {(h.paper.paper_id, h.chunk_no): (h.score - low) / span if span else 1.0 for h in hits}
-
-    sparse_norm, dense_norm = normalized(sparse_hits), normalized(dense_hits)
-    chunks = {(h.paper.paper_id, h.chunk_no): h for h in [*sparse_hits, *dense_hits]}
-    scores = {
-        key: bm25_weight * sparse_norm.get(key, 0.0) + (1 - bm25_weight) * dense_norm.get(key, 0.0)
-        for key in chunks
-    }
-    best = sorted(scores, key=lambda key: -scores[key])[:limit]
-    return [replace(chunks[key], score=scores[key]) for key in best]
+    """Convex combination of min-max-normalized scores (see `fused_ranking`)."""
+    return _fuse_hits(dense_hits, sparse_hits, limit=limit, fusion="convex", bm25_weight=bm25_weight)
 
 
 def fuse_rrf(
     dense_hits: Sequence[ChunkHit], sparse_hits: Sequence[ChunkHit], *, limit: int
 ) -> list[ChunkHit]:
-    """Reciprocal rank fusion: sum of 1 / (k + rank) over the rankings (rank from 1)."""
-    scores: dict[tuple[str, int], float] = {}
-    chunks: dict[tuple[str, int], ChunkHit] = {}
-    for ranking in (sparse_hits, dense_hits):
-        for rank, hit in enumerate(ranking, start=1):
-            key = (hit.paper.paper_id, hit.chunk_no)
-            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
-            chunks.setdefault(key, hit)
-    best = sorted(scores, key=lambda key: -scores[key])[:limit]
-    return [replace(chunks[key], score=scores[key]) for key in best]
+    """Reciprocal rank fusion (see `fused_ranking`)."""
+    return _fuse_hits(dense_hits, sparse_hits, limit=limit, fusion="rrf")
 
 
 def hit_from_payload(payload: dict[str, Any], score: float) -> ChunkHit:
@@ -193,9 +209,7 @@ class PaperIndex(ABC):
             self.query(dense=dense, sparse=None, mode="dense", limit=depth, search_filter=search_filter),
             self.query(dense=None, sparse=sparse, mode="sparse", limit=depth, search_filter=search_filter),
         )
-        if self.fusion == "rrf":
-            return fuse_rrf(dense_hits, sparse_hits, limit=limit)
-        return fuse_hybrid(dense_hits, sparse_hits, limit=limit)
+        return _fuse_hits(dense_hits, sparse_hits, limit=limit, fusion=self.fusion)
 
     @abstractmethod
     async def count_papers(self, search_filter: SearchFilter | None = None) -> int: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bot.index import ChunkHit
 from bot.models import Paper, clean_user_text
@@ -57,9 +58,16 @@ def both_ends_order(sources: Sequence[Source]) -> list[Source]:
     return ranked[0::2] + ranked[1::2][::-1]
 
 
+@lru_cache(maxsize=4096)
+def _safe_line(text: str, *, drop_instructions: bool) -> str:
+    """Cached: each source is formatted once to be measured and again to be rendered."""
+    line = sanitize_source_text(text)
+    return remove_instructions(line) if drop_instructions else line
+
+
 def format_source(source: Source) -> str:
-    body = remove_instructions(sanitize_source_text(source.text))
-    return f"[{source.number}] {sanitize_source_text(source.paper.title)}\n{body}"
+    body = _safe_line(source.text, drop_instructions=True)
+    return f"[{source.number}] {_safe_line(source.paper.title, drop_instructions=False)}\n{body}"
 
 
 def pack_sources(
