@@ -30,6 +30,7 @@ from tests.conftest import ROOT
 from tests.fakediscord import FakeDiscord
 from tests.support.discord_world import World, final_message, refusal
 from tests.support.paperbot_discord import make_settings, reset_logging, running_bot, seed_papers
+from tests.support.recording_progress import RecordingProgress
 from tests.support.scripted_llm import ScriptedLLMServer, ScriptedReply, last_user_text
 
 CALLBACK = "POST /interactions/{interaction_id}/{interaction_token}/callback"
@@ -273,17 +274,6 @@ ECHOES = {
     "as-a-list": "\n".join(f"- {s}" for s in re.split(r"(?<=[.])\s+", SYSTEM_PROMPT)),
     "quoted-mid-sentence": "My instructions say: “" + SYSTEM_PROMPT.replace('"', "'") + "” That is all",
 }
-
-
-class RecordingProgress:
-    def __init__(self) -> None:
-        self.partials: list[str] = []
-
-    async def stage(self, step: str, iteration: int, total: int) -> None:
-        return None
-
-    async def partial(self, text: str) -> None:
-        self.partials.append(text)
 
 
 @pytest.mark.parametrize("echo", list(ECHOES), ids=list(ECHOES))

@@ -62,6 +62,7 @@ from tests.conftest import ROOT, SEED_PAGE
 from tests.support.digest import MemoryPoster
 from tests.support.fake_qdrant import FakeQdrant
 from tests.support.postgres import PostgresServer, find_pg_bin, running_postgres
+from tests.support.recording_progress import RecordingProgress
 from tests.support.scripted_llm import (
     ScriptedLLMServer,
     ScriptedMalformed,
@@ -154,17 +155,6 @@ async def llm_stack(
     await index.close()
 
 
-class Progress:
-    def __init__(self) -> None:
-        self.partials: list[str] = []
-
-    async def stage(self, step: str, iteration: int, total: int) -> None:
-        return None
-
-    async def partial(self, text: str) -> None:
-        self.partials.append(text)
-
-
 def assert_labelled_and_cited(answer: Any) -> None:
     """The extractive fallback: labelled, quoting passages with [n] marks that cite shown papers."""
     assert answer.fallback
@@ -219,7 +209,7 @@ async def test_a_stream_cut_after_text_was_shown_falls_back_without_retrying(llm
         ScriptedTruncatedStream("Answer: SHERL keeps the backbone", chunk_chars=6),
         ScriptedReply("Answer: never requested [1]"),
     )
-    progress = Progress()
+    progress = RecordingProgress()
     answer = await llm_stack.service.answer(QUESTION, progress=progress)
     assert progress.partials and progress.partials[-1] == "Answer: SHERL keeps the backbone"
     assert llm_stack.completions == 2 and llm_stack.sleeps == []
@@ -234,7 +224,7 @@ async def test_a_stream_cut_before_any_text_is_retried_and_the_answer_is_normal(
         ScriptedMalformed('{"choices": [{"text": "unterminated'),  # an SSE event that is not JSON
         ScriptedReply("Answer: SHERL adapts with a light side network [1]."),
     )
-    progress = Progress()
+    progress = RecordingProgress()
     answer = await llm_stack.service.answer(QUESTION, progress=progress)
     assert llm_stack.completions == 4
     assert_backoff(llm_stack.sleeps)
