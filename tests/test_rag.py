@@ -381,3 +381,15 @@ def test_anchoring_fuses_rankings_by_reciprocal_rank() -> None:
     fused = [h.paper.paper_id for h in anchor_to_question(draft, question, limit=5)]
     # A and C are in both rankings; then the two alternate, the question's first on ties.
     assert fused == ["C", "A", "X", "B", "Y"]
+
+
+async def test_a_reworded_copy_of_the_worked_example_is_no_answer_and_steers_nothing(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Gemma 270M rewords the prompt's example ("…should be scaled equally for model size and
+    training tokens"): word-for-word matching misses it, the content-word share does not."""
+    reworded = "Model size and training tokens should be scaled equally for model size and training tokens."
+    scripted_llm.script(ScriptedReply(f"Answer: {reworded}"), ScriptedReply(f"Answer: {reworded}"))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
+    assert answer.trace[1].query == "What is SHERL?"  # the reworded draft did not steer retrieval
+    assert answer.fallback and reworded not in answer.text  # and users get the cited passages instead

@@ -14,6 +14,66 @@ from collections import defaultdict
 
 RUN_WORDS = 8  # this many words in a row from the instructions is an echo, not a coincidence
 MIN_SENTENCE_WORDS = 4
+MIN_CONTENT_WORDS = 4
+COPIED_SHARE = 0.8
+_FUNCTION_WORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "that",
+        "this",
+        "from",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "its",
+        "their",
+        "there",
+        "what",
+        "which",
+        "who",
+        "how",
+        "why",
+        "when",
+        "where",
+        "not",
+        "but",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "may",
+        "might",
+        "also",
+        "than",
+        "then",
+        "into",
+        "onto",
+        "about",
+        "over",
+        "under",
+        "such",
+        "these",
+        "those",
+        "they",
+        "them",
+        "our",
+        "your",
+        "you",
+        "one",
+        "two",
+        "both",
+        "each",
+        "more",
+        "most",
+    ]
+)
 _TOKEN = re.compile(r"\[\d+\]|\w+")  # citation markers are skipped when comparing
 _CLAUSES = re.compile(r"(?<=[.!?:])\s+|\n+")
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -44,6 +104,7 @@ class PromptEcho:
         for sentence in sentences:
             if len(sentence) >= MIN_SENTENCE_WORDS:
                 self._sentences[sentence[0]].append(sentence)
+        self._vocabulary = {w for w in _words(fixed_text) if _is_content(w)}
         self._instruction_words = _words(instructions)
         words = self._instruction_words
         self._runs = {words[i : i + RUN_WORDS] for i in range(len(words) - RUN_WORDS + 1)}
@@ -57,6 +118,16 @@ class PromptEcho:
             if words[i : i + RUN_WORDS] in self._runs:
                 covered[i : i + RUN_WORDS] = [True] * RUN_WORDS
         return covered
+
+    def mostly_copied(self, text: str) -> bool:
+        """A paraphrase of the prompt's own text rather than an answer: at least `MIN_CONTENT_WORDS`
+        content words, and `COPIED_SHARE` or more of them from the prompt's fixed text (a small
+        model rewording the worked example, "Model size and training tokens should be scaled
+        equally…", which `strip` cannot catch word for word)."""
+        content = [w for w in _words(text) if _is_content(w)]
+        if len(content) < MIN_CONTENT_WORDS:
+            return False
+        return sum(w in self._vocabulary for w in content) >= COPIED_SHARE * len(content)
 
     def strip(self, text: str) -> str:
         """`text` without what it repeats of the prompt; unchanged when it repeats nothing."""
@@ -90,6 +161,10 @@ class PromptEcho:
                 if list(words[j : j + k - 1]) == tail[:-1] and words[j + k - 1].startswith(tail[-1]):
                     return shown[: tokens[-k][1]].rstrip()
         return shown
+
+
+def _is_content(word: str) -> bool:
+    return len(word) >= 3 and word not in _FUNCTION_WORDS and not word.isdigit()
 
 
 def _tidy(text: str) -> str:

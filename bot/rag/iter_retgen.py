@@ -235,7 +235,11 @@ class AnswerService:
         "can't answer" — since such a draft would only pull in unrelated papers; otherwise the draft
         minus anything it copied from the prompt."""
         answer = self._echo.strip(final_answer_line(draft))
-        if not answer or CANNOT_ANSWER.lower().rstrip(".") in answer.lower():
+        if (
+            not answer
+            or self._echo.mostly_copied(answer)
+            or CANNOT_ANSWER.lower().rstrip(".") in answer.lower()
+        ):
             return ""
         signal = self._echo.strip(draft)
         if not re.sub(r"(?i)\b(?:reasoning|answer)\s*:|\W", "", signal):
@@ -303,6 +307,8 @@ class AnswerService:
     def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
         line = final_answer_line(generation)
         text = self._echo.strip(line)
+        if self._echo.mostly_copied(text):
+            text = ""  # a rewording of the worked example is no answer either
         if sources and line and not text:  # the model only repeated the prompt's example or rules
             log.warning("rag.answer_was_prompt_echo")
             return self._fallback(result, sources, started, label=UNUSABLE_LABEL)
