@@ -311,7 +311,8 @@ async def test_ask_defers_at_once_shows_progress_streams_about_once_a_second(wor
     # Throttled: never two progress edits within the interval, so at most one per second overall.
     gaps = [b.at - a.at for a, b in itertools.pairwise(progress)]
     assert gaps and min(gaps) >= interval - 0.1, gaps
-    assert len(progress) <= (progress[-1].at - progress[0].at) / interval + 1
+    # (arrival times at the fake jitter by the same 0.1 s the gap check allows)
+    assert len(progress) <= (progress[-1].at - progress[0].at) / (interval - 0.1) + 1
     assert last.json["content"] == final.strip() == answer["content"]
     assert [e["title"] for e in answer["embeds"]] == ["Sources"]
     assert answer["embeds"][0]["description"].startswith("**[1]** ")
