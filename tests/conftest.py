@@ -18,7 +18,7 @@ for _name, _value in {**OFFLINE_ENV, "OMP_WAIT_POLICY": "passive"}.items():
     os.environ.setdefault(_name, _value)
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "data" / "cache" / "tiktoken"))
 
-from tests.support.postgres import PostgresServer, find_pg_bin, running_postgres  # noqa: E402
+from tests.support.postgres import PostgresServer, postgres_or_skip  # noqa: E402
 
 pytest_plugins = ["tests.support.scripted_llm", "tests.fakediscord.plugin", "tests.support.discord_world"]
 
@@ -91,8 +91,5 @@ async def paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server (Debian's package; `make test` installs it) for the session."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL binaries not installed (apt-get install -y postgresql)")
-    with running_postgres(bin_dir) as server:
+    with postgres_or_skip() as server:
         yield server

@@ -105,18 +105,18 @@ K = TypeVar("K", bound=Hashable)
 
 def fused_ranking(
     dense: Sequence[tuple[K, float]], sparse: Sequence[tuple[K, float]], *, limit: int,
-    fusion: Fusion = "convex", bm25_weight: float = HYBRID_BM25_WEIGHT,
+    fusion: Fusion = "convex", bm25_weight: float = HYBRID_BM25_WEIGHT, rrf_k: int = RRF_K,
 ) -> list[tuple[K, float]]:  # fmt: skip
     """The best `limit` keys of two (key, score) rankings, best first, with their fused scores.
 
     convex: bm25_weight × BM25 + (1 − bm25_weight) × dense, each min-max-normalized over its ranking;
-    a key missing from one ranking gets 0 from it. rrf: Σ 1 / (RRF_K + rank), ranks from 1. Ties
+    a key missing from one ranking gets 0 from it. rrf: Σ 1 / (rrf_k + rank), ranks from 1. Ties
     keep BM25's order."""
     scores: dict[K, float] = {}
     for weight, ranking in ((bm25_weight, sparse), (1 - bm25_weight, dense)):
         if fusion == "rrf":
             for rank, (key, _) in enumerate(ranking, start=1):
-                scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
+                scores[key] = scores.get(key, 0.0) + 1.0 / (rrf_k + rank)
             continue
         values = [score for _, score in ranking]
         low, span = (min(values), max(values) - min(values)) if values else (0.0, 0.0)

@@ -18,6 +18,7 @@ import structlog
 
 from bot.config import LLMSettings, RagSettings
 from bot.index import ChunkHit, SearchFilter
+from bot.index.base import fused_ranking
 from bot.llm.client import LLMClient
 from bot.llm.errors import LLMError
 from bot.models import clean_user_text
@@ -118,15 +119,15 @@ def anchor_to_question(
     A chunk both rankings found rises to the top; otherwise the two alternate, the question's first
     on ties. A good draft still brings in what the question missed; a draft about the wrong paper
     can no longer displace the question's best matches."""
-    scores: dict[tuple[str, int], float] = {}
-    chunks: dict[tuple[str, int], ChunkHit] = {}
-    for ranking in (question_hits, draft_hits):
-        for rank, hit in enumerate(ranking):
-            key = (hit.paper.paper_id, hit.chunk_no)
-            scores[key] = scores.get(key, 0.0) + 1.0 / (ANCHOR_RRF_K + rank)
-            chunks.setdefault(key, hit)
-    order = sorted(scores, key=lambda key: -scores[key])  # stable: question's order first on ties
-    return [chunks[key] for key in order[:limit]]
+    chunks = {(h.paper.paper_id, h.chunk_no): h for h in [*question_hits, *draft_hits]}
+    ranked = fused_ranking(
+        [((h.paper.paper_id, h.chunk_no), h.score) for h in draft_hits],
+        [((h.paper.paper_id, h.chunk_no), h.score) for h in question_hits],  # first on ties
+        limit=limit,
+        fusion="rrf",
+        rrf_k=ANCHOR_RRF_K,
+    )
+    return [chunks[key] for key, _ in ranked]
 
 
 class AnswerService:

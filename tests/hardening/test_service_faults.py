@@ -61,7 +61,7 @@ from bot.tokens import ensure_tiktoken_cache
 from tests.conftest import ROOT, SEED_PAGE
 from tests.support.digest import MemoryPoster
 from tests.support.fake_qdrant import FakeQdrant
-from tests.support.postgres import PostgresServer, find_pg_bin, running_postgres
+from tests.support.postgres import PostgresServer, postgres_or_skip
 from tests.support.recording_progress import RecordingProgress
 from tests.support.scripted_llm import (
     ScriptedLLMServer,
@@ -392,10 +392,8 @@ async def test_a_hung_qdrant_times_out_into_unavailable_then_recovers(
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL binaries not installed (apt-get install -y postgresql)")
-    with running_postgres(bin_dir) as server:
+    """This module's own server (not the session's): its tests stop and restart it."""
+    with postgres_or_skip() as server:
         yield server
 
 

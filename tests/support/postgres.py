@@ -102,3 +102,15 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
             timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_or_skip() -> Iterator[PostgresServer]:
+    """A running server for a fixture, or skip the test when Debian's binaries are absent."""
+    import pytest
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL binaries not installed (apt-get install -y postgresql)")
+    with running_postgres(bin_dir) as server:
+        yield server
