@@ -51,7 +51,7 @@ async def open_services(
     whoever posts, e.g. the Discord bot) and the cached summaries."""
     ensure_tiktoken_cache(settings.tokenizer.encoding, settings.core.cache_dir / "tiktoken")
     async with AsyncExitStack() as stack:
-        embedder = open_embedder(settings.embedding)
+        embedder = open_embedder(settings.embedding, settings.core.cache_dir / "onnx")
         stack.push_async_callback(embedder.aclose)
         index = open_index(settings)
         stack.push_async_callback(index.close)

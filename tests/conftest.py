@@ -65,10 +65,11 @@ def reset_logging() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from bot.embedding import LocalEmbedder
 
-    return LocalEmbedder(batch_size=32)
+    # A fresh cache: every run exports the ONNX query model itself, as a new deployment does.
+    return LocalEmbedder(batch_size=32, cache_dir=tmp_path_factory.mktemp("onnx"))
 
 
 @pytest.fixture(params=["edge", "server"])
