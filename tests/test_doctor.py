@@ -199,4 +199,18 @@ async def test_local_embedding_model_loads_offline() -> None:
     findings = by_check(await Doctor(load_settings(), skip=skip).run())
     embedding = findings["embedding model"]
     assert embedding.status == "ok", embedding
-    assert embedding.detail == "local:all-MiniLM-L6-v2: 384-d vector for a test query"
+    assert embedding.detail == (
+        "local:all-MiniLM-L6-v2: 384-d vector for a test query (queries through ONNX Runtime)"
+    )
+
+
+async def test_an_onnx_query_model_that_cannot_load_is_a_warning_with_its_fix() -> None:
+    settings = load_settings()
+    blocked = settings.core.cache_dir / "onnx"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the ONNX cache directory should be")
+    skip = ["llm", "qdrant", "database", "tokenizer", "discord", "data-dir"]
+    embedding = by_check(await Doctor(settings, skip=skip).run())["embedding model"]
+    assert embedding.status == "warn", embedding
+    assert "queries fall back to torch" in embedding.detail
+    assert "EMBEDDING_QUERY_RUNTIME=torch" in embedding.fix

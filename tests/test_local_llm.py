@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +18,7 @@ import pytest
 import bot.llm.local_server as local_server
 from bot.config import LLMSettings
 from bot.llm import LLMClient, LocalLLMServer, LocalLLMUnavailable, llm_session
-from bot.llm.local_server import ensure_gemma_gguf
+from bot.llm.local_server import ensure_gemma_gguf, orphan_safe_command
 
 EXPECTED_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
@@ -107,6 +112,58 @@ async def test_server_that_never_answers_times_out_and_is_stopped(
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the child was terminated and reaped
+
+
+def test_orphan_safe_command_runs_the_module_as_main_with_its_arguments(tmp_path: Path) -> None:
+    data = tmp_path / "data.json"
+    data.write_text('{"b": 1, "a": [2]}')
+    command = orphan_safe_command(sys.executable, "json.tool", ["--sort-keys", "--compact", str(data)])
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert out.strip() == '{"a":[2],"b":1}'
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status waits to be collected
+
+
+PARENT = """
+import json, subprocess, sys, time
+from bot.llm.local_server import orphan_safe_command
+server = ["http.server", ["0", "--bind", "127.0.0.1"]]
+safe = subprocess.Popen(orphan_safe_command(sys.executable, *server), stderr=subprocess.DEVNULL)
+plain = subprocess.Popen([sys.executable, "-m", server[0], *server[1]], stderr=subprocess.DEVNULL)
+print(json.dumps({"safe": safe.pid, "plain": plain.pid}), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_the_server_child_stops_when_the_bot_is_killed_outright() -> None:
+    # A stand-in bot starts two servers, one the way LocalLLMServer does and one plainly, then is
+    # SIGKILLed (no chance to stop its children): only the plain one may outlive it.
+    bot = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+    )
+    assert bot.stdout is not None
+    children = json.loads(bot.stdout.readline())
+    try:
+        assert _alive(children["safe"]) and _alive(children["plain"])
+        bot.send_signal(signal.SIGKILL)
+        assert bot.wait(30) == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while _alive(children["safe"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(children["safe"]), "the embedded server outlived the killed bot"
+        assert _alive(children["plain"]), "control: a plainly started child does outlive its parent"
+    finally:
+        bot.kill()
+        for pid in children.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 FEW_SHOT = (

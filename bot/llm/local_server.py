@@ -37,6 +37,41 @@ _INSTALL_HINT = (
 )
 
 
+# Runs a module as __main__ in a child that the kernel stops (SIGTERM) when the bot dies, even by
+# SIGKILL or the OOM killer, so no orphaned server keeps the port and the memory (Linux only). A
+# preexec_fn could do the same but is unsafe in a process with threads (torch, ONNX Runtime).
+_ORPHAN_SAFE_BOOTSTRAP = """\
+import ctypes, os, runpy, signal, sys
+parent, module = int(sys.argv[1]), sys.argv[2]
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+if os.getppid() != parent:  # the parent died before the line above took effect
+    sys.exit(0)
+sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def orphan_safe_command(python: str, module: str, args: list[str]) -> list[str]:
+    """`python -m module args…`, stopped with its parent where the kernel supports it."""
+    if not sys.platform.startswith("linux"):
+        return [python, "-m", module, *args]
+    return [python, "-c", _ORPHAN_SAFE_BOOTSTRAP, str(os.getpid()), module, *args]
+
+
+def server_args(settings: LLMSettings, model_path: Path, *, host: str, port: int) -> list[str]:
+    """llama_cpp.server's options for the embedded model (also used by `python -m bot.ops.llm_server`)."""
+    return [
+        "--model", str(model_path),
+        "--model_alias", settings.model,
+        "--host", host,
+        "--port", str(port),
+        "--n_ctx", str(settings.local_ctx),
+        "--n_threads", str(settings.local_threads),
+        "--n_threads_batch", str(settings.local_threads),
+        "--chat_format", "gemma",
+    ]  # fmt: skip
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -151,18 +186,8 @@ class LocalLLMServer:
         log.info("local_llm.ready", base_url=self.base_url, seconds=round(self.startup_seconds, 2))
 
     def _command(self, model_path: Path, port: int) -> list[str]:
-        s = self._settings
-        return [
-            self._python, "-m", "llama_cpp.server",
-            "--model", str(model_path),
-            "--model_alias", s.model,
-            "--host", self.host,
-            "--port", str(port),
-            "--n_ctx", str(s.local_ctx),
-            "--n_threads", str(s.local_threads),
-            "--n_threads_batch", str(s.local_threads),
-            "--chat_format", "gemma",
-        ]  # fmt: skip
+        args = server_args(self._settings, model_path, host=self.host, port=port)
+        return orphan_safe_command(self._python, "llama_cpp.server", args)
 
     async def _drain_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None

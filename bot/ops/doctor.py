@@ -301,10 +301,10 @@ class Doctor:
         )
 
     async def check_embedding(self) -> None:
-        from bot.embedding import open_embedder
+        from bot.embedding import LocalEmbedder, open_embedder
 
         settings = self.settings.embedding
-        embedder = await asyncio.to_thread(open_embedder, settings)
+        embedder = await asyncio.to_thread(open_embedder, settings, self.settings.core.cache_dir / "onnx")
         try:
             vector = await embedder.embed_query("test")
         finally:
@@ -318,7 +318,19 @@ class Doctor:
                 "set EMBEDDING_DIMENSIONS to the model's size; a different size needs a new collection",
             )
             return
-        self.add("embedding model", "ok", f"{embedder.name}: {len(vector)}-d vector for a test query")
+        detail = f"{embedder.name}: {len(vector)}-d vector for a test query"
+        if isinstance(embedder, LocalEmbedder) and settings.query_runtime == "onnx":
+            if embedder.query_encoder is None:
+                self.add(
+                    "embedding model",
+                    "warn",
+                    f"{detail}; queries fall back to torch (slower): the ONNX query model did not load",
+                    "see the embedding.onnx_unavailable_using_torch log line; "
+                    "or set EMBEDDING_QUERY_RUNTIME=torch",
+                )
+                return
+            detail += " (queries through ONNX Runtime)"
+        self.add("embedding model", "ok", detail)
 
     # -- Discord -------------------------------------------------------------------------------
 

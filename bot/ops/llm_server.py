@@ -20,17 +20,9 @@ from bot.config import CoreSettings, LLMSettings
 def server_command(
     settings: LLMSettings, model_path: Path, *, host: str, port: int, python: str = sys.executable
 ) -> list[str]:
-    return [
-        python, "-m", "llama_cpp.server",
-        "--model", str(model_path),
-        "--model_alias", settings.model,
-        "--host", host,
-        "--port", str(port),
-        "--n_ctx", str(settings.local_ctx),
-        "--n_threads", str(settings.local_threads),
-        "--n_threads_batch", str(settings.local_threads),
-        "--chat_format", "gemma",
-    ]  # fmt: skip
+    from bot.llm.local_server import server_args
+
+    return [python, "-m", "llama_cpp.server", *server_args(settings, model_path, host=host, port=port)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

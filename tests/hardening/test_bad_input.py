@@ -577,7 +577,8 @@ def test_malformed_payloads_are_reported_line_by_line_and_the_good_records_kept(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, embedder: Any,
     body: bytes | None, source: str, rejects: list[str], stored: list[str],
 ) -> None:  # fmt: skip
-    monkeypatch.setattr("bot.services.open_embedder", lambda settings, cache_dir: embedder)  # the model, loaded once
+    # The model, loaded once for the session.
+    monkeypatch.setattr("bot.services.open_embedder", lambda settings, cache_dir: embedder)
     server = PayloadServer(body) if body is not None else None
     if server is not None:
         server.__enter__()
