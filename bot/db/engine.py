@@ -1,7 +1,9 @@
 """Engines and sessions for the state database: SQLite (default) or PostgreSQL, the same code for both.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with `BEGIN IMMEDIATE`, so
-concurrent writers queue on the lock instead of failing when a read transaction turns into a write.
+SQLite runs in WAL mode with a busy timeout. Transactions that may write start with `BEGIN IMMEDIATE`,
+so concurrent writers queue on the lock instead of failing when a read transaction turns into a write;
+read-only ones (`Database.snapshot`) start with a plain `BEGIN` on their own engine and read a
+consistent WAL snapshot without ever waiting for a writer.
 """
 
 from __future__ import annotations
@@ -83,10 +85,12 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
-def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, *, immediate: bool) -> None:
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, *, begin: str | None) -> None:
+    """`begin`: the statement that opens every transaction (None leaves it to the driver)."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if immediate:
+        if begin:
             # Let SQLAlchemy (not the driver) decide where transactions begin; see _on_begin.
             dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -96,11 +100,11 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, *, immediate: 
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    if immediate:
+    if begin:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.exec_driver_sql(begin)
 
 
 class Database:
@@ -119,9 +123,16 @@ class Database:
         else:
             options.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
-        if self.backend == "sqlite":
-            _install_sqlite_pragmas(self.engine.sync_engine, busy_timeout_ms, immediate=True)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = self.sessions
+        self._read_engine: AsyncEngine | None = None
+        if self.backend == "sqlite":
+            _install_sqlite_pragmas(self.engine.sync_engine, busy_timeout_ms, begin="BEGIN IMMEDIATE")
+        if self.backend == "sqlite" and _sqlite_path(self.url) is not None:  # not for in-memory ones
+            # Readers on their own connections: a deferred BEGIN takes no write lock.
+            self._read_engine = create_async_engine(self.url, **options)
+            _install_sqlite_pragmas(self._read_engine.sync_engine, busy_timeout_ms, begin="BEGIN")
+            self.read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._sync_engines: list[Engine] = []
 
     @classmethod
@@ -179,11 +190,21 @@ class Database:
         except UNAVAILABLE_ERRORS as exc:
             raise self.unavailable(exc) from exc
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction: on SQLite it never waits for (or blocks) a writer. Writing in it
+        is a bug; SQLite would then queue for the lock like any deferred transaction."""
+        try:
+            async with self.read_sessions() as session, session.begin():
+                yield session
+        except UNAVAILABLE_ERRORS as exc:
+            raise self.unavailable(exc) from exc
+
     def sync_engine(self) -> Engine:
         """A blocking engine on the same database (closed by `close()`)."""
         engine = create_engine(self.sync_url, pool_pre_ping=True)
         if self.backend == "sqlite":
-            _install_sqlite_pragmas(engine, self._busy_timeout_ms, immediate=False)
+            _install_sqlite_pragmas(engine, self._busy_timeout_ms, begin=None)
         self._sync_engines.append(engine)
         return engine
 
@@ -191,6 +212,8 @@ class Database:
         for engine in self._sync_engines:
             engine.dispose()
         self._sync_engines.clear()
+        if self._read_engine is not None:
+            await self._read_engine.dispose()
         await self.engine.dispose()
 
 

@@ -101,7 +101,7 @@ class Repository:
     # ---------------------------------------------------------------- guild settings
 
     async def get_guild_settings(self, guild_id: int) -> GuildSettings | None:
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             row = await session.get(GuildSettingsRow, guild_id)
             if row is None:
                 return None
@@ -145,12 +145,12 @@ class Repository:
             return _subscription(row)
 
     async def get_subscription(self, subscription_id: int) -> Subscription | None:
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             row = await session.get(SubscriptionRow, subscription_id)
             return _subscription(row) if row else None
 
     async def get_channel_subscription(self, channel_id: int) -> Subscription | None:
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             query = select(SubscriptionRow).where(SubscriptionRow.channel_id == channel_id)
             row = (await session.execute(query)).scalar_one_or_none()
             return _subscription(row) if row else None
@@ -163,7 +163,7 @@ class Repository:
             query = query.where(SubscriptionRow.guild_id.in_(list(guild_ids)))
         if not include_paused:
             query = query.where(SubscriptionRow.paused.is_(False))
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             return [_subscription(row) for row in (await session.execute(query)).scalars()]
 
     async def set_paused(self, channel_id: int, paused: bool) -> Subscription | None:
@@ -236,7 +236,7 @@ class Repository:
             return _run(row)
 
     async def get_run(self, run_id: int) -> DigestRun | None:
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             row = await session.get(DigestRunRow, run_id)
             return _run(row) if row else None
 
@@ -247,7 +247,7 @@ class Repository:
             .order_by(DigestRunRow.started_at.desc(), DigestRunRow.id.desc())
             .limit(limit)
         )
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             return [_run(row) for row in (await session.execute(query)).scalars()]
 
     async def unfinished_runs(self, *, guild_ids: Collection[int] | None = None) -> list[DigestRun]:
@@ -255,7 +255,7 @@ class Repository:
         query = select(DigestRunRow).where(DigestRunRow.status == "running").order_by(DigestRunRow.id)
         if guild_ids is not None:
             query = query.where(DigestRunRow.guild_id.in_(list(guild_ids)))
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             return [_run(row) for row in (await session.execute(query)).scalars()]
 
     async def mark_run_interrupted(self, run_id: int, error: str) -> None:
@@ -318,7 +318,7 @@ class Repository:
         return [_ledger(row) for row in (await session.execute(query)).scalars()]
 
     async def digest_entries(self, channel_id: int, digest_date: dt.date) -> list[LedgerEntry]:
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             return await self._entries(session, channel_id, digest_date)
 
     async def mark_attempt(self, entry_id: int) -> None:
@@ -351,13 +351,13 @@ class Repository:
             LedgerRow.kind == "paper",
             LedgerRow.item.in_(list(paper_ids)),
         )
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             return set((await session.execute(query)).scalars())
 
     async def find_post(self, message_id: int) -> LedgerEntry | None:
         """The digest post a message id belongs to (reactions → feedback)."""
         query = select(LedgerRow).where(LedgerRow.message_id == message_id).limit(1)
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             row = (await session.execute(query)).scalar_one_or_none()
             return _ledger(row) if row else None
 
@@ -411,7 +411,7 @@ class Repository:
         )
         liked: list[str] = []
         disliked: list[str] = []
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             for paper_id, total, _ in (await session.execute(query)).all():
                 if total > 0 and len(liked) < limit:
                     liked.append(paper_id)
@@ -431,7 +431,7 @@ class Repository:
             SummaryCacheRow.prompt_version == prompt_version,
             SummaryCacheRow.model == model,
         )
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             return {paper_id: text for paper_id, text in (await session.execute(query)).all()}
 
     async def store_summary(self, paper_id: str, *, prompt_version: str, model: str, text: str) -> None:
@@ -448,7 +448,7 @@ class Repository:
     # ---------------------------------------------------------------- LLM token budget
 
     async def tokens_used(self, guild_id: int, day: dt.date) -> int:
-        async with self.database.transaction() as session:
+        async with self.database.snapshot() as session:
             row = await session.get(GuildTokenUsageRow, (guild_id, day))
             return row.tokens if row is not None else 0
 

@@ -136,6 +136,13 @@ class SummaryService:
     async def _generate(self, paper: Paper) -> Summary:
         if self._llm is None:
             return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
+        # Another channel's task may have stored it between our cache read and this task's start
+        # (its in-flight entry is gone once it finishes): look once more before paying for it.
+        cached = await self._repo.cached_summaries(
+            [paper.paper_id], prompt_version=self.prompt_version, model=self.model
+        )
+        if paper.paper_id in cached:
+            return Summary(paper.paper_id, cached[paper.paper_id], is_fallback=False, from_cache=True)
         # Paper text is untrusted: one line each, no invisible characters, no sentences that
         # instruct the model (the same treatment as answer excerpts).
         untrusted_abstract = remove_instructions(sanitize_source_text(paper.abstract))

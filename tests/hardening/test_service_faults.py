@@ -485,6 +485,36 @@ async def test_a_locked_or_stopped_database_is_a_clear_error_and_the_same_proces
     assert [s.channel_id for s in await repo.list_subscriptions()] == [100, 200]
 
 
+async def test_sqlite_reads_neither_wait_for_a_writer_nor_see_its_uncommitted_rows(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    database = Database(f"sqlite:///{path}", busy_timeout_ms=2000)
+    await upgrade_schema(database.engine)
+    repo = Repository(database)
+    await repo.save_subscription(_subscription(100))
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another process mid-write, holding the write lock
+        writer.execute("UPDATE subscriptions SET paused = 1 WHERE channel_id = 100")
+        started = time.perf_counter()
+        (subscription,) = await repo.list_subscriptions()
+        assert await repo.get_channel_subscription(100) == subscription
+        assert await repo.tokens_used(1, dt.date(2026, 11, 29)) == 0
+        read_s = time.perf_counter() - started
+        assert not subscription.paused  # the last committed state
+        assert read_s < 0.5, f"reads waited {read_s:.2f} s for the writer (busy timeout 2 s)"
+
+        started = time.perf_counter()
+        with pytest.raises(DatabaseUnavailableError, match="locked by another writer"):
+            await repo.set_paused(100, True)  # a write still queues, then fails clearly
+        assert time.perf_counter() - started >= 2.0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert (await repo.set_paused(100, True)) is not None
+    assert (await repo.get_channel_subscription(100)).paused  # type: ignore[union-attr]
+    await database.close()
+
+
 async def test_postgresql_down_at_start_is_a_clear_error_and_opening_again_works(
     postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
