@@ -87,6 +87,13 @@ class TokenBudget:
             midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
             raise BudgetExhausted(used, self.daily_limit, (midnight - now).total_seconds())
 
+    async def has_room(self, guild_id: int | None) -> bool:
+        try:
+            await self.ensure_available(guild_id)
+        except BudgetExhausted:
+            return False
+        return True
+
     async def spend(self, guild_id: int | None, tokens: int) -> None:
         """Record an answer's tokens. A failure to record is logged, never shown to the user: the
         answer has been made and must still be delivered."""

@@ -40,6 +40,7 @@ class Summary:
     text: str
     is_fallback: bool
     from_cache: bool = False
+    tokens: int = 0  # LLM tokens (prompt + completion) this summary cost when it was made
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -124,6 +125,12 @@ class SummaryService:
         )
         return results
 
+    async def is_cached(self, paper: Paper) -> bool:
+        cached = await self._repo.cached_summaries(
+            [paper.paper_id], prompt_version=self.prompt_version, model=self.model
+        )
+        return paper.paper_id in cached
+
     async def _shared(self, paper: Paper) -> Summary:
         key = (paper.paper_id, self.prompt_version, self.model)
         task = self._inflight.get(key)
@@ -166,4 +173,5 @@ class SummaryService:
         await self._repo.store_summary(
             paper.paper_id, prompt_version=self.prompt_version, model=self.model, text=text
         )
-        return Summary(paper.paper_id, text, is_fallback=False)
+        tokens = completion.prompt_tokens + completion.completion_tokens
+        return Summary(paper.paper_id, text, is_fallback=False, tokens=tokens)

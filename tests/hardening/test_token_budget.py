@@ -15,7 +15,10 @@ from bot.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
 from bot.config import CoreSettings, Settings
 from bot.db import Repository, open_database
 from bot.db.schema import SCHEMA_VERSION, schema_version, upgrade_schema
+from bot.digest.summaries import SummaryService, fallback_summary
+from bot.ingest.sources import parse_path
 from tests.support.discord_world import MakeWorld, final_message, llm_requests_since, refusal
+from tests.support.paperbot_discord import HF_DAY
 
 NOON = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -103,3 +106,39 @@ async def test_a_spent_server_gets_a_clear_refusal_without_calling_the_llm(make_
     assert re.fullmatch(budget_message, again)
     assert re.fullmatch(budget_message, told["content"])
     assert after == calls  # neither refusal reached the LLM
+
+
+async def test_paper_summaries_are_charged_when_made_and_a_spent_server_gets_the_abstract_instead(
+    make_world: MakeWorld, tmp_path: Path
+) -> None:
+    world = await make_world(guild_daily_token_budget=1)
+    fake = world.fake
+    first, second = parse_path(HF_DAY).papers[:2]
+    async with open_database(Settings(core=CoreSettings(data_dir=tmp_path / "state"))) as database:
+        assert world.services.llm is not None
+        world.services.summaries = SummaryService(Repository(database), world.services.llm, max_tokens=64)
+        world.llm.responder = lambda body: "A summary written by the model."
+        async with world.bot() as bot:
+
+            async def used() -> int:
+                day = dt.datetime.now(dt.UTC).date()
+                return await bot.token_budget._store.tokens_used(fake.state.default_guild_id, day)
+
+            async def card(paper_id: str) -> str:
+                handle = await fake.dispatch_interaction("paper", {"id_or_url": paper_id})
+                return str((await handle.original_message())["embeds"][0]["description"])
+
+            made = await card(first.paper_id)
+            spent, calls = await used(), len(world.llm.requests)
+            cached = await card(first.paper_id)  # from the cache: free, even with the budget spent
+            spent_after_cached = await used()
+            refused = await card(second.paper_id)
+            calls_after = len(world.llm.requests)
+    assert made == cached == "TL;DR: A summary written by the model."
+    assert spent > 1 and calls == 1  # the summary's prompt and completion tokens were charged
+    assert spent_after_cached == spent
+    assert refused == (
+        fallback_summary(second)
+        + "\n-# (first sentences of the abstract; this server has used today's LLM budget)"
+    )
+    assert calls_after == calls  # no LLM call once the budget was spent

@@ -64,7 +64,7 @@ class PaperCog(commands.Cog, name="Paper"):
                 allowed_mentions=NO_MENTIONS,
             )
             return
-        summary = await paper_summary(self.bot, paper)
+        summary = await paper_summary(self.bot, paper, interaction.guild_id)
         await interaction.followup.send(
             embed=paper_embed(paper, summary=summary), allowed_mentions=NO_MENTIONS
         )

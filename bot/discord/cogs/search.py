@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.digest.summaries import fallback_summary
 from bot.discord.cogs.ask import answer_interaction
 from bot.discord.context import bind_interaction
 from bot.discord.errors import UserFacingError, report_interaction_error
@@ -44,11 +45,19 @@ def parse_since(value: str | None, today: dt.date | None = None) -> dt.date | No
         raise UserFacingError(f"{_SINCE_HELP}; got {quoted_input(value, 40)}.") from None
 
 
-async def paper_summary(bot: PaperBotBase, paper: Paper) -> str:
+async def paper_summary(bot: PaperBotBase, paper: Paper, guild_id: int | None) -> str:
+    """The paper's LLM summary, charged to the guild's daily token budget when it is made (cached
+    ones are free). A guild that has spent its budget still gets the card, with the abstract's
+    first sentences instead of a new summary."""
     summaries = bot.services.summaries
     if summaries is None:
         return paper.ai_summary or paper.abstract
+    if not await bot.token_budget.has_room(guild_id) and not await summaries.is_cached(paper):
+        return fallback_summary(paper) + (
+            "\n-# (first sentences of the abstract; this server has used today's LLM budget)"
+        )
     summary = (await summaries.summarize([paper]))[paper.paper_id]
+    await bot.token_budget.spend(guild_id, summary.tokens)
     return summary.text + (
         "\n-# (first sentences of the abstract; the summarizer is unavailable)" if summary.is_fallback else ""
     )
@@ -170,7 +179,7 @@ class SearchCog(commands.Cog, name="Search"):
         if action == "sum":
             self.bot.check_rate(interaction.user.id, interaction.guild_id)
             await interaction.response.defer(thinking=True, ephemeral=True)
-            summary = await paper_summary(self.bot, paper)
+            summary = await paper_summary(self.bot, paper, interaction.guild_id)
             await interaction.followup.send(
                 embed=paper_embed(paper, summary=summary), ephemeral=True, allowed_mentions=NO_MENTIONS
             )
