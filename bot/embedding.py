@@ -124,7 +124,7 @@ class OpenAIEmbedder:
             base_url=settings.base_url,
             api_key=settings.api_key.get_secret_value() if settings.api_key else "unused",
         )
-        self.model = settings.model
+        self._model = settings.model
         self._batch_size = settings.batch_size
         self.dimensions = settings.dimensions
         self.name = f"openai:{settings.model}"
@@ -134,7 +134,7 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
             try:
-                response = await self._client.embeddings.create(model=self.model, input=batch)
+                response = await self._client.embeddings.create(model=self._model, input=batch)
             except Exception as exc:
                 raise EmbeddingError(f"embedding endpoint failed: {exc}") from exc
             ordered = sorted(response.data, key=lambda item: item.index)

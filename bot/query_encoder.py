@@ -3,8 +3,9 @@
 One short query through sentence-transformers on 2 CPU cores takes ~26 ms, most of it per-operator
 Python dispatch, not arithmetic; the same graph exported once to ONNX runs in ~6 ms and returns the
 same vector (largest difference ~1e-7). Documents keep going through torch, which is faster for
-large batches, and both kinds of vector live in one index. Every load is checked against torch on a
-probe sentence; a mismatch or any failure leaves queries on torch, with a warning.
+large batches, and both kinds of vector live in one index. Every load is checked against torch on
+probe sentences: a damaged or disagreeing cached file is exported again, and if that fails too (or
+ONNX Runtime is missing) queries stay on torch, with a warning.
 """
 
 from __future__ import annotations

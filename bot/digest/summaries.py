@@ -126,10 +126,13 @@ class SummaryService:
         return results
 
     async def is_cached(self, paper: Paper) -> bool:
+        return await self._cached_text(paper) is not None
+
+    async def _cached_text(self, paper: Paper) -> str | None:
         cached = await self._repo.cached_summaries(
             [paper.paper_id], prompt_version=self.prompt_version, model=self.model
         )
-        return paper.paper_id in cached
+        return cached.get(paper.paper_id)
 
     async def _shared(self, paper: Paper) -> Summary:
         key = (paper.paper_id, self.prompt_version, self.model)
@@ -145,11 +148,9 @@ class SummaryService:
             return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
         # Another channel's task may have stored it between our cache read and this task's start
         # (its in-flight entry is gone once it finishes): look once more before paying for it.
-        cached = await self._repo.cached_summaries(
-            [paper.paper_id], prompt_version=self.prompt_version, model=self.model
-        )
-        if paper.paper_id in cached:
-            return Summary(paper.paper_id, cached[paper.paper_id], is_fallback=False, from_cache=True)
+        cached = await self._cached_text(paper)
+        if cached is not None:
+            return Summary(paper.paper_id, cached, is_fallback=False, from_cache=True)
         # Paper text is untrusted: one line each, no invisible characters, no sentences that
         # instruct the model (the same treatment as answer excerpts).
         untrusted_abstract = remove_instructions(sanitize_source_text(paper.abstract))
