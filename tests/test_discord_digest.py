@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import DatabaseSettings, Settings, TokenizerSettings
+from bot.config import DatabaseSettings, Settings
 from bot.daemon import build_scheduler
 from bot.db import Database, upgrade_schema
 from bot.digest import schedule as digest_schedule
@@ -30,13 +30,11 @@ from bot.digest.scheduler import job_id as digest_job_id
 from bot.digest.sources import directory_fetcher
 from bot.discord.bot import PaperBotBase
 from bot.discord.digest_poster import FALLBACK_LABEL, DiscordDigestPoster
-from bot.index.edge import EdgePaperIndex
-from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_bytes
 from bot.services import Services, attach_digests
 from tests.fakediscord import FakeDiscord, MessageFlag, run_client
 from tests.support.digest import HF_DAY, HF_RAW, SimulatedCrash, summary_responder
-from tests.support.paperbot_discord import make_settings, new_bot, open_services, reset_logging
+from tests.support.paperbot_discord import build_index, make_settings, new_bot, open_services, reset_logging
 from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
 
 MAX_PAPERS = 3
@@ -53,14 +51,7 @@ def day_index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     """The index with the real Hugging Face day already embedded (the slow part, once per module)."""
     path = tmp_path_factory.mktemp("discord-digest") / "qdrant"
     papers = parse_bytes(HF_RAW.read_bytes(), source_name=f"hf:{HF_DAY}", fmt="hf_json").papers
-
-    async def build() -> None:
-        index = EdgePaperIndex(path)
-        await index.ensure_collection(embedder.dimensions)
-        await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
-        await index.close()
-
-    asyncio.run(build())
+    build_index(path, embedder, papers)
     return path
 
 

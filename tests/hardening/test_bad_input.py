@@ -23,15 +23,13 @@ from typing import Any
 import pytest
 
 from bot.cli import EXIT_REJECTED, main
-from bot.config import TokenizerSettings, load_settings
+from bot.config import load_settings
 from bot.index import open_index
-from bot.index.edge import EdgePaperIndex
-from bot.ingest.pipeline import Ingestor
 from bot.models import Paper
 from tests.conftest import ROOT, SHARED_DATA
 from tests.fakediscord import FakeDiscord
 from tests.support.discord_world import World, final_message, refusal
-from tests.support.paperbot_discord import reset_logging, seed_papers
+from tests.support.paperbot_discord import build_index, reset_logging, seed_papers
 from tests.support.scripted_llm import prompt_text
 
 CALLBACK = "POST /interactions/{interaction_id}/{interaction_token}/callback"
@@ -69,14 +67,7 @@ def _isolated_logging() -> None:
 def discord_seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     """The world's index (overrides the plugin's): the seed corpus plus the masked-link paper."""
     path = tmp_path_factory.mktemp("bad_input") / "qdrant"
-
-    async def build() -> None:
-        index = EdgePaperIndex(path)
-        await index.ensure_collection(embedder.dimensions)
-        await Ingestor(index, embedder, TokenizerSettings()).ingest([*seed_papers(), MASKED])
-        await index.close()
-
-    asyncio.run(build())
+    build_index(path, embedder, [*seed_papers(), MASKED])
     return path
 
 

@@ -8,7 +8,6 @@ and, for the end-to-end case, the embedded Gemma served by llama.cpp.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import LLMSettings, TokenizerSettings
+from bot.config import LLMSettings
 from bot.index import SearchFilter
 from bot.index.edge import EdgePaperIndex
 from bot.ingest.pipeline import Ingestor
@@ -29,7 +28,7 @@ from bot.services import Services
 from tests.conftest import ROOT
 from tests.fakediscord import FakeDiscord
 from tests.support.discord_world import World, final_message, refusal
-from tests.support.paperbot_discord import make_settings, reset_logging, running_bot, seed_papers
+from tests.support.paperbot_discord import build_index, make_settings, reset_logging, running_bot, seed_papers
 from tests.support.recording_progress import RecordingProgress
 from tests.support.scripted_llm import ScriptedLLMServer, ScriptedReply, last_user_text
 
@@ -82,15 +81,7 @@ def _isolated_logging() -> None:
 def discord_seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     """The world's index (overrides the plugin's): the seed corpus plus the injected papers."""
     path = tmp_path_factory.mktemp("hostile") / "qdrant"
-
-    async def build() -> None:
-        index = EdgePaperIndex(path)
-        await index.ensure_collection(embedder.dimensions)
-        papers = [*seed_papers(), INJECTED, *BREAKOUT_PAPERS.values()]
-        await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
-        await index.close()
-
-    asyncio.run(build())
+    build_index(path, embedder, [*seed_papers(), INJECTED, *BREAKOUT_PAPERS.values()])
     return path
 
 

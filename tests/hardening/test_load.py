@@ -34,6 +34,7 @@ from bot.services import Services
 from tests.conftest import SEED_PAGE
 from tests.fakediscord import DiscordSpec, FakeDiscord, InteractionHandle, MessageFlag, run_client
 from tests.support.paperbot_discord import (
+    build_index,
     captured_logs,
     default_responder,
     log_events,
@@ -71,14 +72,7 @@ def page_index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     path = tmp_path_factory.mktemp("load") / "qdrant"
     papers = parse_path(SEED_PAGE).papers
     assert len(papers) == 48
-
-    async def build() -> None:
-        index = EdgePaperIndex(path)
-        await index.ensure_collection(embedder.dimensions)
-        await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
-        await index.close()
-
-    asyncio.run(build())
+    build_index(path, embedder, papers)
     return path
 
 

@@ -61,6 +61,7 @@ from bot.tokens import ensure_tiktoken_cache
 from tests.conftest import ROOT, SEED_PAGE
 from tests.support.digest import MemoryPoster
 from tests.support.fake_qdrant import FakeQdrant
+from tests.support.paperbot_discord import build_index
 from tests.support.postgres import PostgresServer, postgres_or_skip
 from tests.support.recording_progress import RecordingProgress
 from tests.support.scripted_llm import (
@@ -101,14 +102,7 @@ def _error_lines(stderr: str) -> list[str]:
 def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
     """The first 12 papers of the saved page (SHERL among them), embedded once for the module."""
     path = tmp_path_factory.mktemp("faults") / "qdrant"
-
-    async def build() -> None:
-        index = EdgePaperIndex(path)
-        await index.ensure_collection(embedder.dimensions)
-        await Ingestor(index, embedder, TokenizerSettings()).ingest(parse_path(SEED_PAGE).papers[:12])
-        await index.close()
-
-    asyncio.run(build())
+    build_index(path, embedder, parse_path(SEED_PAGE).papers[:12])
     return path
 
 

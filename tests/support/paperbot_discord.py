@@ -96,16 +96,21 @@ def seed_papers() -> list[Paper]:
     return [*page, *day, HOSTILE, LONG]
 
 
-def build_seed_index(path: Path, embedder: Embedder) -> None:
-    """Ingest the seed page, one real Hugging Face day and the two hostile papers, once per module."""
+def build_index(path: Path, embedder: Embedder, papers: list[Paper]) -> None:
+    """An embedded Qdrant Edge index at `path` holding `papers` (for module-scoped fixtures)."""
 
     async def build() -> None:
         index = EdgePaperIndex(path)
         await index.ensure_collection(embedder.dimensions)
-        await Ingestor(index, embedder, TokenizerSettings()).ingest(seed_papers())
+        await Ingestor(index, embedder, TokenizerSettings()).ingest(papers)
         await index.close()
 
     asyncio.run(build())
+
+
+def build_seed_index(path: Path, embedder: Embedder) -> None:
+    """The seed page, one real Hugging Face day and the two hostile papers."""
+    build_index(path, embedder, seed_papers())
 
 
 STANDALONE_PREFIX = "Standalone:"

@@ -40,8 +40,8 @@ def parse_atom(data: bytes, source: str) -> ParseResult:
     # A feed cut off mid-way (a dropped connection, a proxy's size limit) still yields the entries
     # before the cut: keep the complete ones, reject the one the cut ran through, and say so.
     error = feed.get("bozo_exception")
-    cut = isinstance(error, xml.sax.SAXParseException)
-    complete = len(_ENTRY_END.findall(data)) if cut else len(feed.entries)
+    cut = error if isinstance(error, xml.sax.SAXParseException) else None
+    complete = len(_ENTRY_END.findall(data)) if cut is not None else len(feed.entries)
     entry_lines = _entry_lines(data)
     if len(entry_lines) != len(feed.entries):
         entry_lines = [None] * len(feed.entries)  # cannot map entries to lines reliably
@@ -54,9 +54,9 @@ def parse_atom(data: bytes, source: str) -> ParseResult:
             result.papers.append(atom_entry_to_paper(entry))
         except RecordError as exc:
             result.rejected.append(Rejected(source, line, str(exc)))
-    if isinstance(error, xml.sax.SAXParseException):
-        reason = f"malformed Atom feed ({error.getMessage()}): read only the {complete} entries before it"
-        result.rejected.append(Rejected(source, error.getLineNumber(), reason))
+    if cut is not None:
+        reason = f"malformed Atom feed ({cut.getMessage()}): read only the {complete} entries before it"
+        result.rejected.append(Rejected(source, cut.getLineNumber(), reason))
     return result
 
 
