@@ -25,7 +25,7 @@ $(PY):
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
-	$(PY) -c "from bot.tokens import ensure_tiktoken_cache as e; e('cl100k_base'); e('o200k_base')"
+	$(PY) -c "from bot.retrieval.tokens import ensure_tiktoken_cache as e; e('cl100k_base'); e('o200k_base')"
 	touch $@
 
 install: $(VENV)/.installed

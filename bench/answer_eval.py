@@ -23,10 +23,10 @@ QUESTIONS = ROOT / "bench" / "data" / "seed_questions.jsonl"
 
 
 async def build_seed_index(embedder, path: Path):  # type: ignore[no-untyped-def]
-    from bot.config import TokenizerSettings
-    from bot.index.edge import EdgePaperIndex
+    from bot.core.config import TokenizerSettings
     from bot.ingest.pipeline import Ingestor
     from bot.ingest.sources import parse_path
+    from bot.retrieval.index.edge import EdgePaperIndex
 
     index = EdgePaperIndex(path)
     await index.ensure_collection(embedder.dimensions)
@@ -36,10 +36,10 @@ async def build_seed_index(embedder, path: Path):  # type: ignore[no-untyped-def
 
 
 async def quality(args: argparse.Namespace, embedder) -> dict[int, dict[str, float]]:  # type: ignore[no-untyped-def]
-    from bot.config import LLMSettings, RagSettings
+    from bot.core.config import LLMSettings, RagSettings
     from bot.llm import llm_session
     from bot.rag.iter_retgen import AnswerService
-    from bot.search import SearchService
+    from bot.retrieval.search import SearchService
 
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()][
         : args.limit
@@ -104,10 +104,10 @@ async def overhead(embedder) -> tuple[list[tuple[str, str, float, float]], int]:
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from bot.config import LLMSettings, RagSettings
+    from bot.core.config import LLMSettings, RagSettings
     from bot.llm.client import LLMClient
     from bot.rag.iter_retgen import AnswerService
-    from bot.search import SearchService
+    from bot.retrieval.search import SearchService
     from tests.support.scripted_llm import ScriptedLLMServer
 
     index = await open_full_index(embedder)
@@ -152,7 +152,7 @@ async def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
 
-    from bot.embedding import LocalEmbedder
+    from bot.retrieval.embedding import LocalEmbedder
 
     embedder = LocalEmbedder()
     rows_overhead, papers = await overhead(embedder)

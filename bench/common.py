@@ -14,7 +14,7 @@ ARXIV_LISTINGS = sorted((SHARED / "arxiv").glob("arxiv_cs_*.jsonl"))
 FULL_INDEX_DIR = OUT / "full"
 
 sys.path.insert(0, str(ROOT))
-from bot.embedding import OFFLINE_ENV  # noqa: E402  (needs ROOT on sys.path)
+from bot.retrieval.embedding import OFFLINE_ENV  # noqa: E402  (needs ROOT on sys.path)
 
 for name, value in OFFLINE_ENV.items():
     os.environ.setdefault(name, value)
@@ -39,9 +39,9 @@ def load_all_papers() -> list:  # type: ignore[type-arg]
 
 async def open_full_index(embedder):  # type: ignore[no-untyped-def]
     """The 10,524-paper index (all HF slim files + the three arXiv listings), built once and reused."""
-    from bot.config import TokenizerSettings
-    from bot.index.edge import EdgePaperIndex
+    from bot.core.config import TokenizerSettings
     from bot.ingest.pipeline import Ingestor
+    from bot.retrieval.index.edge import EdgePaperIndex
 
     index = EdgePaperIndex(FULL_INDEX_DIR / "qdrant")
     await index.ensure_collection(embedder.dimensions)

@@ -69,13 +69,13 @@ async def one_pass(
     *, channels: int, papers: int, latency_s: float, data_dir: Path, sources_dir: Path,
     index: Any, embedder: Any, measure_memory: bool, parallel: int,
 ) -> Pass:  # fmt: skip
-    from bot.config import load_settings
+    from bot.core.config import load_settings
     from bot.db import Database, Repository, SubscriptionSettings, upgrade_schema
     from bot.digest import build_digest_service
     from bot.digest.sources import directory_fetcher
     from bot.ingest.pipeline import Ingestor
     from bot.llm import LLMClient
-    from bot.search import SearchService
+    from bot.retrieval.search import SearchService
     from tests.support.digest import MemoryPoster, summary_responder
     from tests.support.scripted_llm import ScriptedLLMServer
 
@@ -173,10 +173,10 @@ def maxrss_mib() -> float:
 async def main(args: argparse.Namespace) -> int:
     import structlog
 
-    from bot.config import TokenizerSettings
-    from bot.embedding import LocalEmbedder
-    from bot.index.edge import EdgePaperIndex
+    from bot.core.config import TokenizerSettings
     from bot.ingest.pipeline import Ingestor
+    from bot.retrieval.embedding import LocalEmbedder
+    from bot.retrieval.index.edge import EdgePaperIndex
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     os.environ["DIGEST_SUMMARY_CONCURRENCY"] = str(args.concurrency)

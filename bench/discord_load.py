@@ -249,7 +249,7 @@ def main() -> None:
     parser.add_argument("--llm-latency-ms", type=float, default=50.0)
     args = parser.parse_args()
 
-    from bot.embedding import LocalEmbedder
+    from bot.retrieval.embedding import LocalEmbedder
     from tests.support.paperbot_discord import build_seed_index
 
     # The bot's info lines (one per command and LLM call) would drown the table; warnings still show.

@@ -109,9 +109,9 @@ async def main() -> None:
     parser.add_argument("--dev-seed", type=int, default=29)
     args = parser.parse_args()
 
-    from bot.embedding import LocalEmbedder
-    from bot.index import SearchFilter
-    from bot.search import SearchService
+    from bot.retrieval.embedding import LocalEmbedder
+    from bot.retrieval.index import SearchFilter
+    from bot.retrieval.search import SearchService
 
     embedder = LocalEmbedder()
     index = await open_full_index(embedder)
@@ -143,7 +143,7 @@ async def main() -> None:
     fusions = [n for n in results["dev"] if n not in ("BM25 only", "dense only")]
     top = max(results["dev"][n] for n in fusions)
     print(f"\nbest on dev (R@1, MRR@10 = {top}): {[n for n in fusions if results['dev'][n] == top]}")
-    from bot.index.base import HYBRID_BM25_WEIGHT
+    from bot.retrieval.index.base import HYBRID_BM25_WEIGHT
 
     adopted = f"minmax a={HYBRID_BM25_WEIGHT}"
     r1, mrr = results["test"][adopted]

@@ -23,12 +23,12 @@ async def main() -> None:
     parser.add_argument("--papers", type=int, default=600)
     args = parser.parse_args()
 
-    from bot.chunking import chunk_paper
-    from bot.config import TokenizerSettings
-    from bot.embedding import LocalEmbedder
-    from bot.index.edge import EdgePaperIndex
+    from bot.core.config import TokenizerSettings
     from bot.ingest.pipeline import Ingestor
     from bot.ingest.sources import parse_path
+    from bot.retrieval.chunking import chunk_paper
+    from bot.retrieval.embedding import LocalEmbedder
+    from bot.retrieval.index.edge import EdgePaperIndex
 
     papers = parse_path(HF_FILES[0]).papers[: args.papers]
     tokenizer = TokenizerSettings()

@@ -75,12 +75,12 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
 
-    from bot.config import TokenizerSettings
-    from bot.embedding import LocalEmbedder
-    from bot.index import SearchFilter
+    from bot.core.config import TokenizerSettings
     from bot.ingest.pipeline import Ingestor
     from bot.ingest.sources import parse_path
-    from bot.search import SearchService
+    from bot.retrieval.embedding import LocalEmbedder
+    from bot.retrieval.index import SearchFilter
+    from bot.retrieval.search import SearchService
 
     embedder = LocalEmbedder()
     index = await open_full_index(embedder)

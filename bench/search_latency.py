@@ -18,8 +18,8 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
 
-    from bot.embedding import LocalEmbedder
-    from bot.search import SearchService
+    from bot.retrieval.embedding import LocalEmbedder
+    from bot.retrieval.search import SearchService
 
     embedder = LocalEmbedder()
     index = await open_full_index(embedder)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SEED_PAGE = SHARED_DATA / "seed" / "000_c48a4a4dc127d178.txt"
 
-from bot.embedding import OFFLINE_ENV  # noqa: E402  (after ROOT, before any model import)
+from bot.retrieval.embedding import OFFLINE_ENV  # noqa: E402  (after ROOT, before any model import)
 
 for _name, _value in {**OFFLINE_ENV, "OMP_WAIT_POLICY": "passive"}.items():
     os.environ.setdefault(_name, _value)
@@ -66,7 +66,7 @@ def reset_logging() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from bot.embedding import LocalEmbedder
+    from bot.retrieval.embedding import LocalEmbedder
 
     # A fresh cache: every run exports the ONNX query model itself, as a new deployment does.
     return LocalEmbedder(batch_size=32, cache_dir=tmp_path_factory.mktemp("onnx"))
@@ -77,9 +77,9 @@ async def paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     """The same contract runs on Qdrant Edge and on qdrant-client (`:memory:` stands in for a server)."""
     from qdrant_client import AsyncQdrantClient
 
-    from bot.config import QdrantSettings
-    from bot.index.edge import EdgePaperIndex
-    from bot.index.server import ServerPaperIndex
+    from bot.core.config import QdrantSettings
+    from bot.retrieval.index.edge import EdgePaperIndex
+    from bot.retrieval.index.server import ServerPaperIndex
 
     if request.param == "edge":
         index: object = EdgePaperIndex(tmp_path / "qdrant")

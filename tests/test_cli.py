@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
+from bot.app.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 from tests.conftest import SEED_PAGE, SHARED_DATA
 
 HF_DAY = SHARED_DATA / "hf_daily_papers" / "raw_api_daily_papers_2026-08-18.json"

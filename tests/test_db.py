@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import load_settings
+from bot.core.config import load_settings
 from bot.db import (
     Database,
     DatabaseConfigError,
@@ -25,9 +25,9 @@ from bot.db import (
     upgrade_schema,
 )
 from bot.db.engine import async_url, sync_url
-from bot.db.models import LedgerRow
 from bot.db.records import parse_weekdays, timezone_suggestions
 from bot.db.schema import SCHEMA_VERSION, schema_version
+from bot.db.tables import LedgerRow
 
 BIG_SNOWFLAKE = 2**63 - 1  # the largest id a Discord snowflake (signed 64-bit) can be
 DAY = dt.date(2026, 8, 18)

@@ -22,8 +22,8 @@ import yaml
 from aiohttp import web
 from pydantic_settings import BaseSettings
 
-from bot.config import Settings
-from bot.daemon import EXIT_CONFIG
+from bot.app.daemon import EXIT_CONFIG
+from bot.core.config import Settings
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -305,7 +305,7 @@ async def test_qdrant_healthcheck_command_reads_readyz(
 
 
 def test_llm_server_command_serves_openai_compatible_api() -> None:
-    from bot.config import LLMSettings
+    from bot.core.config import LLMSettings
     from bot.ops.llm_server import server_command
 
     command = server_command(LLMSettings(), Path("/data/models/gemma.gguf"), host="0.0.0.0", port=8000)
@@ -530,7 +530,7 @@ def test_postgres_statefulset_is_persistent_pinned_and_takes_its_password_from_a
 
 def test_env_example_copied_to_env_loads_with_the_defaults(tmp_path: Path) -> None:
     """`cp .env.example .env` (compose env_file, systemd EnvironmentFile): empty values mean defaults."""
-    from bot.config import load_settings
+    from bot.core.config import load_settings
 
     (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())  # the tests run in tmp_path
     settings = load_settings()

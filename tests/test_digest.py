@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import DigestSettings, Settings, TokenizerSettings, load_settings
+from bot.core.config import DigestSettings, Settings, TokenizerSettings, load_settings
+from bot.core.papers import Paper
 from bot.db import Database, GuildSettings, Repository, Subscription, SubscriptionSettings, upgrade_schema
 from bot.digest import DigestService, build_digest_service, item_marker, parse_marker
 from bot.digest.picking import PaperSignals, PickRules, rank_papers
@@ -20,15 +21,14 @@ from bot.digest.sources import SourceLoader, directory_fetcher, live_fetcher
 from bot.digest.status import describe_run, digest_status
 from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
 from bot.digest.summaries import clean_summary, fallback_summary
-from bot.embedding import Embedder
-from bot.index import SearchFilter
-from bot.index.edge import EdgePaperIndex
 from bot.ingest.fetch import RetryPolicy
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import ParseResult, parse_bytes
 from bot.llm import LLMClient
-from bot.models import Paper
-from bot.search import SearchService
+from bot.retrieval.embedding import Embedder
+from bot.retrieval.index import SearchFilter
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
 from tests.support.digest import (
     HF_DAY,
     HF_RAW,

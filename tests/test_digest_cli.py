@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, FALLBACK_NOTE, SAMPLES_DIR, main
+from bot.app.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, FALLBACK_NOTE, SAMPLES_DIR, main
 from tests.support.digest import summary_responder
 from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bot.digest.poster import parse_marker
+from bot.digest.delivery import parse_marker
 from tests.fakediscord import FakeDiscord, MessageFlag
 from tests.support.digest import HF_RAW, FakeSources, fake_sources, summary_responder
 from tests.support.scripted_llm import ScriptedLLMServer

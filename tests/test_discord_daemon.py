@@ -19,10 +19,10 @@ import discord.http
 import pytest
 import yarl
 
-from bot.cli import cmd_run
-from bot.config import load_settings
-from bot.daemon import EXIT_CONFIG, ConfigurationError, run_bot
-from bot.ops import metrics
+from bot.app.cli import cmd_run
+from bot.app.daemon import EXIT_CONFIG, ConfigurationError, run_bot
+from bot.core import metrics
+from bot.core.config import load_settings
 from tests.fakediscord import FakeDiscord, Intent, MessageFlag
 from tests.support.paperbot_discord import captured_logs, log_events, reset_logging
 from tests.support.scripted_llm import ScriptedLLMServer

@@ -20,18 +20,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import DatabaseSettings, Settings
-from bot.daemon import build_scheduler
+from bot.app.daemon import build_scheduler
+from bot.app.services import Services, attach_digests
+from bot.core.config import DatabaseSettings, Settings
 from bot.db import Database, upgrade_schema
-from bot.digest import schedule as digest_schedule
+from bot.digest import cron as digest_schedule
 from bot.digest.categories import category_suggestions
-from bot.digest.poster import DigestHeader, PaperPost, digest_marker, parse_marker
+from bot.digest.delivery import DigestHeader, PaperPost, digest_marker, parse_marker
 from bot.digest.scheduler import job_id as digest_job_id
 from bot.digest.sources import directory_fetcher
 from bot.discord.bot import PaperBotBase
-from bot.discord.digest_poster import FALLBACK_LABEL, DiscordDigestPoster
+from bot.discord.digest_messages import FALLBACK_LABEL, DiscordDigestPoster
 from bot.ingest.sources import parse_bytes
-from bot.services import Services, attach_digests
 from tests.fakediscord import FakeDiscord, MessageFlag, run_client
 from tests.support.digest import HF_DAY, HF_RAW, SimulatedCrash, summary_responder
 from tests.support.paperbot_discord import build_index, make_settings, new_bot, open_services, reset_logging

@@ -12,6 +12,7 @@ import discord
 import pytest
 from discord import app_commands
 
+from bot.core.papers import Paper
 from bot.db.engine import DatabaseUnavailableError
 from bot.discord.cogs.paper import paper_id_from_input
 from bot.discord.cogs.search import parse_since
@@ -25,12 +26,11 @@ from bot.discord.formatting import (
     web_url,
 )
 from bot.discord.progress import ThrottledProgress
-from bot.embedding import EmbeddingError
-from bot.index import IndexUnavailableError
-from bot.models import Paper
+from bot.limits.ratelimit import RateLimiter
 from bot.rag.citations import Citation
 from bot.rag.iter_retgen import Answer, QuestionError
-from bot.ratelimit import RateLimiter
+from bot.retrieval.embedding import EmbeddingError
+from bot.retrieval.index import IndexUnavailableError
 from tests.support.paperbot_discord import HOSTILE, LONG, reset_logging
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from bot.cli import main as cli_main
-from bot.config import Settings, load_settings
+from bot.app.cli import main as cli_main
+from bot.core.config import Settings, load_settings
 from bot.ops.doctor import Doctor, Finding
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import Intent

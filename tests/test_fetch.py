@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.config import SourceSettings
+from bot.core.config import SourceSettings
 from bot.ingest.fetch import FetchError, RetryPolicy, fetch_source, is_live_source, parse_live_source
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"

@@ -17,11 +17,11 @@ import pytest
 from discord.ext import commands
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.config import OpsSettings
+from bot.core import metrics
+from bot.core.config import OpsSettings
+from bot.discord.instrumentation import instrument_bot
 from bot.llm import LLMClient
-from bot.ops import metrics
 from bot.ops.checks import database_check, gateway_check, index_check, llm_check, readiness_checks
-from bot.ops.discord_events import instrument_bot
 from bot.ops.health import CheckResult, HealthServer, health_server
 from bot.ops.probe import main as probe_main
 from tests.fakediscord.client import run_client
@@ -177,7 +177,7 @@ async def test_readiness_over_discord_py_qdrant_edge_and_sqlite(
     fake_discord: FakeDiscord, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     from bot.db import Database
-    from bot.index.edge import EdgePaperIndex
+    from bot.retrieval.index.edge import EdgePaperIndex
 
     index = EdgePaperIndex(tmp_path / "qdrant")
     await index.ensure_collection(8)
@@ -223,10 +223,10 @@ async def test_readiness_over_discord_py_qdrant_edge_and_sqlite(
 
 
 async def test_index_and_database_checks_fail_when_their_store_is_gone(tmp_path: Path) -> None:
-    from bot.config import QdrantSettings
+    from bot.core.config import QdrantSettings
     from bot.db import Database
-    from bot.index.server import ServerPaperIndex
     from bot.ops.health import run_check
+    from bot.retrieval.index.server import ServerPaperIndex
 
     index = ServerPaperIndex(QdrantSettings(url="http://127.0.0.1:9", timeout_s=1))
     not_a_file = tmp_path / "state.db"

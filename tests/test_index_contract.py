@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from bot.index import ChunkHit, IndexedChunk, PaperIndex, SearchFilter
-from bot.index.base import fuse_hybrid, fuse_rrf
-from bot.models import Paper, point_id
-from bot.sparse import sparse_document, sparse_query
+from bot.core.papers import Paper, point_id
+from bot.retrieval.index import ChunkHit, IndexedChunk, PaperIndex, SearchFilter
+from bot.retrieval.index.base import fuse_hybrid, fuse_rrf
+from bot.retrieval.sparse import sparse_document, sparse_query
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
 
@@ -140,8 +140,8 @@ async def test_exclusion_filter(paper_index: PaperIndex) -> None:
 
 
 async def test_a_second_process_on_the_same_embedded_store_gets_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bot.index import IndexUnavailableError
-    from bot.index.edge import EdgePaperIndex
+    from bot.retrieval.index import IndexUnavailableError
+    from bot.retrieval.index.edge import EdgePaperIndex
 
     first = EdgePaperIndex(tmp_path / "store")
     await first.ensure_collection(DIM)

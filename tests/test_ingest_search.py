@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import TokenizerSettings
-from bot.index.edge import EdgePaperIndex
+from bot.core.config import TokenizerSettings
+from bot.core.papers import Paper
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
-from bot.models import Paper
-from bot.search import QueryError, SearchService
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import QueryError, SearchService
 from tests.conftest import SEED_PAGE, SHARED_DATA
 
 

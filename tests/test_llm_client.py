@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import structlog
 
-from bot.config import LLMSettings
+from bot.core.config import LLMSettings
 from bot.llm import (
     LLMClient,
     LLMRequestError,

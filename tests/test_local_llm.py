@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import bot.llm.local_server as local_server
-from bot.config import LLMSettings
+from bot.core.config import LLMSettings
 from bot.llm import LLMClient, LocalLLMServer, LocalLLMUnavailable, llm_session
 from bot.llm.local_server import ensure_gemma_gguf, orphan_safe_command
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from bot.config import Settings, load_settings
-from bot.logs import REDACTED, configure_logging
+from bot.core.config import Settings, load_settings
+from bot.core.logs import REDACTED, configure_logging
 
 DISCORD_TOKEN = "MTIzNDU2Nzg5MDEy.Gh7abc.this-is-the-discord-bot-token-0123456789"
 OPENAI_KEY = "sk-proj-openai-key-ABCDEFGHIJKLMNOP"

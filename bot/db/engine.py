@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from bot.config import DatabaseSettings, Settings
+from bot.core.config import DatabaseSettings, Settings
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.models import clean_text
+from bot.core.papers import clean_text
 
 Layout = Literal["thread_per_paper", "message_per_paper"]
 LAYOUTS: tuple[Layout, ...] = ("thread_per_paper", "message_per_paper")

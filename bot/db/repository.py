@@ -11,16 +11,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.engine import Database
-from bot.db.models import (
-    DigestRunRow,
-    FeedbackRow,
-    GuildSettingsRow,
-    GuildTokenUsageRow,
-    LedgerRow,
-    SubscriptionRow,
-    SummaryCacheRow,
-    utcnow,
-)
 from bot.db.records import (
     ChannelFeedback,
     DigestCounts,
@@ -32,6 +22,16 @@ from bot.db.records import (
     RunTrigger,
     Subscription,
     SubscriptionSettings,
+)
+from bot.db.tables import (
+    DigestRunRow,
+    FeedbackRow,
+    GuildSettingsRow,
+    GuildTokenUsageRow,
+    LedgerRow,
+    SubscriptionRow,
+    SummaryCacheRow,
+    utcnow,
 )
 
 _SUBSCRIPTION_FIELDS = tuple(SubscriptionSettings.model_fields)

@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db.models import Base, GuildTokenUsageRow, SchemaVersion
+from bot.db.tables import Base, GuildTokenUsageRow, SchemaVersion
 
 log = structlog.get_logger(__name__)
 

@@ -5,15 +5,22 @@ Build with `build_digest_service`; the Discord layer implements `DigestPoster`.
 
 from __future__ import annotations
 
-from bot.config import Settings
+from bot.core.config import Settings
 from bot.db.repository import Repository
-from bot.digest.poster import DigestHeader, DigestPoster, PaperPost, digest_marker, item_marker, parse_marker
+from bot.digest.delivery import (
+    DigestHeader,
+    DigestPoster,
+    PaperPost,
+    digest_marker,
+    item_marker,
+    parse_marker,
+)
 from bot.digest.service import DigestPreview, DigestService, RunOutcome
 from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
 from bot.digest.summaries import SummaryService
 from bot.ingest.pipeline import Ingestor
 from bot.llm import LLMClient
-from bot.search import SearchService
+from bot.retrieval.search import SearchService
 
 __all__ = [
     "DigestHeader",

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from bot.chunking import paper_text
-from bot.index import SearchFilter
-from bot.models import Paper
-from bot.search import SearchService
+from bot.core.papers import Paper
+from bot.retrieval.chunking import paper_text
+from bot.retrieval.index import SearchFilter
+from bot.retrieval.search import SearchService
 
 FEEDBACK_TEXT_CHARS = 1500
 

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from bot.config import DigestSettings
+from bot.core.config import DigestSettings
+from bot.core.metrics import observe_digest_run
+from bot.core.papers import Paper
 from bot.db.records import (
     DigestCounts,
     LedgerEntry,
@@ -30,9 +32,7 @@ from bot.db.records import (
     SubscriptionSettings,
 )
 from bot.db.repository import Repository
-from bot.digest.empty import EmptyReason, empty_reason, explain_empty
-from bot.digest.picking import Pick, PickRules, gather_signals, rank_papers
-from bot.digest.poster import (
+from bot.digest.delivery import (
     HEADER_ITEM,
     NOTICE_ITEM,
     DigestHeader,
@@ -41,11 +41,11 @@ from bot.digest.poster import (
     digest_marker,
     item_marker,
 )
+from bot.digest.empty import EmptyReason, empty_reason, explain_empty
+from bot.digest.picking import Pick, PickRules, gather_signals, rank_papers
 from bot.digest.sources import SourceLoader
 from bot.digest.summaries import Summary, SummaryService
-from bot.models import Paper
-from bot.ops.metrics import observe_digest_run
-from bot.search import SearchService
+from bot.retrieval.search import SearchService
 
 log = structlog.get_logger(__name__)
 

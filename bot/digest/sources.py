@@ -15,13 +15,13 @@ from pathlib import Path
 
 import structlog
 
-from bot.config import SourceSettings
+from bot.core.config import SourceSettings
+from bot.core.papers import Paper
 from bot.db.records import SubscriptionSettings
 from bot.ingest.fetch import DEFAULT_RETRY, RetryPolicy, fetch_source, parse_live_source
 from bot.ingest.merge import dedupe
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import ParseResult, parse_bytes
-from bot.models import Paper
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.db.records import DigestRun, Subscription, SubscriptionSettings
 from bot.db.repository import Repository
-from bot.digest import schedule
+from bot.digest import cron as schedule
 from bot.digest.scheduler import DigestScheduler
 from bot.digest.service import DigestPreview, DigestService
 

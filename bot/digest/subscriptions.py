@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import DigestSettings
+from bot.core.config import DigestSettings
 from bot.db.records import GuildSettings, SubscriptionSettings
 
 

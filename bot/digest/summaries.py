@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import structlog
 
+from bot.core.papers import Paper, clean_text
+from bot.core.prompts import PromptTemplate, load_prompt
 from bot.db.repository import Repository
 from bot.llm import LLMClient, LLMError
-from bot.models import Paper, clean_text
-from bot.prompts import PromptTemplate, load_prompt
 from bot.rag.packing import remove_instructions, sanitize_source_text
-from bot.tokens import truncate_tokens
+from bot.retrieval.tokens import truncate_tokens
 
 log = structlog.get_logger(__name__)
 

@@ -9,16 +9,16 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
-from bot.budget import MemoryUsageStore, TokenBudget, UsageStore
-from bot.config import Settings
+from bot.app.services import Services
+from bot.core.config import Settings
 from bot.digest.scheduler import DigestScheduler
-from bot.discord.context import bind_interaction
-from bot.discord.digest_poster import DiscordDigestPoster
+from bot.discord.digest_messages import DiscordDigestPoster
 from bot.discord.endpoints import build_intents
 from bot.discord.errors import RateLimited, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS
-from bot.ratelimit import RateLimiter
-from bot.services import Services
+from bot.discord.log_context import bind_interaction
+from bot.limits.budget import MemoryUsageStore, TokenBudget, UsageStore
+from bot.limits.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ import discord.gateway
 import discord.http
 import yarl
 
-from bot.config import DiscordSettings
+from bot.core.config import DiscordSettings
 
 
 def apply_endpoints(settings: DiscordSettings) -> None:

@@ -14,14 +14,14 @@ import discord
 import structlog
 from discord import app_commands
 
-from bot.budget import BudgetExhausted
+from bot.core.metrics import observe_command, seconds_since
 from bot.db.engine import DatabaseUnavailableError
 from bot.discord.formatting import NO_MENTIONS, quoted_input
-from bot.embedding import EmbeddingError
-from bot.index import IndexUnavailableError
-from bot.ops.metrics import observe_command, seconds_since
+from bot.limits.budget import BudgetExhausted
 from bot.rag.iter_retgen import QuestionError
-from bot.search import QueryError
+from bot.retrieval.embedding import EmbeddingError
+from bot.retrieval.index import IndexUnavailableError
+from bot.retrieval.search import QueryError
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.models import Paper
+from bot.core.papers import Paper
 from bot.rag.citations import Citation
 from bot.rag.iter_retgen import Answer
 

@@ -13,9 +13,9 @@ from typing import Literal
 import httpx
 import structlog
 
-from bot.config import SourceSettings
+from bot.core.config import SourceSettings
+from bot.core.papers import clean_text
 from bot.ingest.sources import ParseResult, parse_bytes
-from bot.models import clean_text
 
 log = structlog.get_logger(__name__)
 

@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TypeVar
 
+from bot.core.papers import Paper
 from bot.ingest.sources.base import ordered_union
-from bot.models import Paper
 
 T = TypeVar("T")
 

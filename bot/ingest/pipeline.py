@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bot.chunking import chunk_paper
-from bot.config import TokenizerSettings
-from bot.embedding import Embedder
-from bot.index import IndexedChunk, PaperIndex
+from bot.core.config import TokenizerSettings
+from bot.core.papers import Paper, point_id
 from bot.ingest.merge import dedupe, merge_papers
 from bot.ingest.sources import Rejected
-from bot.models import Paper, point_id
-from bot.sparse import sparse_document
+from bot.retrieval.chunking import chunk_paper
+from bot.retrieval.embedding import Embedder
+from bot.retrieval.index import IndexedChunk, PaperIndex
+from bot.retrieval.sparse import sparse_document
 
 log = structlog.get_logger(__name__)
 

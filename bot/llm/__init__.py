@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from bot.config import LLMSettings
+from bot.core.config import LLMSettings
 from bot.llm.client import Completion, CompletionStream, LLMClient, UsageTotals, resolve_api_mode
 from bot.llm.errors import (
     LLMError,

@@ -21,12 +21,12 @@ import openai
 import structlog
 
 from bot.llm.errors import LLMError, LLMRequestError, LLMStreamInterrupted, LLMUnavailableError
-from bot.tokens import count_tokens
+from bot.retrieval.tokens import count_tokens
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
 
-    from bot.config import LLMSettings
+    from bot.core.config import LLMSettings
 
 log = structlog.get_logger(__name__)
 

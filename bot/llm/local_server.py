@@ -24,7 +24,7 @@ import structlog
 from bot.llm.errors import LocalLLMUnavailable
 
 if TYPE_CHECKING:
-    from bot.config import LLMSettings
+    from bot.core.config import LLMSettings
 
 log = structlog.get_logger(__name__)
 

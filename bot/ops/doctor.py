@@ -22,10 +22,10 @@ from typing import Any, Literal, TextIO
 
 from pydantic import ValidationError
 
-from bot.config import Settings
-from bot.logs import SecretScrubber
-from bot.ops.discord_rest import DiscordAPIError, DiscordREST
-from bot.ops.permissions import REQUIRED, channel_permissions
+from bot.core.config import Settings
+from bot.core.logs import SecretScrubber
+from bot.discord.permissions import REQUIRED, channel_permissions
+from bot.discord.rest_client import DiscordAPIError, DiscordREST
 
 Status = Literal["ok", "warn", "fail", "skip"]
 GROUPS = ("data-dir", "tokenizer", "qdrant", "database", "llm", "embedding", "discord", "channels")
@@ -149,7 +149,7 @@ class Doctor:
         self.add("data directory", "ok", f"{path} is writable")
 
     async def check_tokenizer(self) -> None:
-        from bot.tokens import count_tokens, ensure_tiktoken_cache
+        from bot.retrieval.tokens import count_tokens, ensure_tiktoken_cache
 
         encoding = self.settings.tokenizer.encoding
         ensure_tiktoken_cache(encoding, self.settings.core.cache_dir / "tiktoken")
@@ -159,7 +159,7 @@ class Doctor:
     # -- storage -------------------------------------------------------------------------------
 
     async def check_qdrant(self) -> None:
-        from bot.index import open_index
+        from bot.retrieval.index import open_index
 
         settings = self.settings
         try:
@@ -301,7 +301,7 @@ class Doctor:
         )
 
     async def check_embedding(self) -> None:
-        from bot.embedding import LocalEmbedder, open_embedder
+        from bot.retrieval.embedding import LocalEmbedder, open_embedder
 
         settings = self.settings.embedding
         embedder = await asyncio.to_thread(open_embedder, settings, self.settings.core.cache_dir / "onnx")
@@ -658,8 +658,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Entry point for `python -m bot doctor`: 0 when nothing failed, 1 otherwise."""
-    from bot.config import load_settings
-    from bot.logs import configure_logging
+    from bot.core.config import load_settings
+    from bot.core.logs import configure_logging
 
     out = out or sys.stdout
     try:
@@ -685,7 +685,7 @@ def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
 
 def describe_validation_error(exc: ValidationError) -> str:
     """`RAG_ITERATIONS: Input should be less than or equal to 7`: the variable an operator sets."""
-    import bot.config as config
+    import bot.core.config as config
 
     model = getattr(config, exc.title, None)
     fields = getattr(model, "model_fields", {})

@@ -18,9 +18,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bot.config import OpsSettings
-from bot.logs import SecretScrubber
-from bot.ops.metrics import render_metrics
+from bot.core.config import OpsSettings
+from bot.core.logs import SecretScrubber
+from bot.core.metrics import render_metrics
 
 log = structlog.get_logger(__name__)
 

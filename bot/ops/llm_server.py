@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.config import CoreSettings, LLMSettings
+from bot.core.config import CoreSettings, LLMSettings
 
 
 def server_command(

@@ -16,19 +16,19 @@ from typing import Protocol
 
 import structlog
 
-from bot.config import LLMSettings, RagSettings
-from bot.index import ChunkHit, SearchFilter
-from bot.index.base import fused_ranking
+from bot.core.config import LLMSettings, RagSettings
+from bot.core.papers import clean_user_text
+from bot.core.prompts import load_prompt
 from bot.llm.client import LLMClient
 from bot.llm.errors import LLMError
-from bot.models import clean_user_text
-from bot.prompts import load_prompt
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.echo import PromptEcho
 from bot.rag.extractive import EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
-from bot.search import SearchService
-from bot.tokens import count_tokens, truncate_tokens
+from bot.retrieval.index import ChunkHit, SearchFilter
+from bot.retrieval.index.base import fused_ranking
+from bot.retrieval.search import SearchService
+from bot.retrieval.tokens import count_tokens, truncate_tokens
 
 log = structlog.get_logger(__name__)
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bot.index import ChunkHit
-from bot.models import Paper, clean_user_text
-from bot.tokens import count_tokens, truncate_tokens
+from bot.core.papers import Paper, clean_user_text
+from bot.retrieval.index import ChunkHit
+from bot.retrieval.tokens import count_tokens, truncate_tokens
 
 MIN_SOURCE_TOKENS = 48
 

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from bot.config import Settings
-from bot.daemon import build_scheduler
+from bot.app.daemon import build_scheduler
+from bot.app.services import Services, attach_digests
+from bot.core.config import Settings
 from bot.db import Database, upgrade_schema
 from bot.digest.sources import directory_fetcher
 from bot.discord.bot import PaperBotBase
 from bot.ingest.sources import ParseResult
-from bot.services import Services, attach_digests
 from tests.fakediscord import FakeDiscord, Intent, InteractionHandle, MessageFlag, run_client
 from tests.fakediscord.state import MODERATOR_PERMISSIONS, permission_bits
 from tests.support.discord_world import MakeWorld, World, final_message, refusal

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from bot.cli import EXIT_REJECTED, main
-from bot.config import load_settings
-from bot.index import open_index
-from bot.models import Paper
+from bot.app.cli import EXIT_REJECTED, main
+from bot.core.config import load_settings
+from bot.core.papers import Paper
+from bot.retrieval.index import open_index
 from tests.conftest import ROOT, SHARED_DATA
 from tests.fakediscord import FakeDiscord
 from tests.support.discord_world import World, final_message, refusal
@@ -569,7 +569,7 @@ def test_malformed_payloads_are_reported_line_by_line_and_the_good_records_kept(
     body: bytes | None, source: str, rejects: list[str], stored: list[str],
 ) -> None:  # fmt: skip
     # The model, loaded once for the session.
-    monkeypatch.setattr("bot.services.open_embedder", lambda settings, cache_dir: embedder)
+    monkeypatch.setattr("bot.app.services.open_embedder", lambda settings, cache_dir: embedder)
     server = PayloadServer(body) if body is not None else None
     if server is not None:
         server.__enter__()

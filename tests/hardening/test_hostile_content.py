@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from bot.config import LLMSettings
-from bot.index import SearchFilter
-from bot.index.edge import EdgePaperIndex
+from bot.app.services import Services
+from bot.core.config import LLMSettings
+from bot.core.papers import Paper
+from bot.core.prompts import load_prompt
 from bot.ingest.pipeline import Ingestor
-from bot.models import Paper
-from bot.prompts import load_prompt
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService
-from bot.search import SearchService
-from bot.services import Services
+from bot.retrieval.index import SearchFilter
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
 from tests.conftest import ROOT
 from tests.fakediscord import FakeDiscord
 from tests.support.discord_world import World, final_message, refusal

@@ -23,14 +23,14 @@ import aiohttp
 import discord
 import pytest
 
-from bot.config import EmbeddingSettings, Settings, TokenizerSettings
+from bot.app.services import Services
+from bot.core.config import EmbeddingSettings, Settings, TokenizerSettings
 from bot.discord.bot import PaperBotBase
-from bot.embedding import OpenAIEmbedder
-from bot.index.edge import EdgePaperIndex
+from bot.discord.instrumentation import instrument_bot
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
-from bot.ops.discord_events import instrument_bot
-from bot.services import Services
+from bot.retrieval.embedding import OpenAIEmbedder
+from bot.retrieval.index.edge import EdgePaperIndex
 from tests.conftest import SEED_PAGE
 from tests.fakediscord import DiscordSpec, FakeDiscord, InteractionHandle, MessageFlag, run_client
 from tests.support.paperbot_discord import (

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import (
+from bot.app.services import open_services
+from bot.core.config import (
     CoreSettings,
     EmbeddingSettings,
     LLMSettings,
@@ -34,6 +35,7 @@ from bot.config import (
     TokenizerSettings,
     load_settings,
 )
+from bot.core.logs import configure_logging
 from bot.db import (
     Database,
     DatabaseUnavailableError,
@@ -43,21 +45,19 @@ from bot.db import (
     upgrade_schema,
 )
 from bot.digest import build_digest_service
-from bot.digest.poster import DigestHeader
+from bot.digest.delivery import DigestHeader
 from bot.digest.sources import directory_fetcher
 from bot.discord.errors import user_message
-from bot.embedding import Embedder, OpenAIEmbedder
-from bot.index import IndexUnavailableError
-from bot.index.edge import EdgePaperIndex
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
-from bot.logs import configure_logging
 from bot.rag.extractive import EXTRACTIVE_LABEL
 from bot.rag.iter_retgen import AnswerService
-from bot.search import SearchService
-from bot.services import open_services
-from bot.tokens import ensure_tiktoken_cache
+from bot.retrieval.embedding import Embedder, OpenAIEmbedder
+from bot.retrieval.index import IndexUnavailableError
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
+from bot.retrieval.tokens import ensure_tiktoken_cache
 from tests.conftest import ROOT, SEED_PAGE
 from tests.support.digest import MemoryPoster
 from tests.support.fake_qdrant import FakeQdrant

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from bot.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
-from bot.config import CoreSettings, Settings
+from bot.core.config import CoreSettings, Settings
 from bot.db import Repository, open_database
 from bot.db.schema import SCHEMA_VERSION, schema_version, upgrade_schema
 from bot.digest.summaries import SummaryService, fallback_summary
 from bot.ingest.sources import parse_path
+from bot.limits.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
 from tests.support.discord_world import MakeWorld, final_message, llm_requests_since, refusal
 from tests.support.paperbot_discord import HF_DAY
 

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from bot.digest.poster import DigestHeader, PaperPost
+from bot.digest.delivery import DigestHeader, PaperPost
 from tests.conftest import SHARED_DATA
 
 HF_DAY = dt.date(2026, 8, 18)  # a Tuesday

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.services import Services
+from bot.app.services import Services
+from bot.core.config import Settings
 from tests.fakediscord import FakeDiscord, InteractionHandle, MessageFlag
 from tests.support.paperbot_discord import (
     build_seed_index,

@@ -21,18 +21,25 @@ from typing import Any
 
 import structlog
 
-from bot.config import CoreSettings, DiscordSettings, LLMSettings, RagSettings, Settings, TokenizerSettings
+from bot.app.services import Services
+from bot.core.config import (
+    CoreSettings,
+    DiscordSettings,
+    LLMSettings,
+    RagSettings,
+    Settings,
+    TokenizerSettings,
+)
+from bot.core.logs import configure_logging
+from bot.core.papers import Paper
 from bot.discord.bot import PaperBotBase, create_bot
-from bot.embedding import Embedder
-from bot.index.edge import EdgePaperIndex
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
-from bot.logs import configure_logging
-from bot.models import Paper
 from bot.rag.iter_retgen import AnswerService
-from bot.search import SearchService
-from bot.services import Services
+from bot.retrieval.embedding import Embedder
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
 from tests.conftest import SEED_PAGE, SHARED_DATA
 from tests.fakediscord import FakeDiscord, run_client
 from tests.support.scripted_llm import ScriptedLLMServer, last_user_text, prompt_text

@@ -31,7 +31,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
-from bot.tokens import count_tokens as _cl100k_count
+from bot.retrieval.tokens import count_tokens as _cl100k_count
 
 # --------------------------------------------------------------------------- scripted actions
 

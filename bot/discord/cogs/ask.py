@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot.discord.errors import SHOWS_PROGRESS
 from bot.discord.formatting import NO_MENTIONS, answer_messages
 from bot.discord.progress import ThrottledProgress
-from bot.index import SearchFilter
+from bot.retrieval.index import SearchFilter
 
 if TYPE_CHECKING:
     from bot.discord.bot import PaperBotBase

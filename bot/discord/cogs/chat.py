@@ -14,11 +14,11 @@ import discord
 import structlog
 from discord.ext import commands
 
-from bot.discord.context import bind_message
+from bot.core.metrics import observe_command
+from bot.core.papers import clean_user_text
 from bot.discord.errors import describe_failure, failure_outcome
 from bot.discord.formatting import NO_MENTIONS, answer_messages, clip
-from bot.models import clean_user_text
-from bot.ops.metrics import observe_command
+from bot.discord.log_context import bind_message
 from bot.rag.iter_retgen import Turn
 
 if TYPE_CHECKING:

@@ -21,11 +21,11 @@ from pydantic import ValidationError
 from bot.db.records import LAYOUTS, Subscription, timezone_suggestions
 from bot.db.repository import Repository
 from bot.digest import DigestService
-from bot.digest import schedule as digest_schedule
+from bot.digest import cron as digest_schedule
 from bot.digest.categories import category_suggestions
 from bot.digest.status import describe_run, digest_status, local_today, preview_digest
 from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
-from bot.discord.digest_poster import FEEDBACK_EMOJI, digest_paper_embed, header_embed
+from bot.discord.digest_messages import FEEDBACK_EMOJI, digest_paper_embed, header_embed
 from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, clip, fit_embeds, split_message
 

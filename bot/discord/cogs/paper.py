@@ -10,10 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.papers import clean_user_text, parse_arxiv_id
 from bot.discord.cogs.search import paper_summary
 from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, paper_embed, quoted_input
-from bot.models import clean_user_text, parse_arxiv_id
 
 if TYPE_CHECKING:
     from bot.discord.bot import PaperBotBase

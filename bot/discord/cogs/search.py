@@ -11,13 +11,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.papers import Paper
 from bot.digest.summaries import fallback_summary
 from bot.discord.cogs.ask import answer_interaction
-from bot.discord.context import bind_interaction
 from bot.discord.errors import UserFacingError, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS, defang_links, fit_embeds, paper_embed, quoted_input
-from bot.index import SearchFilter
-from bot.models import Paper
+from bot.discord.log_context import bind_interaction
+from bot.retrieval.index import SearchFilter
 
 if TYPE_CHECKING:
     from bot.discord.bot import PaperBotBase

@@ -10,6 +10,7 @@ from typing import Any
 import feedparser
 import structlog
 
+from bot.core.papers import Paper, clean_text, parse_arxiv_id
 from bot.ingest.sources.base import (
     ParseResult,
     RecordError,
@@ -19,7 +20,6 @@ from bot.ingest.sources.base import (
     ordered_union,
     require_title,
 )
-from bot.models import Paper, clean_text, parse_arxiv_id
 
 log = structlog.get_logger(__name__)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from bot.core.papers import Paper, clean_text, parse_arxiv_id
 from bot.ingest.sources.base import (
     ParseResult,
     RecordError,
@@ -18,7 +19,6 @@ from bot.ingest.sources.base import (
     string_list,
     type_name,
 )
-from bot.models import Paper, clean_text, parse_arxiv_id
 
 
 def parse_arxiv_listing(text: str, source: str, listing_date: dt.date | None = None) -> ParseResult:

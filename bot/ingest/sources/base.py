@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.models import Paper, clean_text
+from bot.core.papers import Paper, clean_text
 
 _ISO_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.papers import Paper, clean_text, parse_arxiv_id
 from bot.ingest.sources.base import (
     ParseResult,
     RecordError,
@@ -17,7 +18,6 @@ from bot.ingest.sources.base import (
     string_list,
     type_name,
 )
-from bot.models import Paper, clean_text, parse_arxiv_id
 
 
 def parse_generic_jsonl(text: str, source: str) -> ParseResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from bot.core.papers import Paper, clean_text, parse_arxiv_id
 from bot.ingest.sources.base import (
     ParseResult,
     RecordError,
@@ -18,7 +19,6 @@ from bot.ingest.sources.base import (
     require_title,
     type_name,
 )
-from bot.models import Paper, clean_text, parse_arxiv_id
 
 
 def parse_hf_json(text: str, source: str, daily_date: dt.date | None = None) -> ParseResult:

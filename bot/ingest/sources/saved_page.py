@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
+from bot.core.papers import Paper, clean_text, title_paper_id
 from bot.ingest.sources.base import ParseResult, Rejected
-from bot.models import Paper, clean_text, title_paper_id
 
 HEADER_LINES = frozenset(
     {

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from bot.core.papers import Paper
 from bot.db.records import DigestCounts, Layout
-from bot.models import Paper
 
 MARKER_PREFIX = "paperbot digest"
 HEADER_ITEM = "#header"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.models import Chunk, Paper
-from bot.tokens import get_encoding
+from bot.core.papers import Chunk, Paper
+from bot.retrieval.tokens import get_encoding
 
 
 def paper_text(paper: Paper) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import qdrant_edge as qe
 
-from bot.index.base import SparseVec
+from bot.retrieval.index.base import SparseVec
 
 _BM25 = qe.Bm25(qe.Bm25Config(language="english"))
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from bot.embedding import Embedder
-from bot.index import ChunkHit, PaperIndex, SearchFilter
-from bot.index.base import SearchMode
-from bot.models import SearchHit, clean_user_text
-from bot.ops.metrics import observe_retrieval
-from bot.sparse import sparse_query
-from bot.tokens import truncate_tokens
+from bot.core.metrics import observe_retrieval
+from bot.core.papers import SearchHit, clean_user_text
+from bot.retrieval.embedding import Embedder
+from bot.retrieval.index import ChunkHit, PaperIndex, SearchFilter
+from bot.retrieval.index.base import SearchMode
+from bot.retrieval.sparse import sparse_query
+from bot.retrieval.tokens import truncate_tokens
 
 log = structlog.get_logger(__name__)
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import structlog
 
-from bot.config import Settings, load_settings
+from bot.core.config import Settings, load_settings
+from bot.core.logs import configure_logging
+from bot.core.papers import clean_text
 from bot.db.engine import DatabaseUnavailableError
-from bot.embedding import EmbeddingError
-from bot.index import IndexUnavailableError
-from bot.logs import configure_logging
-from bot.models import clean_text
-from bot.search import QueryError, SearchResult
+from bot.retrieval.embedding import EmbeddingError
+from bot.retrieval.index import IndexUnavailableError
+from bot.retrieval.search import QueryError, SearchResult
 
 log = structlog.get_logger(__name__)
 
@@ -159,9 +159,9 @@ def _expand(sources: Sequence[str]) -> list[str]:
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from bot.app.services import open_services
     from bot.ingest.fetch import FetchError, fetch_source, is_live_source
     from bot.ingest.sources import ParseResult, Rejected, parse_path
-    from bot.services import open_services
 
     papers = []
     rejected: list[Rejected] = []
@@ -239,7 +239,7 @@ def _read_queries(path: Path) -> list[str]:
 
 
 async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.services import open_services
+    from bot.app.services import open_services
 
     try:
         if args.queries_file:
@@ -280,9 +280,9 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app.services import open_services
     from bot.rag.citations import format_sources_list
     from bot.rag.iter_retgen import QuestionError
-    from bot.services import open_services
 
     if args.iterations is not None and not 1 <= args.iterations <= 7:
         print("error: --iterations must be between 1 and 7", file=sys.stderr)
@@ -311,7 +311,7 @@ async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- digest -------------------------------------------------------------------------------------
 
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
 FALLBACK_NOTE = " (first sentences of the abstract; the summarizer was unavailable)"
 
 
@@ -407,9 +407,9 @@ def _print_digest(preview: Any) -> None:
 
 
 async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app.services import attach_digests, open_services
     from bot.db.engine import open_database
     from bot.digest.sources import directory_fetcher
-    from bot.services import attach_digests, open_services
 
     try:
         subscription = _digest_subscription(args)
@@ -438,7 +438,7 @@ async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.daemon import EXIT_CONFIG, ConfigurationError, run_bot
+    from bot.app.daemon import EXIT_CONFIG, ConfigurationError, run_bot
 
     try:
         await run_bot(settings)

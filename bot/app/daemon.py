@@ -8,16 +8,16 @@ import signal
 import discord
 import structlog
 
-from bot.config import Settings
+from bot.app.services import Services, open_services
+from bot.core.config import Settings
+from bot.core.logs import flush_logging
+from bot.core.metrics import track_llm_usage
 from bot.digest.scheduler import DigestScheduler
 from bot.discord.bot import create_bot
 from bot.discord.endpoints import apply_endpoints
-from bot.logs import flush_logging
+from bot.discord.instrumentation import instrument_bot
 from bot.ops.checks import readiness_checks
-from bot.ops.discord_events import instrument_bot
 from bot.ops.health import HealthServer, health_server
-from bot.ops.metrics import track_llm_usage
-from bot.services import Services, open_services
 
 log = structlog.get_logger(__name__)
 

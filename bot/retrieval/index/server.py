@@ -10,8 +10,9 @@ import structlog
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from bot.config import QdrantSettings
-from bot.index.base import (
+from bot.core.config import QdrantSettings
+from bot.core.papers import Paper, point_id
+from bot.retrieval.index.base import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
@@ -25,7 +26,6 @@ from bot.index.base import (
     day_number,
     hit_from_payload,
 )
-from bot.models import Paper, point_id
 
 log = structlog.get_logger(__name__)
 

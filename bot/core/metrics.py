@@ -126,7 +126,7 @@ def observe_digest_run(
 
 
 class GatewayTracker:
-    """Connection state per shard of one client (make one per bot: `bot.ops.discord_events` does); a
+    """Connection state per shard of one client (make one per bot: `bot.discord.instrumentation` does); a
     connect or resume after the shard's first connect is a reconnect."""
 
     def __init__(self) -> None:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from bot.config import Settings
-from bot.index.base import ChunkHit, IndexedChunk, IndexUnavailableError, PaperIndex, SearchFilter, SparseVec
+from bot.core.config import Settings
+from bot.retrieval.index.base import (
+    ChunkHit,
+    IndexedChunk,
+    IndexUnavailableError,
+    PaperIndex,
+    SearchFilter,
+    SparseVec,
+)
 
 __all__ = [
     "ChunkHit",
@@ -19,11 +26,11 @@ __all__ = [
 def open_index(settings: Settings) -> PaperIndex:
     index: PaperIndex
     if settings.qdrant.url:
-        from bot.index.server import ServerPaperIndex
+        from bot.retrieval.index.server import ServerPaperIndex
 
         index = ServerPaperIndex(settings.qdrant)
     else:
-        from bot.index.edge import EdgePaperIndex
+        from bot.retrieval.index.edge import EdgePaperIndex
 
         index = EdgePaperIndex(settings.core.qdrant_path)
     index.fusion = settings.qdrant.hybrid_fusion

@@ -14,7 +14,8 @@ from typing import Any
 import qdrant_edge as qe
 import structlog
 
-from bot.index.base import (
+from bot.core.papers import Paper, point_id
+from bot.retrieval.index.base import (
     DENSE_VECTOR,
     HYBRID_DEPTH,
     PAYLOAD_INDEXES,
@@ -30,7 +31,6 @@ from bot.index.base import (
     fused_ranking,
     hit_from_payload,
 )
-from bot.models import Paper, point_id
 
 log = structlog.get_logger(__name__)
 

@@ -3,7 +3,7 @@
 `instrument_bot(bot)` is called once by the daemon; it uses only `bot.add_listener` (discord.py's
 `commands.Bot`) so this module does not import discord. Successful slash commands are counted from
 `on_app_command_completion`; failed ones are counted where errors are reported (see
-`bot.ops.metrics.observe_command`).
+`bot.core.metrics.observe_command`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from bot.ops.metrics import GatewayTracker, observe_command, seconds_since
+from bot.core.metrics import GatewayTracker, observe_command, seconds_since
 
 Listener = Callable[..., Coroutine[Any, Any, None]]
 

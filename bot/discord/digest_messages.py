@@ -14,7 +14,7 @@ from __future__ import annotations
 import discord
 import structlog
 
-from bot.digest.poster import DigestHeader, PaperPost
+from bot.digest.delivery import DigestHeader, PaperPost
 from bot.discord.formatting import (
     BRAND_COLOUR,
     EMBED_DESCRIPTION,

@@ -9,7 +9,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
-from bot.models import Paper
+from bot.core.papers import Paper
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from bot.config import CoreSettings
+from bot.core.config import CoreSettings
 
 REDACTED = "***"
 

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bot.config import Settings
+from bot.core.config import Settings
 from bot.db.engine import open_database
-from bot.embedding import Embedder, open_embedder
-from bot.index import PaperIndex, open_index
 from bot.ingest.pipeline import Ingestor
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
 from bot.rag.iter_retgen import AnswerService
-from bot.search import SearchService
-from bot.tokens import ensure_tiktoken_cache
+from bot.retrieval.embedding import Embedder, open_embedder
+from bot.retrieval.index import PaperIndex, open_index
+from bot.retrieval.search import SearchService
+from bot.retrieval.tokens import ensure_tiktoken_cache
 
 if TYPE_CHECKING:
     from bot.db import Database, Repository
