@@ -69,9 +69,10 @@ async def one_pass(
     *, channels: int, papers: int, latency_s: float, data_dir: Path, sources_dir: Path,
     index: Any, embedder: Any, measure_memory: bool, parallel: int,
 ) -> Pass:  # fmt: skip
+    from bot.app.services import build_digest_service
     from bot.core.config import load_settings
-    from bot.db import Database, Repository, SubscriptionSettings, upgrade_schema
-    from bot.digest import build_digest_service
+    from bot.db import Database, Repository, upgrade_schema
+    from bot.digest.records import SubscriptionSettings
     from bot.digest.sources import directory_fetcher
     from bot.ingest.pipeline import Ingestor
     from bot.llm import LLMClient

@@ -13,21 +13,12 @@ from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.core.config import load_settings
-from bot.db import (
-    Database,
-    DatabaseConfigError,
-    DigestCounts,
-    PlannedItem,
-    Repository,
-    SchemaError,
-    SubscriptionSettings,
-    open_database,
-    upgrade_schema,
-)
+from bot.core.timing import parse_weekdays, timezone_suggestions
+from bot.db import Database, DatabaseConfigError, Repository, SchemaError, open_database, upgrade_schema
 from bot.db.engine import async_url, sync_url
-from bot.db.records import parse_weekdays, timezone_suggestions
 from bot.db.schema import SCHEMA_VERSION, schema_version
 from bot.db.tables import LedgerRow
+from bot.digest.records import DigestCounts, PlannedItem, SubscriptionSettings
 
 BIG_SNOWFLAKE = 2**63 - 1  # the largest id a Discord snowflake (signed 64-bit) can be
 DAY = dt.date(2026, 8, 18)

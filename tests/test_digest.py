@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 
+from bot.app.services import build_digest_service
 from bot.core.config import DigestSettings, Settings, TokenizerSettings, load_settings
 from bot.core.papers import Paper
-from bot.db import Database, GuildSettings, Repository, Subscription, SubscriptionSettings, upgrade_schema
-from bot.digest import DigestService, build_digest_service, item_marker, parse_marker
+from bot.db import Database, Repository, upgrade_schema
+from bot.digest.delivery import item_marker, parse_marker
 from bot.digest.picking import PaperSignals, PickRules, rank_papers
+from bot.digest.records import GuildSettings, Subscription, SubscriptionSettings
+from bot.digest.service import DigestService
 from bot.digest.sources import SourceLoader, directory_fetcher, live_fetcher
 from bot.digest.status import describe_run, digest_status
 from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription

@@ -47,7 +47,8 @@ def by_check(findings: list[Finding]) -> dict[str, Finding]:
 
 
 async def subscribe(settings: Settings, guild_id: int, channel_id: int) -> None:
-    from bot.db import Repository, SubscriptionSettings, open_database
+    from bot.db import Repository, open_database
+    from bot.digest.records import SubscriptionSettings
 
     async with open_database(settings) as database:
         await Repository(database).save_subscription(

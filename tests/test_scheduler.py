@@ -14,11 +14,11 @@ import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy import inspect
 
+from bot.app.services import build_digest_service
 from bot.core.config import DigestSettings, TokenizerSettings, load_settings
-from bot.db import Database, DigestCounts, Repository, Subscription, SubscriptionSettings, upgrade_schema
-from bot.db.records import RunTrigger
-from bot.digest import build_digest_service
+from bot.db import Database, Repository, upgrade_schema
 from bot.digest.cron import cron_trigger, due_digest_date, next_run_time, owns_guild, shard_of
+from bot.digest.records import DigestCounts, RunTrigger, Subscription, SubscriptionSettings
 from bot.digest.scheduler import DigestScheduler, active_scheduler, job_id, run_digest_job
 from bot.digest.service import RunOutcome
 from bot.digest.sources import live_fetcher

@@ -87,3 +87,41 @@ def test_env_example_documents_every_setting() -> None:
     for block in blocks:
         if re.search(r"^[A-Z_]+=", block, re.MULTILINE):
             assert block.lstrip().startswith("#"), f"undocumented block: {block[:60]!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [
+        ("mon-fri", "mon,tue,wed,thu,fri"),  # was read as Monday only
+        ("daily", "mon,tue,wed,thu,fri,sat,sun"),  # was rejected, though /digest subscribe takes it
+        ("weekends", "sat,sun"),
+        ("Monday, Wednesday, fri", "mon,wed,fri"),
+        ("fri-mon", "mon,fri,sat,sun"),
+    ],
+)
+def test_default_weekdays_follow_the_same_rule_as_digest_subscribe(
+    monkeypatch: pytest.MonkeyPatch, value: str, days: str
+) -> None:
+    from bot.digest.records import SubscriptionSettings
+
+    monkeypatch.setenv("DIGEST_DEFAULT_WEEKDAYS", value)
+    configured = load_settings().digest.default_weekdays
+    assert configured == days
+    typed = SubscriptionSettings(guild_id=1, channel_id=2, weekdays=value)  # type: ignore[arg-type]
+    assert SubscriptionSettings(guild_id=1, channel_id=2, weekdays=configured).weekdays == typed.weekdays  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["9.30", "07h05"])
+def test_default_time_accepts_what_digest_subscribe_accepts(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from bot.core.timing import parse_post_time
+
+    monkeypatch.setenv("DIGEST_DEFAULT_TIME", value)
+    assert load_settings().digest.default_time == f"{parse_post_time(value):%H:%M}"
+
+
+def test_a_bad_default_weekday_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_DEFAULT_WEEKDAYS", "funday")
+    with pytest.raises(ValidationError, match="DIGEST_DEFAULT_WEEKDAYS: unknown day 'funday'"):
+        load_settings()

@@ -354,7 +354,7 @@ def add_digest_arguments(sub: Any) -> None:
 def _digest_subscription(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
-    from bot.db.records import SubscriptionSettings
+    from bot.digest.records import SubscriptionSettings
 
     try:
         return SubscriptionSettings(

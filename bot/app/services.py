@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from bot.core.config import Settings
-from bot.db.engine import open_database
+from bot.db import Database, Repository, open_database
+from bot.digest.delivery import DigestPoster
+from bot.digest.service import DigestService
+from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
+from bot.digest.summaries import SummaryService
 from bot.ingest.pipeline import Ingestor
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
 from bot.rag.iter_retgen import AnswerService
@@ -18,11 +22,6 @@ from bot.retrieval.embedding import Embedder, open_embedder
 from bot.retrieval.index import PaperIndex, open_index
 from bot.retrieval.search import SearchService
 from bot.retrieval.tokens import ensure_tiktoken_cache
-
-if TYPE_CHECKING:
-    from bot.db import Database, Repository
-    from bot.digest import DigestService
-    from bot.digest.summaries import SummaryService
 
 log = structlog.get_logger(__name__)
 
@@ -84,9 +83,6 @@ def attach_digests(services: Services, database: Database, **options: Any) -> No
     """Give `services` the state database, the digest service and its LLM summaries (cached per
     paper, so /paper and the Summarize button reuse what digests paid for). `options` go to
     `build_digest_service` (e.g. `fetch=` saved sources)."""
-    from bot.db import Repository
-    from bot.digest import build_digest_service
-
     repo = Repository(database)
     digests = build_digest_service(
         services.settings,
@@ -100,3 +96,33 @@ def attach_digests(services: Services, database: Database, **options: Any) -> No
     services.repo = repo
     services.digests = digests
     services.summaries = digests.summaries
+
+
+def build_digest_service(
+    settings: Settings,
+    *,
+    repo: Repository,
+    search: SearchService,
+    ingestor: Ingestor,
+    llm: LLMClient | None,
+    poster: DigestPoster | None = None,
+    fetch: SourceFetcher | None = None,
+) -> DigestService:
+    """Wire the digest service (`fetch` defaults to the live Hugging Face / arXiv APIs; `llm` None →
+    every summary is the abstract fallback)."""
+    digest = settings.digest
+    loader = SourceLoader(
+        fetch or live_fetcher(settings.sources, arxiv_max_results=digest.arxiv_max_results),
+        ingestor,
+        ttl_s=digest.source_cache_s,
+    )
+    summaries = SummaryService(
+        repo,
+        llm,
+        concurrency=digest.summary_concurrency,
+        max_tokens=digest.summary_max_tokens,
+        encoding=settings.tokenizer.encoding,
+    )
+    return DigestService(
+        repo=repo, search=search, sources=loader, summaries=summaries, settings=digest, poster=poster
+    )

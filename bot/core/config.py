@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.core.timing import format_weekdays, parse_post_time, parse_weekdays, validate_timezone
+
+T = TypeVar("T")
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -175,9 +180,6 @@ class DatabaseSettings(BaseSettings):
         return urlsplit(self.url.get_secret_value()).password if self.url else None
 
 
-_WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
 class DigestSettings(BaseSettings):
     """Scheduled digests: defaults for new subscriptions and how runs behave."""
 
@@ -204,29 +206,25 @@ class DigestSettings(BaseSettings):
     @field_validator("default_time")
     @classmethod
     def _valid_time(cls, value: str) -> str:
-        hour, sep, minute = value.strip().partition(":")
-        if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
-            raise ValueError("DIGEST_DEFAULT_TIME must be HH:MM (24-hour), e.g. 09:00")
-        return f"{int(hour):02d}:{int(minute):02d}"
+        return f"{_as_setting('DIGEST_DEFAULT_TIME', parse_post_time, value):%H:%M}"
 
     @field_validator("default_timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"DIGEST_DEFAULT_TIMEZONE {value!r} is not an IANA time zone") from None
-        return value
+        return _as_setting("DIGEST_DEFAULT_TIMEZONE", validate_timezone, value)
 
     @field_validator("default_weekdays")
     @classmethod
     def _valid_weekdays(cls, value: str) -> str:
-        names = [part.strip().lower()[:3] for part in value.split(",") if part.strip()]
-        if not names or any(name not in _WEEKDAY_NAMES for name in names):
-            raise ValueError("DIGEST_DEFAULT_WEEKDAYS must list days such as mon,tue,wed,thu,fri")
-        return ",".join(names)
+        return format_weekdays(_as_setting("DIGEST_DEFAULT_WEEKDAYS", parse_weekdays, value))
+
+
+def _as_setting(name: str, parse: Callable[[str], T], value: str) -> T:
+    """`parse(value)`, its error message naming the environment variable."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 class DiscordSettings(BaseSettings):

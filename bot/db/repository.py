@@ -11,7 +11,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.engine import Database
-from bot.db.records import (
+from bot.db.tables import (
+    DigestRunRow,
+    FeedbackRow,
+    GuildSettingsRow,
+    GuildTokenUsageRow,
+    LedgerRow,
+    SubscriptionRow,
+    SummaryCacheRow,
+    utcnow,
+)
+from bot.digest.records import (
     ChannelFeedback,
     DigestCounts,
     DigestRun,
@@ -22,16 +32,6 @@ from bot.db.records import (
     RunTrigger,
     Subscription,
     SubscriptionSettings,
-)
-from bot.db.tables import (
-    DigestRunRow,
-    FeedbackRow,
-    GuildSettingsRow,
-    GuildTokenUsageRow,
-    LedgerRow,
-    SubscriptionRow,
-    SummaryCacheRow,
-    utcnow,
 )
 
 _SUBSCRIPTION_FIELDS = tuple(SubscriptionSettings.model_fields)

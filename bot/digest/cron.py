@@ -7,7 +7,8 @@ from collections.abc import Collection
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.db.records import WEEKDAY_NAMES, SubscriptionSettings
+from bot.core.timing import WEEKDAY_NAMES
+from bot.digest.records import SubscriptionSettings
 
 DISCORD_SHARD_SHIFT = 22  # Discord: shard_id = (guild_id >> 22) % shard_count
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from bot.core.papers import Paper
-from bot.db.records import DigestCounts, Layout
+from bot.digest.records import DigestCounts, Layout
 
 MARKER_PREFIX = "paperbot digest"
 HEADER_ITEM = "#header"

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
-from bot.db.records import DigestCounts
+from bot.digest.records import DigestCounts
 
 _DROP_LABELS = {
     "off_topic": "off-topic",

@@ -27,9 +27,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.core.config import DigestSettings
 from bot.db.engine import Database
-from bot.db.records import DigestRun, Subscription
 from bot.db.repository import Repository
 from bot.digest.cron import cron_trigger, due_digest_date, owns_guild, scheduled_time, shard_of
+from bot.digest.records import DigestRun, Subscription
 from bot.digest.service import DigestRunner, RunOutcome
 
 log = structlog.get_logger(__name__)

@@ -22,15 +22,6 @@ import structlog
 from bot.core.config import DigestSettings
 from bot.core.metrics import observe_digest_run
 from bot.core.papers import Paper
-from bot.db.records import (
-    DigestCounts,
-    LedgerEntry,
-    PlannedItem,
-    RunStatus,
-    RunTrigger,
-    Subscription,
-    SubscriptionSettings,
-)
 from bot.db.repository import Repository
 from bot.digest.delivery import (
     HEADER_ITEM,
@@ -43,6 +34,15 @@ from bot.digest.delivery import (
 )
 from bot.digest.empty import EmptyReason, empty_reason, explain_empty
 from bot.digest.picking import Pick, PickRules, gather_signals, rank_papers
+from bot.digest.records import (
+    DigestCounts,
+    LedgerEntry,
+    PlannedItem,
+    RunStatus,
+    RunTrigger,
+    Subscription,
+    SubscriptionSettings,
+)
 from bot.digest.sources import SourceLoader
 from bot.digest.summaries import Summary, SummaryService
 from bot.retrieval.search import SearchService

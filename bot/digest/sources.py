@@ -17,7 +17,7 @@ import structlog
 
 from bot.core.config import SourceSettings
 from bot.core.papers import Paper
-from bot.db.records import SubscriptionSettings
+from bot.digest.records import SubscriptionSettings
 from bot.ingest.fetch import DEFAULT_RETRY, RetryPolicy, fetch_source, parse_live_source
 from bot.ingest.merge import dedupe
 from bot.ingest.pipeline import Ingestor

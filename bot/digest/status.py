@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from bot.db.records import DigestRun, Subscription, SubscriptionSettings
 from bot.db.repository import Repository
 from bot.digest import cron as schedule
+from bot.digest.records import DigestRun, Subscription, SubscriptionSettings
 from bot.digest.scheduler import DigestScheduler
 from bot.digest.service import DigestPreview, DigestService
 

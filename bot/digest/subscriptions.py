@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.config import DigestSettings
-from bot.db.records import GuildSettings, SubscriptionSettings
+from bot.digest.records import GuildSettings, SubscriptionSettings
 
 
 class SubscriptionLimitError(ValueError):

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.services import open_services
+from bot.app.services import build_digest_service, open_services
 from bot.core.config import (
     CoreSettings,
     EmbeddingSettings,
@@ -36,16 +36,9 @@ from bot.core.config import (
     load_settings,
 )
 from bot.core.logs import configure_logging
-from bot.db import (
-    Database,
-    DatabaseUnavailableError,
-    Repository,
-    SubscriptionSettings,
-    open_database,
-    upgrade_schema,
-)
-from bot.digest import build_digest_service
+from bot.db import Database, DatabaseUnavailableError, Repository, open_database, upgrade_schema
 from bot.digest.delivery import DigestHeader
+from bot.digest.records import SubscriptionSettings
 from bot.digest.sources import directory_fetcher
 from bot.discord.errors import user_message
 from bot.ingest.pipeline import Ingestor

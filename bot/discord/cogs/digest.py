@@ -18,11 +18,12 @@ from discord import app_commands
 from discord.ext import commands
 from pydantic import ValidationError
 
-from bot.db.records import LAYOUTS, Subscription, timezone_suggestions
+from bot.core.timing import timezone_suggestions
 from bot.db.repository import Repository
-from bot.digest import DigestService
 from bot.digest import cron as digest_schedule
 from bot.digest.categories import category_suggestions
+from bot.digest.records import LAYOUTS, Subscription
+from bot.digest.service import DigestService
 from bot.digest.status import describe_run, digest_status, local_today, preview_digest
 from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
 from bot.discord.digest_messages import FEEDBACK_EMOJI, digest_paper_embed, header_embed
