@@ -22,7 +22,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # CPU torch first, from the local wheel: anything else would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml | $(PY)
+$(VENV)/.installed: pyproject.toml setup.py | $(PY)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
 	$(PY) -c "from bot.retrieval.tokens import ensure_tiktoken_cache as e; e('cl100k_base'); e('o200k_base')"

