@@ -114,7 +114,6 @@ async def one_pass(
             search=SearchService(index, embedder, encoding=settings.tokenizer.encoding),
             ingestor=Ingestor(index, embedder, settings.tokenizer),
             llm=llm,
-            poster=poster,
             fetch=directory_fetcher(sources_dir),
         )
         subs = [
@@ -130,7 +129,7 @@ async def one_pass(
 
         async def run(sub: Any) -> Any:
             async with gate:
-                return await service.run(sub, DAY, trigger="schedule")
+                return await service.run(sub, DAY, poster=poster, trigger="schedule")
 
         outcomes = await asyncio.gather(*(run(sub) for sub in subs), return_exceptions=True)
         wall = time.perf_counter() - started

@@ -76,7 +76,6 @@ class Stack:
             search=self.search,
             ingestor=self.ingestor,
             llm=self.llm,
-            poster=self.poster,
             fetch=fetch,
         )
 
@@ -153,7 +152,7 @@ async def stack(
 
 async def test_a_digest_posts_a_header_then_the_picked_papers_and_records_it(stack: Stack) -> None:
     sub = await stack.subscribe(layout="message_per_paper")
-    outcome = await stack.service().run(sub, HF_DAY, trigger="schedule")
+    outcome = await stack.service().run(sub, HF_DAY, trigger="schedule", poster=stack.poster)
 
     assert outcome.status == "posted", outcome.errors
     counts = outcome.counts
@@ -199,16 +198,19 @@ async def test_a_digest_posts_a_header_then_the_picked_papers_and_records_it(sta
 async def test_a_scheduled_run_and_digest_now_at_once_post_one_digest(stack: Stack) -> None:
     sub = await stack.subscribe()
     service = stack.service()
-    outcomes = await asyncio.gather(service.run(sub, HF_DAY, trigger="schedule"), service.run(sub, HF_DAY))
+    outcomes = await asyncio.gather(
+        service.run(sub, HF_DAY, trigger="schedule", poster=stack.poster),
+        service.run(sub, HF_DAY, poster=stack.poster),
+    )
     assert sorted(o.status for o in outcomes) == ["already_posted", "posted"]
     assert len(stack.poster.paper_ids(100)) == 3
 
 
 async def test_a_rerun_of_a_posted_day_posts_nothing(stack: Stack) -> None:
     sub = await stack.subscribe()
-    await stack.service().run(sub, HF_DAY)
+    await stack.service().run(sub, HF_DAY, poster=stack.poster)
     sent, calls = len(stack.poster.messages), stack.llm_calls
-    again = await stack.service().run(sub, HF_DAY, trigger="schedule")
+    again = await stack.service().run(sub, HF_DAY, trigger="schedule", poster=stack.poster)
     assert again.status == "already_posted" and again.counts.posted == 0
     assert len(stack.poster.messages) == sent and stack.llm_calls == calls
     assert stack.poster.lookups == 0  # nothing was pending, nothing to look up
@@ -228,12 +230,12 @@ async def test_a_post_sent_just_before_a_crash_is_found_by_its_marker_not_sent_a
     calls = stack.llm_calls
     stack.poster.crash_after_sending = picked[1]  # sent to the channel, id never recorded
     with pytest.raises(SimulatedCrash):
-        await stack.service().run(sub, HF_DAY, trigger="schedule")
+        await stack.service().run(sub, HF_DAY, trigger="schedule", poster=stack.poster)
     assert [r.status for r in await stack.repo.unfinished_runs()] == ["running"]
     lost = next(e for e in await stack.repo.digest_entries(100, HF_DAY) if e.item == picked[1])
     assert (lost.state, lost.attempts, lost.message_id) == ("intent", 1, None)
 
-    resumed = await stack.service().run(sub, HF_DAY, trigger="recovery")  # a new process
+    resumed = await stack.service().run(sub, HF_DAY, trigger="recovery", poster=stack.poster)  # a new process
 
     assert resumed.status == "posted", resumed.errors
     assert (resumed.counts.recovered, resumed.counts.posted) == (1, 1)
@@ -251,8 +253,8 @@ async def test_a_post_not_yet_sent_at_the_crash_is_sent_on_restart(stack: Stack)
     picked = await _picked_ids(stack, sub)
     stack.poster.crash_before_sending = picked[2]
     with pytest.raises(SimulatedCrash):
-        await stack.service().run(sub, HF_DAY, trigger="schedule")
-    resumed = await stack.service().run(sub, HF_DAY, trigger="recovery")
+        await stack.service().run(sub, HF_DAY, trigger="schedule", poster=stack.poster)
+    resumed = await stack.service().run(sub, HF_DAY, trigger="recovery", poster=stack.poster)
     assert (resumed.counts.recovered, resumed.counts.posted) == (0, 1)
     assert stack.poster.paper_ids(100) == picked
 
@@ -261,16 +263,16 @@ async def test_failed_posts_are_counted_and_a_later_run_completes_the_digest(sta
     sub = await stack.subscribe()
     picked = await _picked_ids(stack, sub)
     stack.poster.fail = {"header"}
-    first = await stack.service().run(sub, HF_DAY)
+    first = await stack.service().run(sub, HF_DAY, poster=stack.poster)
     assert first.status == "failed" and "403 Missing Permissions" in first.errors[0]
     assert stack.poster.messages == []  # no papers without their header
 
     stack.poster.fail = {picked[0]}
-    second = await stack.service().run(sub, HF_DAY)
+    second = await stack.service().run(sub, HF_DAY, poster=stack.poster)
     assert second.status == "partial" and (second.counts.posted, second.counts.failed) == (2, 1)
 
     stack.poster.fail = set()
-    third = await stack.service().run(sub, HF_DAY)
+    third = await stack.service().run(sub, HF_DAY, poster=stack.poster)
     assert third.status == "posted" and third.counts.posted == 1
     assert sorted(stack.poster.paper_ids(100)) == sorted(picked)
     runs = await stack.repo.recent_runs(100)
@@ -283,7 +285,7 @@ async def test_failed_posts_are_counted_and_a_later_run_completes_the_digest(sta
 async def test_ten_channels_pay_for_each_summary_once(stack: Stack) -> None:
     subs = [await stack.subscribe(channel_id=200 + i) for i in range(10)]
     service = stack.service()
-    outcomes = await asyncio.gather(*(service.run(sub, HF_DAY) for sub in subs))
+    outcomes = await asyncio.gather(*(service.run(sub, HF_DAY, poster=stack.poster) for sub in subs))
     assert [o.status for o in outcomes] == ["posted"] * 10
     assert stack.llm_calls == 3  # 3 distinct papers, whatever the number of channels
     assert sum("/api/daily_papers" in r for r in stack.sources.requests) == 1  # and one fetch of the day
@@ -291,14 +293,15 @@ async def test_ten_channels_pay_for_each_summary_once(stack: Stack) -> None:
     assert len(summaries) == 1
 
     later = await stack.subscribe(channel_id=300)
-    await stack.service().run(later, HF_DAY)  # another process start: the cache is in the database
+    # another process start: the cache is in the database
+    await stack.service().run(later, HF_DAY, poster=stack.poster)
     assert stack.llm_calls == 3
 
 
 async def test_llm_down_posts_the_abstract_marked_as_fallback_and_caches_nothing(stack: Stack) -> None:
     sub = await stack.subscribe()
     stack.llm_server.script(*[ScriptedError(500) for _ in range(6)])  # 3 papers x (1 try + 1 retry)
-    outcome = await stack.service().run(sub, HF_DAY)
+    outcome = await stack.service().run(sub, HF_DAY, poster=stack.poster)
     assert outcome.status == "posted"
     posts = [m.post for m in stack.poster.in_channel(100) if m.post]
     assert len(posts) == 3 and all(p.summary_is_fallback for p in posts)
@@ -311,7 +314,7 @@ async def test_llm_down_posts_the_abstract_marked_as_fallback_and_caches_nothing
     assert await stack.repo.cached_summaries(ids, prompt_version=version, model=model) == {}
 
     other = await stack.subscribe(channel_id=101)  # the LLM is back for the next channel
-    await stack.service().run(other, HF_DAY)
+    await stack.service().run(other, HF_DAY, poster=stack.poster)
     assert not any(m.post.summary_is_fallback for m in stack.poster.in_channel(101) if m.post)
     assert len(await stack.repo.cached_summaries(ids, prompt_version=version, model=model)) == 3
 
@@ -337,7 +340,7 @@ async def test_an_empty_day_posts_one_line_only_when_the_channel_opted_in(stack:
     chatty = await stack.subscribe(channel_id=101, announce_empty=True)
     day = dt.date(2026, 8, 26)  # no Hugging Face list served for this day
     for sub in (quiet, chatty):
-        outcome = await stack.service().run(sub, day)
+        outcome = await stack.service().run(sub, day, poster=stack.poster)
         assert outcome.status == "empty"
         assert outcome.empty_message == "No digest for Wed 2026-08-26: no new papers in Hugging Face daily."
     assert stack.poster.in_channel(100) == []
@@ -345,7 +348,7 @@ async def test_an_empty_day_posts_one_line_only_when_the_channel_opted_in(stack:
     assert notice.header is not None and notice.header.empty_message == outcome.empty_message
     assert notice.marker == "paperbot digest 2026-08-26 · notice"
 
-    again = await stack.service().run(chatty, day)
+    again = await stack.service().run(chatty, day, poster=stack.poster)
     assert again.status == "empty" and len(stack.poster.in_channel(101)) == 1  # said once per day
     runs = await stack.repo.recent_runs(100)
     assert runs[0].status == "empty" and runs[0].empty_reason == "no_submissions"
@@ -370,7 +373,7 @@ async def test_an_empty_day_posts_one_line_only_when_the_channel_opted_in(stack:
 )
 async def test_empty_days_say_why(stack: Stack, options: dict[str, Any], day: dt.date, expected: str) -> None:
     sub = await stack.subscribe(announce_empty=True, **options)
-    outcome = await stack.service().run(sub, day)
+    outcome = await stack.service().run(sub, day, poster=stack.poster)
     assert outcome.status == "empty" and outcome.empty_message is not None
     assert expected in outcome.empty_message
     (notice,) = stack.poster.in_channel(100)
@@ -380,27 +383,27 @@ async def test_empty_days_say_why(stack: Stack, options: dict[str, Any], day: dt
 async def test_unreachable_sources_are_reported_not_silent(stack: Stack) -> None:
     sub = await stack.subscribe(announce_empty=True)
     stack.sources.fail_next = 10
-    outcome = await stack.service().run(sub, HF_DAY)
+    outcome = await stack.service().run(sub, HF_DAY, poster=stack.poster)
     assert outcome.status == "empty" and "503" in outcome.errors[0]
     assert outcome.empty_message is not None and "could not be reached" in outcome.empty_message
     (run,) = await stack.repo.recent_runs(100)
     assert run.empty_reason == "sources_failed" and "hf:2026-08-18" in run.errors[0]
 
     stack.sources.fail_next = 0  # the sources are back: the day's digest can still go out
-    retry = await stack.service().run(sub, HF_DAY)
+    retry = await stack.service().run(sub, HF_DAY, poster=stack.poster)
     assert retry.status == "posted" and retry.counts.posted == 3
 
 
 async def test_arxiv_papers_of_the_lookback_window_count_and_are_not_posted_twice(stack: Stack) -> None:
     day = ARXIV_DAY
     sub = await stack.subscribe(hf_daily=False, arxiv_categories=["cs.CL"], topics=[], max_papers=10)
-    first = await stack.service().run(sub, day)
+    first = await stack.service().run(sub, day, poster=stack.poster)
     assert (first.counts.fetched, first.counts.posted) == (4, 4)  # the one 4 days old is out of the window
     assert stack.poster.in_channel(100)[0].header.sources == ("arXiv cs.CL",)  # type: ignore[union-attr]
     assert all(p.upvotes is None for p in (m.post.paper for m in stack.poster.in_channel(100) if m.post))
 
     sub = await stack.repo.save_subscription(sub.settings().model_copy(update={"announce_empty": True}))
-    second = await stack.service().run(sub, day + dt.timedelta(days=1))
+    second = await stack.service().run(sub, day + dt.timedelta(days=1), poster=stack.poster)
     assert (second.counts.fetched, second.counts.new, second.counts.duplicates) == (3, 0, 3)
     assert second.empty_message is not None and "were already posted here" in second.empty_message
 
@@ -467,7 +470,7 @@ async def test_reactions_change_the_next_days_ranking(stack: Stack) -> None:
     options = {"topics": [], "max_papers": 30}
     liking, control, disliking = [await stack.subscribe(channel_id=c, **options) for c in (100, 101, 102)]
     for sub in (liking, control, disliking):
-        await stack.service().run(sub, HF_DAY)
+        await stack.service().run(sub, HF_DAY, poster=stack.poster)
 
     # Two people react to the post of the diffusion paper: 👍 in one channel, 👎 in another.
     def diffusion_post(channel_id: int) -> SentMessage:

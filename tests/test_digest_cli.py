@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, FALLBACK_NOTE, SAMPLES_DIR, main
+from bot.app.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, SAMPLES_DIR, main
+from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
 from tests.support.digest import summary_responder
 from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
 
@@ -64,7 +65,7 @@ async def test_digest_prints_header_and_papers_with_llm_summaries(
         assert "   Why: " in block
         # The scripted LLM names the paper it was asked about: each summary is that paper's.
         assert f"Summary: TL;DR: Summary of {title}." in block, block
-        assert FALLBACK_NOTE not in block
+        assert f" ({SUMMARIZER_UNAVAILABLE})" not in block
     assert len(llm_env.requests_to("/v1/completions") + llm_env.requests_to("/v1/chat/completions")) == 3
 
 
@@ -80,7 +81,7 @@ async def test_llm_down_prints_fallback_summaries_marked_as_such(
     assert len(blocks) == 2
     abstracts = [" ".join(item["paper"]["summary"].split()) for item in json.loads(SAMPLE_DAY.read_text())]
     for block in blocks:
-        summary = block.split(f"Summary{FALLBACK_NOTE}: ", 1)[1].strip()
+        summary = block.split(f"Summary ({SUMMARIZER_UNAVAILABLE}): ", 1)[1].strip()
         assert any(a.startswith(summary.rstrip("…")) for a in abstracts), summary  # the abstract's start
 
 

@@ -11,26 +11,30 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import discord
 import pytest
 
-from bot.app.daemon import build_scheduler
-from bot.app.services import Services, attach_digests
+from bot.app.services import Services, build_services
 from bot.core.config import DatabaseSettings, Settings
 from bot.db import Database, upgrade_schema
+from bot.db.repository import Repository
 from bot.digest import cron as digest_schedule
 from bot.digest.categories import category_suggestions
 from bot.digest.delivery import DigestHeader, PaperPost, digest_marker, parse_marker
 from bot.digest.scheduler import job_id as digest_job_id
+from bot.digest.service import DigestService
 from bot.digest.sources import directory_fetcher
-from bot.discord.bot import PaperBotBase
-from bot.discord.digest_messages import FALLBACK_LABEL, DiscordDigestPoster
+from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
+from bot.discord.bot import PaperBotBase, PosterFactory
+from bot.discord.digest_messages import DiscordDigestPoster
+from bot.discord.formatting import note_line
 from bot.ingest.sources import parse_bytes
 from tests.fakediscord import FakeDiscord, MessageFlag, run_client
 from tests.support.digest import HF_DAY, HF_RAW, SimulatedCrash, summary_responder
@@ -79,17 +83,28 @@ class World:
     def user(self, name: str) -> int:
         return self.fake.state.user_id(name)
 
+    @property
+    def repo(self) -> Repository:
+        assert self.services.state is not None
+        return self.services.state.repo
+
+    @property
+    def digests(self) -> DigestService:
+        assert self.services.state is not None
+        return self.services.state.digests
+
     def restart_services(self) -> None:
-        """A new digest service over the same database and index, as after a process restart."""
-        attach_digests(self.services, self.database, fetch=directory_fetcher(self.sources))
+        """New services over the same database, index and LLM, as after a process restart."""
+        services = self.services
+        self.services = build_services(
+            self.settings, index=services.index, embedder=services.embedder, llm=services.llm,
+            database=self.database, fetch=directory_fetcher(self.sources),
+        )  # fmt: skip
 
     @asynccontextmanager
-    async def bot(self, wrap: Callable[[PaperBotBase], None] | None = None) -> AsyncIterator[PaperBotBase]:
+    async def bot(self, poster: PosterFactory | None = None) -> AsyncIterator[PaperBotBase]:
         self.restart_services()
-        bot = new_bot(self.services, self.settings)
-        bot.digest_scheduler = build_scheduler(self.services, self.settings)
-        if wrap is not None:
-            wrap(bot)
+        bot = new_bot(self.services, self.settings, digest_poster=poster)
         async with run_client(bot, self.fake):
             yield bot
 
@@ -161,8 +176,8 @@ async def test_subscribe_as_admin_schedules_the_channel_in_its_time_zone(world: 
     async with world.bot() as bot:
         text = await subscribe(world, time="07:30", timezone="Asia/Tokyo", weekdays="mon-fri")
         assert "Subscribed" in text and "07:30 Asia/Tokyo" in text
-        assert world.services.repo is not None
-        sub = await world.services.repo.get_channel_subscription(world.channel())
+        assert world.repo is not None
+        sub = await world.repo.get_channel_subscription(world.channel())
         assert sub is not None and sub.topics == ["text-to-image diffusion models", "GUI agents"]
         assert bot.digest_scheduler is not None
         next_run = bot.digest_scheduler.next_run_time(sub.id)
@@ -174,7 +189,7 @@ async def test_subscribe_as_admin_schedules_the_channel_in_its_time_zone(world: 
 
         # Changing the time reschedules the job; only the options given change.
         assert "Updated" in await subscribe(world, time="18:05")
-        sub = await world.services.repo.get_channel_subscription(world.channel())
+        sub = await world.repo.get_channel_subscription(world.channel())
         assert sub is not None and sub.timezone == "Asia/Tokyo"
         moved = bot.digest_scheduler.next_run_time(sub.id)
         assert moved is not None and moved.astimezone(ZoneInfo("Asia/Tokyo")).hour == 18
@@ -185,7 +200,7 @@ async def test_subscribe_as_admin_schedules_the_channel_in_its_time_zone(world: 
         assert bot.digest_scheduler.next_run_time(sub.id) is not None
         assert "stopped" in await command(world, "digest unsubscribe")
         assert bot.digest_scheduler.next_run_time(sub.id) is None
-        assert await world.services.repo.get_channel_subscription(world.channel()) is None
+        assert await world.repo.get_channel_subscription(world.channel()) is None
 
 
 @pytest.mark.parametrize("world", ["sqlite", "postgresql"], indirect=True)
@@ -195,11 +210,11 @@ async def test_a_subscription_posts_its_digest_when_its_time_comes_and_only_once
     channel, zone = world.channel(), ZoneInfo("America/New_York")
     async with world.bot() as bot:
         scheduler = bot.digest_scheduler
-        assert scheduler is not None and world.services.repo is not None
+        assert scheduler is not None and world.repo is not None
         at = dt.datetime.now(zone).strftime("%H:%M")  # this minute: today's digest is due from now on
         text = await subscribe(world, time=at, timezone="America/New_York", weekdays="daily")
         assert "Subscribed" in text, text
-        sub = await world.services.repo.get_channel_subscription(channel)
+        sub = await world.repo.get_channel_subscription(channel)
         assert sub is not None
         planned = scheduler.next_run_time(sub.id)
         assert planned is not None and planned.astimezone(zone).strftime("%H:%M") == at
@@ -216,12 +231,12 @@ async def test_a_subscription_posts_its_digest_when_its_time_comes_and_only_once
         local_today = dt.datetime.now(zone).date()
         assert len(posted) == 1 + MAX_PAPERS, posted
         assert posted[0][1] == f"{digest_marker(local_today)} · header"
-        runs = await world.services.repo.recent_runs(channel)
+        runs = await world.repo.recent_runs(channel)
         for _ in range(100):  # the run is finished just after its last post
             if runs and runs[0].finished:
                 break
             await asyncio.sleep(0.05)
-            runs = await world.services.repo.recent_runs(channel)
+            runs = await world.repo.recent_runs(channel)
         assert [(r.trigger, r.status, r.counts.posted) for r in runs] == [("schedule", "posted", MAX_PAPERS)]
         following = scheduler.next_run_time(sub.id)
         assert following is not None and following - dt.datetime.now(dt.UTC) > dt.timedelta(hours=23)
@@ -229,7 +244,7 @@ async def test_a_subscription_posts_its_digest_when_its_time_comes_and_only_once
         # The job waking again the same day (a duplicate trigger) posts nothing twice.
         scheduler.scheduler.modify_job(digest_job_id(sub.id), next_run_time=dt.datetime.now(dt.UTC))
         for _ in range(100):
-            if len(await world.services.repo.recent_runs(channel)) > 1:
+            if len(await world.repo.recent_runs(channel)) > 1:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
@@ -242,8 +257,8 @@ async def test_bad_options_get_a_clear_message(world: World) -> None:
     async with world.bot():
         assert "not an IANA time zone" in await subscribe(world, timezone="Mars/Olympus")
         assert "HH:MM" in await subscribe(world, time="25:00")
-        assert world.services.repo is not None
-        assert await world.services.repo.get_channel_subscription(world.channel()) is None
+        assert world.repo is not None
+        assert await world.repo.get_channel_subscription(world.channel()) is None
 
 
 async def test_time_zone_autocomplete(world: World) -> None:
@@ -277,8 +292,8 @@ async def test_arxiv_category_autocomplete_completes_the_last_of_the_list(world:
         assert again and "cs.CL, cs.CL" not in again and all(v.startswith("cs.CL, cs.") for v in again)
         # Every suggestion is a category the subscription accepts.
         assert "Subscribed" in await subscribe(world, arxiv=second[0]["value"])
-        assert world.services.repo is not None
-        sub = await world.services.repo.get_channel_subscription(world.channel())
+        assert world.repo is not None
+        sub = await world.repo.get_channel_subscription(world.channel())
         assert sub is not None and sub.arxiv_categories == ["cs.CL", "cs.IR"]
 
 
@@ -303,8 +318,8 @@ async def test_non_admins_are_refused_on_the_server_side(world: World) -> None:
         for name in ("digest subscribe", "digest now", "digest status", "digest preview"):
             text = await command(world, name, user="bob")
             assert "Manage Server permission" in text, text
-        assert world.services.repo is not None
-        assert await world.services.repo.get_channel_subscription(world.channel()) is None
+        assert world.repo is not None
+        assert await world.repo.get_channel_subscription(world.channel()) is None
         assert world.digest_messages(world.channel()) == []
 
 
@@ -331,20 +346,21 @@ async def test_digest_now_posts_header_and_papers_once_status_and_feedback(world
             embed = message["embeds"][0]
             assert embed["url"].startswith("https://arxiv.org/abs/")
             assert any(f["name"] == "Why this paper" for f in embed["fields"])
-            assert "Summary of" in embed["description"] and FALLBACK_LABEL not in embed["description"]
+            description = embed["description"]
+            assert "Summary of" in description and note_line(SUMMARIZER_UNAVAILABLE) not in description
             assert message.get("thread")  # thread_per_paper: a discussion thread on each paper
 
         assert "already posted" in await command(world, "digest now")
         assert world.digest_messages(channel) == posted
 
         # 👍 from a reader is feedback on that paper for this channel.
-        assert world.services.repo is not None
+        assert world.repo is not None
         liked_id = posted[1][0]
         paper_id = posted[1][1].rsplit(" · ", 1)[1]
         await world.fake.dispatch_reaction(liked_id, "👍", user_id=world.user("bob"))
 
         async def liked() -> bool:
-            feedback = await world.services.repo.channel_feedback(channel)  # type: ignore[union-attr]
+            feedback = await world.repo.channel_feedback(channel)  # type: ignore[union-attr]
             return paper_id in feedback.liked
 
         for _ in range(100):
@@ -381,14 +397,14 @@ async def test_llm_down_posts_every_paper_with_its_abstract_labelled_as_fallback
     for message in messages:
         description = message["embeds"][0]["description"]
         summary, label = description.rsplit("\n", 1)
-        assert label == FALLBACK_LABEL
+        assert label == note_line(SUMMARIZER_UNAVAILABLE)
         abstract = " ".join(abstracts[paper_ids[int(message["id"])]].split())
         assert summary and abstract.startswith(summary.rstrip("…")), (summary, abstract[:200])
         assert "Summary of" not in description
-    assert world.services.repo is not None
-    cached = await world.services.repo.cached_summaries(
-        list(paper_ids.values()), prompt_version=world.services.digests.summaries.prompt_version,  # type: ignore[union-attr]
-        model=world.services.digests.summaries.model,  # type: ignore[union-attr]
+    assert world.repo is not None
+    cached = await world.repo.cached_summaries(
+        list(paper_ids.values()), prompt_version=world.digests.summaries.prompt_version,  # type: ignore[union-attr]
+        model=world.digests.summaries.model,  # type: ignore[union-attr]
     )  # fmt: skip
     assert cached == {}  # fallbacks are not cached: tomorrow's digest asks the LLM again
 
@@ -418,18 +434,17 @@ async def test_a_crash_after_posting_is_completed_on_restart_without_duplicates(
     channel = world.channel()
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
 
-    def crash_on_second_paper(bot: PaperBotBase) -> None:
-        assert bot.services.digests is not None
-        bot.services.digests.poster = CrashAfterPosting(DiscordDigestPoster(bot), crash_at_rank=2)
+    def crash_on_second_paper(client: discord.Client) -> CrashAfterPosting:
+        return CrashAfterPosting(DiscordDigestPoster(client), crash_at_rank=2)
 
-    async with world.bot(crash_on_second_paper):
+    async with world.bot(crash_on_second_paper) as bot:
         # Scheduled a minute ago, so the interrupted run is still within the catch-up grace.
         await subscribe(world, time=f"{now:%H:%M}", timezone="UTC", weekdays="daily")
-        assert world.services.repo is not None and world.services.digests is not None
-        sub = await world.services.repo.get_channel_subscription(channel)
+        assert world.repo is not None and world.digests is not None
+        sub = await world.repo.get_channel_subscription(channel)
         assert sub is not None
         with pytest.raises(SimulatedCrash):
-            await world.services.digests.run(sub, now.date(), trigger="schedule")
+            await world.digests.run(sub, now.date(), poster=bot.digest_poster, trigger="schedule")
     before = world.digest_messages(channel)
     assert len(before) == 1 + 2  # header, paper 1, paper 2 (sent, id never recorded)
 
@@ -468,14 +483,13 @@ async def test_shutdown_during_a_digest_loses_nothing_and_posts_nothing_twice(
         update={"digest": world.settings.digest.model_copy(update={"shutdown_grace_s": grace_s})}
     )
 
-    def slow(bot: PaperBotBase) -> None:
-        assert bot.services.digests is not None
-        bot.services.digests.poster = SlowPoster(DiscordDigestPoster(bot), delay_s=0.3)
+    def slow(client: discord.Client) -> SlowPoster:
+        return SlowPoster(DiscordDigestPoster(client), delay_s=0.3)
 
     async with world.bot(slow) as bot:
         await subscribe(world, time=f"{now:%H:%M}", timezone="UTC", weekdays="daily")
-        assert world.services.repo is not None and bot.digest_scheduler is not None
-        sub = await world.services.repo.get_channel_subscription(channel)
+        assert world.repo is not None and bot.digest_scheduler is not None
+        sub = await world.repo.get_channel_subscription(channel)
         assert sub is not None
         run = asyncio.create_task(bot.digest_scheduler.run_now(sub, now.date()))
         await world.fake.wait_for(

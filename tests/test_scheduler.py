@@ -18,8 +18,9 @@ from bot.app.services import build_digest_service
 from bot.core.config import DigestSettings, TokenizerSettings, load_settings
 from bot.db import Database, Repository, upgrade_schema
 from bot.digest.cron import cron_trigger, due_digest_date, next_run_time, owns_guild, shard_of
+from bot.digest.delivery import DigestPoster
 from bot.digest.records import DigestCounts, RunTrigger, Subscription, SubscriptionSettings
-from bot.digest.scheduler import DigestScheduler, active_scheduler, job_id, run_digest_job
+from bot.digest.scheduler import DigestScheduler, job_id, run_digest_job
 from bot.digest.service import RunOutcome
 from bot.digest.sources import live_fetcher
 from bot.digest.status import digest_status
@@ -96,7 +97,12 @@ class RecordingRunner:
     called: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(
-        self, subscription: Subscription, digest_date: dt.date, *, trigger: RunTrigger = "manual"
+        self,
+        subscription: Subscription,
+        digest_date: dt.date,
+        *,
+        poster: DigestPoster,
+        trigger: RunTrigger = "manual",
     ) -> RunOutcome:
         self.calls.append((subscription.id, digest_date, trigger))
         self.called.set()
@@ -129,7 +135,7 @@ async def started(
     scheduler = DigestScheduler(
         runner, Repository(database), database, settings or DigestSettings(), **options
     )
-    await scheduler.start()
+    await scheduler.start(MemoryPoster())
     return scheduler
 
 
@@ -244,14 +250,14 @@ async def test_the_job_function_finds_the_live_scheduler(database: Database) -> 
     await run_digest_job(sub.id)  # no scheduler running: logged, nothing else
     assert runner.calls == []
     scheduler = await started(runner, database)
-    assert active_scheduler() is scheduler
     await run_digest_job(sub.id)
     assert runner.calls == [(sub.id, due_digest_date(sub, dt.datetime.now(UTC)), "schedule")]
     await repo.delete_subscription(sub.channel_id)
     await run_digest_job(sub.id)  # a job left for a deleted subscription removes itself
     assert scheduler.next_run_time(sub.id) is None and len(runner.calls) == 1
     await scheduler.shutdown()
-    assert active_scheduler() is None
+    await run_digest_job(sub.id)  # the stopped scheduler is no longer the jobs' target
+    assert len(runner.calls) == 1
 
 
 async def test_runs_left_running_by_a_crash_are_resumed_on_start(database: Database) -> None:
@@ -267,9 +273,11 @@ async def test_runs_left_running_by_a_crash_are_resumed_on_start(database: Datab
     assert scheduler.recovery is not None
     await scheduler.recovery
     assert runner.calls == [(sub.id, day, "recovery")]
-    for run_id in (crashed, stale):
-        run = await repo.get_run(run_id)
-        assert run is not None and run.status == "interrupted"
+    runs = {run.id: run for run in await repo.recent_runs(sub.channel_id, limit=10)}
+    assert {run_id: runs[run_id].status for run_id in (crashed, stale)} == {
+        crashed: "interrupted",
+        stale: "interrupted",
+    }
     await scheduler.shutdown()
 
 
@@ -296,7 +304,6 @@ async def test_after_a_kill_mid_digest_the_restarted_bot_finishes_it_exactly_onc
                 search=SearchService(index, embedder),
                 ingestor=Ingestor(index, embedder, TokenizerSettings()),
                 llm=None,  # no LLM: abstract summaries, flagged
-                poster=poster,
                 fetch=live_fetcher(settings.sources, retry=RetryPolicy(attempts=1)),
             )
 
@@ -306,7 +313,7 @@ async def test_after_a_kill_mid_digest_the_restarted_bot_finishes_it_exactly_onc
         first = DigestScheduler(
             service_for_a_new_process(), repo, database, settings.digest, clock=lambda: clock_on_day
         )
-        await first.start()
+        await first.start(poster)
         preview = await first.runner.preview(sub, day)  # type: ignore[attr-defined]
         picked = [p.paper.paper_id for p in preview.posts]
         assert len(picked) == 4
@@ -318,7 +325,7 @@ async def test_after_a_kill_mid_digest_the_restarted_bot_finishes_it_exactly_onc
         restarted = DigestScheduler(
             service_for_a_new_process(), repo, database, settings.digest, clock=lambda: clock_on_day
         )
-        await restarted.start()
+        await restarted.start(poster)
         assert restarted.recovery is not None
         (outcome,) = await restarted.recovery
         assert outcome.status == "posted" and (outcome.counts.recovered, outcome.counts.posted) == (1, 2)

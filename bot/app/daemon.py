@@ -8,11 +8,11 @@ import signal
 import discord
 import structlog
 
-from bot.app.services import Services, open_services
+from bot.app.services import open_services
 from bot.core.config import Settings
+from bot.core.errors import ConfigurationError  # raised here; `paperbot run` exits EXIT_CONFIG on it
 from bot.core.logs import flush_logging
 from bot.core.metrics import track_llm_usage
-from bot.digest.scheduler import DigestScheduler
 from bot.discord.bot import create_bot
 from bot.discord.endpoints import apply_endpoints
 from bot.discord.instrumentation import instrument_bot
@@ -22,10 +22,6 @@ from bot.ops.health import HealthServer, health_server
 log = structlog.get_logger(__name__)
 
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a misconfigured bot down
-
-
-class ConfigurationError(RuntimeError):
-    pass
 
 
 async def run_bot(settings: Settings) -> None:
@@ -41,15 +37,13 @@ async def run_bot(settings: Settings) -> None:
             open_services(settings, with_llm=True, with_database=True) as services,
         ):
             bot = create_bot(services, settings)
-            bot.digest_scheduler = build_scheduler(services, settings)
             instrument_bot(bot)
             if services.llm is not None:
                 track_llm_usage(services.llm.usage)
             if health is not None:
                 llm_url = services.llm.base_url if services.llm is not None else None
-                checks = readiness_checks(
-                    bot, index=services.index, llm_base_url=llm_url, database=services.database
-                )
+                database = services.state.database if services.state is not None else None
+                checks = readiness_checks(bot, index=services.index, llm_base_url=llm_url, database=database)
                 for name, check in checks.items():
                     health.set_check(name, check)
             stopping: set[asyncio.Task[None]] = set()
@@ -75,21 +69,6 @@ async def run_bot(settings: Settings) -> None:
         log.info("daemon.stopped")
     finally:
         flush_logging()
-
-
-def build_scheduler(services: Services, settings: Settings) -> DigestScheduler:
-    """The digest scheduler for the shards this process runs (all of them without sharding)."""
-    if services.digests is None or services.repo is None or services.database is None:
-        raise RuntimeError("digests need the state database: open_services(..., with_database=True)")
-    discord_settings = settings.discord
-    return DigestScheduler(
-        services.digests,
-        services.repo,
-        services.database,
-        settings.digest,
-        shard_count=discord_settings.shard_count or 1,
-        shard_ids=discord_settings.shard_ids if discord_settings.shard_count else None,
-    )
 
 
 async def _shutdown(bot: discord.Client, sig: signal.Signals, health: HealthServer | None) -> None:

@@ -1,21 +1,23 @@
-"""Builds every service from settings, in one place, for the CLI and the Discord daemon alike."""
+"""The one wiring point: every service is built here, in order, from settings, for the CLI and the
+Discord daemon alike. Objects are complete when built: nothing is attached to them afterwards."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
 from bot.core.config import Settings
 from bot.db import Database, Repository, open_database
-from bot.digest.delivery import DigestPoster
+from bot.digest.scheduler import DigestScheduler
 from bot.digest.service import DigestService
 from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
-from bot.digest.summaries import SummaryService
+from bot.digest.subscriptions import SubscriptionService
+from bot.digest.summaries import CardSummaries, SummaryService
 from bot.ingest.pipeline import Ingestor
+from bot.limits.budget import MemoryUsageStore, TokenBudget
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
 from bot.rag.iter_retgen import AnswerService
 from bot.retrieval.embedding import Embedder, open_embedder
@@ -26,8 +28,23 @@ from bot.retrieval.tokens import ensure_tiktoken_cache
 log = structlog.get_logger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
+class DigestServices:
+    """What needs the state database: digests, their subscriptions, the summary cache."""
+
+    database: Database
+    repo: Repository
+    digests: DigestService
+    scheduler: DigestScheduler
+    subscriptions: SubscriptionService
+    summaries: SummaryService
+
+
+@dataclass(frozen=True)
 class Services:
+    """`llm` None: no LLM could be reached, answers are extractive. `state` None: no state database
+    (the CLI's ingest/search/ask), so no digests and no summary cache. Both are decided when built."""
+
     settings: Settings
     index: PaperIndex
     embedder: Embedder
@@ -35,19 +52,92 @@ class Services:
     search: SearchService
     answers: AnswerService
     llm: LLMClient | None
-    summaries: SummaryService | None = None
-    database: Database | None = None
-    repo: Repository | None = None
-    digests: DigestService | None = None
+    budget: TokenBudget
+    cards: CardSummaries
+    state: DigestServices | None
+
+
+def build_services(
+    settings: Settings,
+    *,
+    index: PaperIndex,
+    embedder: Embedder,
+    llm: LLMClient | None,
+    database: Database | None = None,
+    fetch: SourceFetcher | None = None,
+) -> Services:
+    """Every service over clients that are already open. `fetch` reads digest sources (default: the
+    live Hugging Face / arXiv APIs)."""
+    search = SearchService(index, embedder, encoding=settings.tokenizer.encoding)
+    ingestor = Ingestor(index, embedder, settings.tokenizer)
+    state = None
+    if database is not None:
+        state = build_digest_services(
+            settings, database, search=search, ingestor=ingestor, llm=llm, fetch=fetch
+        )
+    budget = TokenBudget(
+        settings.discord.guild_daily_token_budget, state.repo if state is not None else MemoryUsageStore()
+    )
+    return Services(
+        settings=settings,
+        index=index,
+        embedder=embedder,
+        ingestor=ingestor,
+        search=search,
+        answers=AnswerService(search, llm, settings.rag, settings.llm, encoding=settings.tokenizer.encoding),
+        llm=llm,
+        budget=budget,
+        cards=CardSummaries(state.summaries if state is not None else None, budget),
+        state=state,
+    )
+
+
+def build_digest_services(
+    settings: Settings,
+    database: Database,
+    *,
+    search: SearchService,
+    ingestor: Ingestor,
+    llm: LLMClient | None,
+    fetch: SourceFetcher | None = None,
+) -> DigestServices:
+    repo = Repository(database)
+    digests = build_digest_service(
+        settings, repo=repo, search=search, ingestor=ingestor, llm=llm, fetch=fetch
+    )
+    shards = settings.discord
+    # The jobs of the shards this process runs (all of them without sharding); started with its
+    # poster by whoever posts (the Discord bot's setup_hook).
+    scheduler = DigestScheduler(
+        digests,
+        repo,
+        database,
+        settings.digest,
+        shard_count=shards.shard_count or 1,
+        shard_ids=shards.shard_ids if shards.shard_count else None,
+    )
+    return DigestServices(
+        database=database,
+        repo=repo,
+        digests=digests,
+        scheduler=scheduler,
+        subscriptions=SubscriptionService(repo, settings.digest, digests=digests, scheduler=scheduler),
+        summaries=digests.summaries,
+    )
 
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, with_llm: bool = False, with_database: bool = False
+    settings: Settings,
+    *,
+    with_llm: bool = False,
+    with_database: bool = False,
+    fetch: SourceFetcher | None = None,
 ) -> AsyncIterator[Services]:
-    """`with_llm` starts (or connects to) the LLM; without one, answers are extractive.
-    `with_database` opens the state database and builds the digest service (its poster is set by
-    whoever posts, e.g. the Discord bot) and the cached summaries."""
+    """Open the clients (embedder, index, LLM, database), build every service over them, close
+    them on exit. `with_llm` starts (or connects to) the LLM; without one, answers are extractive.
+    `with_database` opens the state database, for digests and cached summaries; `fetch` reads
+    digest sources (default: the live APIs)."""
     ensure_tiktoken_cache(settings.tokenizer.encoding, settings.core.cache_dir / "tiktoken")
     async with AsyncExitStack() as stack:
         embedder = open_embedder(settings.embedding, settings.core.cache_dir / "onnx")
@@ -61,41 +151,10 @@ async def open_services(
                 llm = await stack.enter_async_context(llm_session(settings.llm, settings.core.models_dir))
             except LocalLLMUnavailable as exc:
                 log.warning("llm.unavailable_using_extractive_answers", error=str(exc))
-        search = SearchService(index, embedder, encoding=settings.tokenizer.encoding)
-        services = Services(
-            settings=settings,
-            index=index,
-            embedder=embedder,
-            ingestor=Ingestor(index, embedder, settings.tokenizer),
-            search=search,
-            answers=AnswerService(
-                search, llm, settings.rag, settings.llm, encoding=settings.tokenizer.encoding
-            ),
-            llm=llm,
+        database = await stack.enter_async_context(open_database(settings)) if with_database else None
+        yield build_services(
+            settings, index=index, embedder=embedder, llm=llm, database=database, fetch=fetch
         )
-        if with_database:
-            database = await stack.enter_async_context(open_database(settings))
-            attach_digests(services, database)
-        yield services
-
-
-def attach_digests(services: Services, database: Database, **options: Any) -> None:
-    """Give `services` the state database, the digest service and its LLM summaries (cached per
-    paper, so /paper and the Summarize button reuse what digests paid for). `options` go to
-    `build_digest_service` (e.g. `fetch=` saved sources)."""
-    repo = Repository(database)
-    digests = build_digest_service(
-        services.settings,
-        repo=repo,
-        search=services.search,
-        ingestor=services.ingestor,
-        llm=services.llm,
-        **options,
-    )
-    services.database = database
-    services.repo = repo
-    services.digests = digests
-    services.summaries = digests.summaries
 
 
 def build_digest_service(
@@ -105,10 +164,9 @@ def build_digest_service(
     search: SearchService,
     ingestor: Ingestor,
     llm: LLMClient | None,
-    poster: DigestPoster | None = None,
     fetch: SourceFetcher | None = None,
 ) -> DigestService:
-    """Wire the digest service (`fetch` defaults to the live Hugging Face / arXiv APIs; `llm` None →
+    """The digest service (`fetch` defaults to the live Hugging Face / arXiv APIs; `llm` None →
     every summary is the abstract fallback)."""
     digest = settings.digest
     loader = SourceLoader(
@@ -123,6 +181,4 @@ def build_digest_service(
         max_tokens=digest.summary_max_tokens,
         encoding=settings.tokenizer.encoding,
     )
-    return DigestService(
-        repo=repo, search=search, sources=loader, summaries=summaries, settings=digest, poster=poster
-    )
+    return DigestService(repo=repo, search=search, sources=loader, summaries=summaries, settings=digest)

@@ -56,6 +56,23 @@ class DigestHeader:
     marker: str
     empty_message: str | None = None
 
+    @property
+    def title(self) -> str:
+        """`Paper digest · Tuesday 18 August 2026 · 5 papers` (no count on an empty day)."""
+        date = self.digest_date.strftime("%A %d %B %Y")
+        if self.empty_message is not None:
+            return f"Paper digest · {date}"
+        return f"Paper digest · {date} · {self.paper_count} {'paper' if self.paper_count == 1 else 'papers'}"
+
+    @property
+    def tally(self) -> str:
+        """How the picks were made: `Picked 5 of 29 new papers (29 fetched, …)`."""
+        counts = self.counts
+        return (
+            f"Picked {self.paper_count} of {counts.new} new papers "
+            f"({counts.fetched} fetched, {counts.duplicates} duplicates, {counts.filtered} filtered out)."
+        )
+
 
 @dataclass(frozen=True)
 class PaperPost:

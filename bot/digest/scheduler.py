@@ -28,8 +28,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.core.config import DigestSettings
 from bot.db.engine import Database
 from bot.db.repository import Repository
-from bot.digest.cron import cron_trigger, due_digest_date, owns_guild, scheduled_time, shard_of
-from bot.digest.records import DigestRun, Subscription
+from bot.digest.cron import cron_trigger, due_digest_date, next_run_time, owns_guild, scheduled_time, shard_of
+from bot.digest.delivery import DigestPoster
+from bot.digest.records import DigestRun, RunTrigger, Subscription
 from bot.digest.service import DigestRunner, RunOutcome
 
 log = structlog.get_logger(__name__)
@@ -43,10 +44,6 @@ _active: DigestScheduler | None = None
 
 def job_id(subscription_id: int) -> str:
     return f"{JOB_ID_PREFIX}{subscription_id}"
-
-
-def active_scheduler() -> DigestScheduler | None:
-    return _active
 
 
 async def run_digest_job(subscription_id: int) -> None:
@@ -84,6 +81,7 @@ class DigestScheduler:
         self.shard_ids = frozenset(shard_ids) if shard_ids is not None else None
         self._clock = clock
         self._scheduler: AsyncIOScheduler | None = None
+        self._poster: DigestPoster | None = None
         self.recovery: asyncio.Task[list[RunOutcome]] | None = None
         self._running: set[asyncio.Task[Any]] = set()
 
@@ -110,11 +108,17 @@ class DigestScheduler:
     def owns(self, guild_id: int) -> bool:
         return owns_guild(guild_id, self.shard_count, self.shard_ids)
 
-    async def start(self, *, recover: bool = True) -> None:
-        """Start the scheduler, bring its jobs in line with the subscriptions, then let due jobs run.
+    @property
+    def started(self) -> bool:
+        return self._scheduler is not None
+
+    async def start(self, poster: DigestPoster, *, recover: bool = True) -> None:
+        """Start posting digests through `poster` (the Discord client, once it exists): bring the jobs
+        in line with the subscriptions, then let due jobs run.
 
         Interrupted runs are resumed in the background (`self.recovery`)."""
         global _active
+        self._poster = poster
         engine = self.database.sync_engine()
         jobstores = {
             self.jobstore_alias(shard): SQLAlchemyJobStore(
@@ -164,6 +168,7 @@ class DigestScheduler:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        self._poster = None
         if _active is self:
             _active = None
 
@@ -180,7 +185,12 @@ class DigestScheduler:
 
     async def run_now(self, subscription: Subscription, digest_date: dt.date) -> RunOutcome:
         """`/digest now`: a manual run that a graceful shutdown waits for like a scheduled one."""
-        return await self._tracked(self.runner.run(subscription, digest_date, trigger="manual"))
+        return await self._tracked(self._run(subscription, digest_date, "manual"))
+
+    async def _run(self, subscription: Subscription, digest_date: dt.date, trigger: RunTrigger) -> RunOutcome:
+        if self._poster is None:
+            raise RuntimeError("the digest scheduler is not started")
+        return await self.runner.run(subscription, digest_date, poster=self._poster, trigger=trigger)
 
     @property
     def scheduler(self) -> AsyncIOScheduler:
@@ -237,7 +247,10 @@ class DigestScheduler:
     async def schedule(self, subscription: Subscription) -> dt.datetime | None:
         """(Re)schedule after a subscribe or a settings change; returns the next run time.
 
-        Paused subscriptions and guilds of other shards get no job here."""
+        Paused subscriptions and guilds of other shards get no job here. Before `start` (the CLI),
+        no job is made and the time comes from the subscription's schedule."""
+        if not self.started:
+            return next_run_time(subscription, self._clock())
         if subscription.paused or not self.owns(subscription.guild_id):
             self.unschedule(subscription.id)
             return None
@@ -245,11 +258,14 @@ class DigestScheduler:
         return self.next_run_time(subscription.id)
 
     def unschedule(self, subscription_id: int) -> None:
-        if self.scheduler.get_job(job_id(subscription_id)) is not None:
+        if self.started and self.scheduler.get_job(job_id(subscription_id)) is not None:
             self.scheduler.remove_job(job_id(subscription_id))
             log.info("digest.job_removed", subscription_id=subscription_id)
 
     def next_run_time(self, subscription_id: int) -> dt.datetime | None:
+        """The job's next fire time; None when this process holds no job for it (or is not started)."""
+        if not self.started:
+            return None
         job = self.scheduler.get_job(job_id(subscription_id))
         value: dt.datetime | None = getattr(job, "next_run_time", None) if job is not None else None
         return value
@@ -279,7 +295,7 @@ class DigestScheduler:
             catch_up=late_s > 60,
             late_s=round(late_s),
         )
-        return await self._tracked(self.runner.run(subscription, digest_date, trigger="schedule"))
+        return await self._tracked(self._run(subscription, digest_date, "schedule"))
 
     async def recover_interrupted(self, runs: list[DigestRun]) -> list[RunOutcome]:
         """Resume `runs`, which a crash left `running`, if still within the catch-up grace."""
@@ -298,7 +314,7 @@ class DigestScheduler:
                 continue
             resumed.add(key)
             log.info("digest.resuming_interrupted_run", run_id=run.id, subscription_id=subscription.id)
-            outcomes.append(await self.runner.run(subscription, run.digest_date, trigger="recovery"))
+            outcomes.append(await self._run(subscription, run.digest_date, "recovery"))
         return outcomes
 
     def _on_job_event(self, event: JobExecutionEvent) -> None:

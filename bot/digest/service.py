@@ -63,7 +63,12 @@ class DigestRunner(Protocol):
     """What the scheduler needs from the service."""
 
     async def run(
-        self, subscription: Subscription, digest_date: dt.date, *, trigger: RunTrigger = "manual"
+        self,
+        subscription: Subscription,
+        digest_date: dt.date,
+        *,
+        poster: DigestPoster,
+        trigger: RunTrigger = "manual",
     ) -> RunOutcome: ...
 
 
@@ -121,14 +126,12 @@ class DigestService:
         sources: SourceLoader,
         summaries: SummaryService,
         settings: DigestSettings,
-        poster: DigestPoster | None = None,
     ) -> None:
         self.repo = repo
         self.search = search
         self.sources = sources
         self.summaries = summaries
         self.settings = settings
-        self.poster = poster
         self._locks: dict[tuple[int, dt.date], _LockSlot] = {}
         # Many channels often share a posting time; bounding whole runs keeps SQLite's single writer
         # from timing out (bench/digest_bench.py saw "database is locked" with 50 runs at once).
@@ -137,18 +140,22 @@ class DigestService:
     # ------------------------------------------------------------------ public API
 
     async def run(
-        self, subscription: Subscription, digest_date: dt.date, *, trigger: RunTrigger = "manual"
+        self,
+        subscription: Subscription,
+        digest_date: dt.date,
+        *,
+        poster: DigestPoster,
+        trigger: RunTrigger = "manual",
     ) -> RunOutcome:
-        """Post the channel's digest for `digest_date` (or finish posting it); never posts an item twice."""
-        if self.poster is None:
-            raise RuntimeError("DigestService.run needs a poster; pass poster= when building the service")
+        """Post the channel's digest for `digest_date` through `poster` (or finish posting it); never
+        posts an item twice."""
         key = (subscription.channel_id, digest_date)
         slot = self._locks.setdefault(key, _LockSlot())
         slot.users += 1
         try:
             async with slot.lock, self._run_slots:  # one channel+day at a time; few runs at once
                 started = time.monotonic()
-                outcome = await self._run_locked(subscription, digest_date, trigger)
+                outcome = await self._run_locked(subscription, digest_date, trigger, poster)
                 observe_digest_run(
                     outcome.status, outcome.counts, trigger=trigger, seconds=time.monotonic() - started
                 )
@@ -215,7 +222,7 @@ class DigestService:
     # ------------------------------------------------------------------ the run
 
     async def _run_locked(
-        self, subscription: Subscription, digest_date: dt.date, trigger: RunTrigger
+        self, subscription: Subscription, digest_date: dt.date, trigger: RunTrigger, poster: DigestPoster
     ) -> RunOutcome:
         bound = log.bind(
             subscription_id=subscription.id,
@@ -233,7 +240,7 @@ class DigestService:
         bound.info("digest.run_started")
         counts = DigestCounts()
         try:
-            outcome = await self._run_steps(subscription, digest_date, run_id, counts, bound)
+            outcome = await self._run_steps(subscription, digest_date, run_id, counts, bound, poster)
         except Exception as exc:
             bound.exception("digest.run_failed")
             errors = [f"{type(exc).__name__}: {exc}"[:500]]
@@ -249,16 +256,19 @@ class DigestService:
         run_id: int,
         counts: DigestCounts,
         bound: Any,
+        poster: DigestPoster,
     ) -> RunOutcome:
         entries = await self.repo.digest_entries(subscription.channel_id, digest_date)
         planned = [e for e in entries if e.kind != "notice"]
         if planned:
-            return await self._resume(subscription, planned, run_id, counts, bound)
+            return await self._resume(subscription, planned, run_id, counts, bound, poster)
         composition = await self.compose(subscription, digest_date)
         counts.copy_from(composition.counts)
         details = {"dropped": dict(composition.dropped), "sources": list(composition.sources)}
         if not composition.picks:
-            return await self._finish_empty(subscription, composition, run_id, counts, details, bound)
+            return await self._finish_empty(
+                subscription, composition, run_id, counts, details, bound, poster
+            )
         entries = await self.repo.plan_digest(
             guild_id=subscription.guild_id,
             channel_id=subscription.channel_id,
@@ -268,7 +278,7 @@ class DigestService:
         )
         planned = [e for e in entries if e.kind != "notice"]
         return await self._deliver_and_finish(
-            subscription, planned, run_id, counts, composition.errors, bound, details
+            subscription, planned, run_id, counts, composition.errors, bound, poster, details
         )
 
     async def _resume(
@@ -278,6 +288,7 @@ class DigestService:
         run_id: int,
         counts: DigestCounts,
         bound: Any,
+        poster: DigestPoster,
     ) -> RunOutcome:
         """The day's digest was planned by an earlier run: post what it did not, never re-pick."""
         header = next((e for e in planned if e.kind == "header"), None)
@@ -289,7 +300,7 @@ class DigestService:
             await self.repo.finish_run(run_id, "already_posted", counts)
             return RunOutcome(run_id, "already_posted", counts)
         bound.info("digest.resuming", pending=sum(not e.posted for e in planned))
-        return await self._deliver_and_finish(subscription, planned, run_id, counts, [], bound)
+        return await self._deliver_and_finish(subscription, planned, run_id, counts, [], bound, poster)
 
     async def _finish_empty(
         self,
@@ -299,6 +310,7 @@ class DigestService:
         counts: DigestCounts,
         details: dict[str, Any],
         bound: Any,
+        poster: DigestPoster,
     ) -> RunOutcome:
         """Nothing to post: say why in one line if the channel opted in (once a day), record the run."""
         assert composition.empty is not None
@@ -320,7 +332,7 @@ class DigestService:
                 items=[notice],
             )
             pending = [e for e in entries if e.kind == "notice" and not e.posted]
-            errors += (await self._deliver(subscription, pending, bound)).errors
+            errors += (await self._deliver(subscription, pending, bound, poster)).errors
         await self.repo.finish_run(
             run_id, "empty", counts, errors=errors, empty_reason=composition.empty.value, details=details
         )
@@ -334,18 +346,20 @@ class DigestService:
         counts: DigestCounts,
         errors: list[str],
         bound: Any,
+        poster: DigestPoster,
         details: dict[str, Any] | None = None,
     ) -> RunOutcome:
-        delivery = await self._deliver(subscription, planned, bound)
+        delivery = await self._deliver(subscription, planned, bound, poster)
         counts.posted, counts.failed, counts.recovered = delivery.posted, delivery.failed, delivery.recovered
         errors = [*errors, *delivery.errors]
         status: RunStatus = "failed" if delivery.header_failed else "partial" if delivery.failed else "posted"
         await self.repo.finish_run(run_id, status, counts, errors=errors, details=details)
         return RunOutcome(run_id, status, counts, errors)
 
-    async def _deliver(self, subscription: Subscription, entries: list[LedgerEntry], bound: Any) -> _Delivery:
+    async def _deliver(
+        self, subscription: Subscription, entries: list[LedgerEntry], bound: Any, poster: DigestPoster
+    ) -> _Delivery:
         """Post the entries not yet posted, in order, recovering the ones a crash left unconfirmed."""
-        assert self.poster is not None
         channel_id = subscription.channel_id
         delivery = _Delivery()
         pending = [e for e in entries if not e.posted]
@@ -355,7 +369,7 @@ class DigestService:
         if any(e.attempts > 0 for e in pending):
             marker = digest_marker(pending[0].digest_date)
             try:
-                messages = await self.poster.find_recent_digest_messages(channel_id, marker)
+                messages = await poster.find_recent_digest_messages(channel_id, marker)
             except Exception as exc:
                 # Unverifiable: posting could duplicate; stop and let a later run try again.
                 bound.warning("digest.recovery_lookup_failed", error=str(exc)[:300])
@@ -376,11 +390,11 @@ class DigestService:
             await self.repo.mark_attempt(entry.id)
             try:
                 if entry.kind == "paper":
-                    message_id = await self.poster.post_paper(
+                    message_id = await poster.post_paper(
                         channel_id, self._post_from(entry, subscription), parent_id
                     )
                 else:
-                    message_id = await self.poster.post_header(
+                    message_id = await poster.post_header(
                         channel_id, self._header_from(entry, subscription)
                     )
             except Exception as exc:

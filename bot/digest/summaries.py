@@ -18,6 +18,7 @@ import structlog
 from bot.core.papers import Paper, clean_text
 from bot.core.prompts import PromptTemplate, load_prompt
 from bot.db.repository import Repository
+from bot.limits.budget import TokenBudget
 from bot.llm import LLMClient, LLMError
 from bot.rag.packing import remove_instructions, sanitize_source_text
 from bot.retrieval.tokens import truncate_tokens
@@ -176,3 +177,37 @@ class SummaryService:
         )
         tokens = completion.prompt_tokens + completion.completion_tokens
         return Summary(paper.paper_id, text, is_fallback=False, tokens=tokens)
+
+
+# Labels shown under a summary that is not the LLM's (Discord: "-# (…)", CLI: " (…)").
+SUMMARIZER_UNAVAILABLE = "first sentences of the abstract; the summarizer was unavailable"
+BUDGET_SPENT = "first sentences of the abstract; this server has used today's LLM budget"
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """A paper card's summary; `note` says why it is not the LLM's (None when it is)."""
+
+    text: str
+    note: str | None = None
+
+
+class CardSummaries:
+    """Summaries for `/paper` and the Summarize button, charged to the guild's daily token budget
+    when they are made (cached ones are free). A guild that has spent its budget still gets the
+    card, with the abstract's first sentences instead of a new summary. Without a state database
+    (no summary cache) the card shows the paper's own summary or abstract."""
+
+    def __init__(self, summaries: SummaryService | None, budget: TokenBudget) -> None:
+        self._summaries = summaries
+        self._budget = budget
+
+    async def for_card(self, paper: Paper, guild_id: int | None) -> CardSummary:
+        summaries = self._summaries
+        if summaries is None:
+            return CardSummary(paper.ai_summary or paper.abstract)
+        if not await self._budget.has_room(guild_id) and not await summaries.is_cached(paper):
+            return CardSummary(fallback_summary(paper), BUDGET_SPENT)
+        summary = (await summaries.summarize([paper]))[paper.paper_id]
+        await self._budget.spend(guild_id, summary.tokens)
+        return CardSummary(summary.text, SUMMARIZER_UNAVAILABLE if summary.is_fallback else None)

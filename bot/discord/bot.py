@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -11,16 +12,27 @@ from discord.ext import commands
 
 from bot.app.services import Services
 from bot.core.config import Settings
+from bot.digest.delivery import DigestPoster
 from bot.digest.scheduler import DigestScheduler
 from bot.discord.digest_messages import DiscordDigestPoster
 from bot.discord.endpoints import build_intents
 from bot.discord.errors import RateLimited, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS
 from bot.discord.log_context import bind_interaction
-from bot.limits.budget import MemoryUsageStore, TokenBudget, UsageStore
 from bot.limits.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
+
+# Loaded by name in setup_hook, each through its module's `setup(bot)`.
+EXTENSIONS = (
+    "bot.discord.cogs.search",
+    "bot.discord.cogs.ask",
+    "bot.discord.cogs.paper",
+    "bot.discord.cogs.help",
+    "bot.discord.cogs.chat",
+    "bot.discord.cogs.digest",
+)
+PosterFactory = Callable[[discord.Client], DigestPoster]
 
 
 class PaperCommandTree(app_commands.CommandTree):
@@ -42,7 +54,17 @@ class PaperCommandTree(app_commands.CommandTree):
 
 
 class PaperBotBase(commands.Bot):
-    def __init__(self, services: Services, settings: Settings, **kwargs: Any) -> None:
+    """Built once with every service (see `bot.app.services`); builds only its Discord-side parts:
+    the rate limiter and the digest poster that the scheduler posts through once started."""
+
+    def __init__(
+        self,
+        services: Services,
+        settings: Settings,
+        *,
+        digest_poster: PosterFactory = DiscordDigestPoster,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=build_intents(settings.discord),
@@ -56,21 +78,21 @@ class PaperBotBase(commands.Bot):
         )
         self.services = services
         self.settings = settings
-        # Set by whoever builds the bot (the daemon); started in setup_hook, stopped in close.
-        self.digest_scheduler: DigestScheduler | None = None
-        if services.digests is not None:
-            services.digests.poster = DiscordDigestPoster(self)
+        self.digest_poster = digest_poster(self)
         self.rate_limiter = RateLimiter(
             user_cooldown_s=settings.discord.user_cooldown_s,
             guild_per_minute=settings.discord.guild_rate_per_minute,
         )
-        usage: UsageStore = services.repo if services.repo is not None else MemoryUsageStore()
-        self.token_budget = TokenBudget(settings.discord.guild_daily_token_budget, usage)
+
+    @property
+    def digest_scheduler(self) -> DigestScheduler | None:
+        """Started in setup_hook, stopped in close; None without a state database."""
+        return self.services.state.scheduler if self.services.state is not None else None
 
     async def admit_llm_request(self, user_id: int, guild_id: int | None) -> None:
         """Before an LLM-backed request: the guild's daily budget, then the cooldowns (so a request
         refused for the budget does not cost the user a cooldown)."""
-        await self.token_budget.ensure_available(guild_id)
+        await self.services.budget.ensure_available(guild_id)
         self.check_rate(user_id, guild_id)
 
     def check_rate(self, user_id: int, guild_id: int | None) -> None:
@@ -79,17 +101,11 @@ class PaperBotBase(commands.Bot):
             raise RateLimited(verdict.wait, guild_wide=verdict.scope == "guild")
 
     async def setup_hook(self) -> None:
-        from bot.discord.cogs import COGS, DYNAMIC_ITEMS, DigestCog
-
-        for cog in COGS:
-            if cog is DigestCog and self.services.digests is None:
-                log.info("discord.digests_disabled", detail="no state database: /digest is not registered")
-                continue
-            await self.add_cog(cog(self))
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        for name in EXTENSIONS:
+            await self.load_extension(name)
         await self._sync_commands()
         if self.digest_scheduler is not None:
-            await self.digest_scheduler.start()
+            await self.digest_scheduler.start(self.digest_poster)
         if not self.settings.discord.message_content_intent:
             log.warning(
                 "discord.message_content_intent_off",
@@ -134,7 +150,8 @@ class ShardedPaperBot(PaperBotBase, commands.AutoShardedBot):
 
 
 def create_bot(services: Services, settings: Settings, **options: Any) -> PaperBotBase:
-    """`options` go to discord.py's client (e.g. `guild_ready_timeout` in tests)."""
+    """`options` go to the bot (`digest_poster`) and to discord.py's client (e.g.
+    `guild_ready_timeout` in tests)."""
     discord_settings = settings.discord
     if discord_settings.shard_count:
         return ShardedPaperBot(

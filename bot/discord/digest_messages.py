@@ -15,13 +15,17 @@ import discord
 import structlog
 
 from bot.digest.delivery import DigestHeader, PaperPost
+from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
 from bot.discord.formatting import (
     BRAND_COLOUR,
     EMBED_DESCRIPTION,
     EMBED_FIELD_VALUE,
     EMBED_FOOTER,
+    NO_MENTIONS,
+    THREAD_NAME_LIMIT,
     clip,
     fit_embed,
+    note_line,
     paper_embed,
 )
 
@@ -29,31 +33,18 @@ log = structlog.get_logger(__name__)
 
 FEEDBACK_EMOJI = {"👍": 1, "👎": -1}
 RECENT_MESSAGES = 100
-THREAD_NAME_LIMIT = 90
-FALLBACK_LABEL = "-# (first sentences of the abstract; the summarizer was unavailable)"
-_NO_MENTIONS = discord.AllowedMentions.none()
 
 
 def header_embed(header: DigestHeader) -> discord.Embed:
     """The digest's first message, or the one line of an empty day."""
-    date = header.digest_date.strftime("%A %d %B %Y")
     if header.empty_message is not None:
         embed = discord.Embed(
-            title=f"Paper digest · {date}",
+            title=clip(header.title, 256),
             description=clip(header.empty_message, EMBED_DESCRIPTION),
             colour=BRAND_COLOUR,
         )
     else:
-        counts = header.counts
-        papers = "paper" if header.paper_count == 1 else "papers"
-        embed = discord.Embed(
-            title=clip(f"Paper digest · {date} · {header.paper_count} {papers}", 256),
-            description=(
-                f"Picked {header.paper_count} of {counts.new} new papers "
-                f"({counts.fetched} fetched, {counts.duplicates} duplicates, {counts.filtered} filtered out)."
-            ),
-            colour=BRAND_COLOUR,
-        )
+        embed = discord.Embed(title=clip(header.title, 256), description=header.tally, colour=BRAND_COLOUR)
         if header.sources:
             embed.add_field(name="Sources", value=clip(", ".join(header.sources), EMBED_FIELD_VALUE))
     embed.set_footer(text=clip(header.marker, EMBED_FOOTER))
@@ -62,7 +53,7 @@ def header_embed(header: DigestHeader) -> discord.Embed:
 
 def digest_paper_embed(post: PaperPost) -> discord.Embed:
     """Title → arXiv link, authors, upvotes, the summary (labelled when it is the abstract), why."""
-    summary = post.summary + (f"\n{FALLBACK_LABEL}" if post.summary_is_fallback else "")
+    summary = post.summary + (f"\n{note_line(SUMMARIZER_UNAVAILABLE)}" if post.summary_is_fallback else "")
     embed = paper_embed(post.paper, summary=summary, footer=post.marker)
     if post.why:
         embed.insert_field_at(0, name="Why this paper", value=clip(post.why, EMBED_FIELD_VALUE), inline=False)
@@ -87,7 +78,7 @@ class DiscordDigestPoster:
 
     async def post_header(self, channel_id: int, header: DigestHeader) -> int:
         channel = await self._channel(channel_id)
-        message = await channel.send(embed=header_embed(header), allowed_mentions=_NO_MENTIONS)
+        message = await channel.send(embed=header_embed(header), allowed_mentions=NO_MENTIONS)
         return message.id
 
     async def post_paper(self, channel_id: int, post: PaperPost, parent_message_id: int | None) -> int:
@@ -100,10 +91,10 @@ class DiscordDigestPoster:
         embed = digest_paper_embed(post)
         if reference is not None:
             message = await channel.send(
-                embed=embed, allowed_mentions=_NO_MENTIONS, reference=reference, mention_author=False
+                embed=embed, allowed_mentions=NO_MENTIONS, reference=reference, mention_author=False
             )
         else:
-            message = await channel.send(embed=embed, allowed_mentions=_NO_MENTIONS)
+            message = await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
         # Extras after the post: failing them must not make the service think the paper was not sent.
         if post.layout == "thread_per_paper" and isinstance(channel, discord.TextChannel):
             try:

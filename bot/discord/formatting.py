@@ -8,11 +8,13 @@ from collections.abc import Sequence
 import discord
 
 from bot.core.papers import Paper
+from bot.digest.summaries import CardSummary
 from bot.rag.citations import Citation
 from bot.rag.iter_retgen import Answer
 
 NO_MENTIONS = discord.AllowedMentions.none()
 MESSAGE_LIMIT = 2000
+THREAD_NAME_LIMIT = 90  # Discord allows 100; room for the "…"
 EMBED_TITLE, EMBED_DESCRIPTION, EMBED_FIELD_NAME, EMBED_FIELD_VALUE = 256, 4096, 256, 1024
 EMBED_FOOTER, EMBED_TOTAL, EMBEDS_PER_MESSAGE, FIELDS_PER_EMBED = 2048, 6000, 10, 25
 EMBED_URL = 2048
@@ -188,3 +190,12 @@ def answer_messages(answer: Answer) -> list[tuple[str, list[discord.Embed]]]:
     if answer.citations:
         messages[-1][1].append(sources_embed(answer.citations, cited=answer.cited))
     return messages
+
+
+def note_line(note: str) -> str:
+    """A small grey line under a text, e.g. why a summary is the abstract's first sentences."""
+    return f"-# ({note})"
+
+
+def card_summary_text(summary: CardSummary) -> str:
+    return summary.text + (f"\n{note_line(summary.note)}" if summary.note else "")

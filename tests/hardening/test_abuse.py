@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from bot.app.daemon import build_scheduler
-from bot.app.services import Services, attach_digests
+from bot.app.services import Services
 from bot.core.config import Settings
 from bot.db import Database, upgrade_schema
+from bot.db.repository import Repository
 from bot.digest.sources import directory_fetcher
 from bot.discord.bot import PaperBotBase
 from bot.ingest.sources import ParseResult
@@ -84,9 +84,13 @@ class DigestWorld:
     @asynccontextmanager
     async def bot(self) -> AsyncIterator[PaperBotBase]:
         bot = new_bot(self.services, self.settings)
-        bot.digest_scheduler = build_scheduler(self.services, self.settings)
         async with run_client(bot, self.fake):
             yield bot
+
+    @property
+    def repo(self) -> Repository:
+        assert self.services.state is not None
+        return self.services.state.repo
 
     async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table of the state database (the scheduler's too)."""
@@ -122,13 +126,14 @@ async def digest_world(
         return await saved(spec)
 
     async with AsyncExitStack() as stack:
-        services = await stack.enter_async_context(
-            open_services(discord_seed_index, embedder, scripted_llm, settings)
-        )
         database = Database.from_settings(settings)
         stack.push_async_callback(database.close)
         await upgrade_schema(database.engine)
-        attach_digests(services, database, fetch=fetch)
+        services = await stack.enter_async_context(
+            open_services(
+                discord_seed_index, embedder, scripted_llm, settings, database=database, fetch=fetch
+            )
+        )
         yield DigestWorld(fake_discord, scripted_llm, settings, services, database, fetched)
 
 
@@ -166,8 +171,8 @@ async def test_every_digest_subcommand_is_refused_server_side_to_members_without
         # The admin sets the channel up: there is something to change, stop or post.
         setup = await run("subscribe", alice, {"topics": "retrieval", "time": "09:00"})
         assert "Subscribed" in (await setup.original_message(timeout=30))["content"]
-        assert world.services.repo is not None
-        subscription = await world.services.repo.get_channel_subscription(papers)
+        assert world.repo is not None
+        subscription = await world.repo.get_channel_subscription(papers)
         assert subscription is not None and bot.digest_scheduler is not None
         next_run = bot.digest_scheduler.next_run_time(subscription.id)
         assert next_run is not None

@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 
-from bot.app.services import Services
+from bot.app.services import build_services
 from bot.core.config import LLMSettings
 from bot.core.papers import Paper
 from bot.core.prompts import load_prompt
-from bot.ingest.pipeline import Ingestor
-from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService
+from bot.rag.iter_retgen import CANNOT_ANSWER
 from bot.retrieval.index import SearchFilter
 from bot.retrieval.index.edge import EdgePaperIndex
-from bot.retrieval.search import SearchService
 from tests.conftest import ROOT
 from tests.fakediscord import FakeDiscord
 from tests.support.discord_world import World, final_message, refusal
@@ -316,14 +314,9 @@ async def gemma_world(
     settings = settings.model_copy(update={"llm": llm_settings})
     index = EdgePaperIndex(discord_seed_index)
     await index.ensure_collection(embedder.dimensions)
-    search = SearchService(index, embedder)
     try:
         async with llm_session(llm_settings, ROOT / "data" / "models") as client:
-            services = Services(
-                settings=settings, index=index, embedder=embedder,
-                ingestor=Ingestor(index, embedder, settings.tokenizer), search=search,
-                answers=AnswerService(search, client, settings.rag, llm_settings), llm=client,
-            )  # fmt: skip
+            services = build_services(settings, index=index, embedder=embedder, llm=client)
             yield World(fake_discord, scripted_llm, settings, services)
     finally:
         await index.close()

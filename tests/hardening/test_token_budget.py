@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from bot.app.services import build_services
 from bot.core.config import CoreSettings, Settings
 from bot.db import Repository, open_database
 from bot.db.schema import SCHEMA_VERSION, schema_version, upgrade_schema
-from bot.digest.summaries import SummaryService, fallback_summary
+from bot.digest.summaries import fallback_summary
 from bot.ingest.sources import parse_path
 from bot.limits.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
 from tests.support.discord_world import MakeWorld, final_message, llm_requests_since, refusal
@@ -90,7 +91,7 @@ async def test_a_spent_server_gets_a_clear_refusal_without_calling_the_llm(make_
     fake, general = world.fake, world.channel()
     async with world.bot() as bot:
         answered = await final_message(await fake.dispatch_interaction("ask", {"question": "What is SHERL?"}))
-        spent = await bot.token_budget._store.tokens_used(
+        spent = await bot.services.budget._store.tokens_used(
             fake.state.default_guild_id, dt.datetime.now(dt.UTC).date()
         )
         calls = len(llm_requests_since(world.llm, 0))
@@ -116,13 +117,17 @@ async def test_paper_summaries_are_charged_when_made_and_a_spent_server_gets_the
     first, second = parse_path(HF_DAY).papers[:2]
     async with open_database(Settings(core=CoreSettings(data_dir=tmp_path / "state"))) as database:
         assert world.services.llm is not None
-        world.services.summaries = SummaryService(Repository(database), world.services.llm, max_tokens=64)
+        services = world.services
+        world.services = build_services(
+            world.settings, index=services.index, embedder=services.embedder, llm=services.llm,
+            database=database,
+        )  # fmt: skip
         world.llm.responder = lambda body: "A summary written by the model."
         async with world.bot() as bot:
 
             async def used() -> int:
                 day = dt.datetime.now(dt.UTC).date()
-                return await bot.token_budget._store.tokens_used(fake.state.default_guild_id, day)
+                return await bot.services.budget._store.tokens_used(fake.state.default_guild_id, day)
 
             async def card(paper_id: str) -> str:
                 handle = await fake.dispatch_interaction("paper", {"id_or_url": paper_id})

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from bot.app.services import Services
+from bot.app.services import Services, build_services
 from bot.core.config import (
     CoreSettings,
     DiscordSettings,
@@ -32,14 +32,14 @@ from bot.core.config import (
 )
 from bot.core.logs import configure_logging
 from bot.core.papers import Paper
-from bot.discord.bot import PaperBotBase, create_bot
+from bot.db import Database
+from bot.digest.sources import SourceFetcher
+from bot.discord.bot import PaperBotBase, PosterFactory, create_bot
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
-from bot.rag.iter_retgen import AnswerService
 from bot.retrieval.embedding import Embedder
 from bot.retrieval.index.edge import EdgePaperIndex
-from bot.retrieval.search import SearchService
 from tests.conftest import SEED_PAGE, SHARED_DATA
 from tests.fakediscord import FakeDiscord, run_client
 from tests.support.scripted_llm import ScriptedLLMServer, last_user_text, prompt_text
@@ -156,33 +156,36 @@ def make_settings(
 
 @asynccontextmanager
 async def open_services(
-    index_path: Path, embedder: Embedder, llm: ScriptedLLMServer, settings: Settings
+    index_path: Path,
+    embedder: Embedder,
+    llm: ScriptedLLMServer,
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    fetch: SourceFetcher | None = None,
 ) -> AsyncIterator[Services]:
-    """The production services over the seed index, the LLM client pointed at the scripted server."""
+    """The production services (built by the production wiring) over the seed index, the LLM client
+    pointed at the scripted server; with `database`, digests too (their sources read by `fetch`)."""
     index = EdgePaperIndex(index_path)
     await index.ensure_collection(embedder.dimensions)
     client = LLMClient(
         base_url=llm.base_url, api_key="sk-scripted", model="scripted", api_mode="chat",
         timeout_s=settings.llm.timeout_s, max_retries=0,
     )  # fmt: skip
-    search = SearchService(index, embedder)
     try:
-        yield Services(
-            settings=settings,
-            index=index,
-            embedder=embedder,
-            ingestor=Ingestor(index, embedder, settings.tokenizer),
-            search=search,
-            answers=AnswerService(search, client, settings.rag, settings.llm),
-            llm=client,
+        yield build_services(
+            settings, index=index, embedder=embedder, llm=client, database=database, fetch=fetch
         )
     finally:
         await client.aclose()
         await index.close()
 
 
-def new_bot(services: Services, settings: Settings) -> PaperBotBase:
-    return create_bot(services, settings, guild_ready_timeout=0.05)
+def new_bot(
+    services: Services, settings: Settings, *, digest_poster: PosterFactory | None = None
+) -> PaperBotBase:
+    options: dict[str, Any] = {"digest_poster": digest_poster} if digest_poster is not None else {}
+    return create_bot(services, settings, guild_ready_timeout=0.05, **options)
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING
 
 import discord
 import structlog
@@ -17,20 +16,17 @@ from discord.ext import commands
 from bot.core.metrics import observe_command
 from bot.core.papers import clean_user_text
 from bot.discord.errors import describe_failure, failure_outcome
-from bot.discord.formatting import NO_MENTIONS, answer_messages, clip
+from bot.discord.formatting import NO_MENTIONS, THREAD_NAME_LIMIT, answer_messages, clip
 from bot.discord.log_context import bind_message
+from bot.discord.protocol import Paperbot, as_paperbot
 from bot.rag.iter_retgen import Turn
-
-if TYPE_CHECKING:
-    from bot.discord.bot import PaperBotBase
 
 log = structlog.get_logger(__name__)
 HISTORY_MESSAGES = 30
-THREAD_NAME_LIMIT = 90
 
 
 class ChatCog(commands.Cog, name="Chat"):
-    def __init__(self, bot: PaperBotBase) -> None:
+    def __init__(self, bot: Paperbot) -> None:
         self.bot = bot
 
     def _mentioned(self, message: discord.Message) -> bool:
@@ -106,7 +102,7 @@ class ChatCog(commands.Cog, name="Chat"):
                     reply_to = message
             async with destination.typing():
                 answer = await self.bot.services.answers.answer(question, history=history)
-            await self.bot.token_budget.spend(guild_id, answer.prompt_tokens + answer.completion_tokens)
+            await self.bot.services.budget.spend(guild_id, answer.prompt_tokens + answer.completion_tokens)
             for text, embeds in answer_messages(answer):
                 if reply_to is not None:  # the first part answers the message, pinging nobody
                     await reply_to.reply(
@@ -163,3 +159,7 @@ class ChatCog(commands.Cog, name="Chat"):
         recent = [m async for m in channel.history(limit=HISTORY_MESSAGES, before=message)]
         turns += [turn for past in reversed(recent) if (turn := self._turn(past)) is not None]
         return turns
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ChatCog(as_paperbot(bot)))

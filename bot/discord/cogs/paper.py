@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import discord
@@ -11,12 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.papers import clean_user_text, parse_arxiv_id
-from bot.discord.cogs.search import paper_summary
 from bot.discord.errors import UserFacingError
-from bot.discord.formatting import NO_MENTIONS, paper_embed, quoted_input
-
-if TYPE_CHECKING:
-    from bot.discord.bot import PaperBotBase
+from bot.discord.formatting import NO_MENTIONS, card_summary_text, paper_embed, quoted_input
+from bot.discord.protocol import Paperbot, as_paperbot
 
 ALLOWED_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.co", "www.huggingface.co"}
 _HF_PAPER_PATH = re.compile(r"^/papers/(?P<id>[^/?#]+)/?$")
@@ -46,7 +42,7 @@ def paper_id_from_input(raw: str) -> str:
 
 
 class PaperCog(commands.Cog, name="Paper"):
-    def __init__(self, bot: PaperBotBase) -> None:
+    def __init__(self, bot: Paperbot) -> None:
         self.bot = bot
 
     @app_commands.command(name="paper", description="Show a paper card with its summary")
@@ -64,7 +60,11 @@ class PaperCog(commands.Cog, name="Paper"):
                 allowed_mentions=NO_MENTIONS,
             )
             return
-        summary = await paper_summary(self.bot, paper, interaction.guild_id)
+        summary = await self.bot.services.cards.for_card(paper, interaction.guild_id)
         await interaction.followup.send(
-            embed=paper_embed(paper, summary=summary), allowed_mentions=NO_MENTIONS
+            embed=paper_embed(paper, summary=card_summary_text(summary)), allowed_mentions=NO_MENTIONS
         )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(PaperCog(as_paperbot(bot)))

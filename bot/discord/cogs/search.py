@@ -5,22 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.core.papers import Paper
-from bot.digest.summaries import fallback_summary
-from bot.discord.cogs.ask import answer_interaction
+from bot.discord.answering import answer_interaction
 from bot.discord.errors import UserFacingError, report_interaction_error
-from bot.discord.formatting import NO_MENTIONS, defang_links, fit_embeds, paper_embed, quoted_input
+from bot.discord.formatting import (
+    NO_MENTIONS,
+    card_summary_text,
+    defang_links,
+    fit_embeds,
+    paper_embed,
+    quoted_input,
+)
 from bot.discord.log_context import bind_interaction
+from bot.discord.protocol import Paperbot, as_paperbot
 from bot.retrieval.index import SearchFilter
-
-if TYPE_CHECKING:
-    from bot.discord.bot import PaperBotBase
 
 MAX_RESULTS = 10
 ROWS_WITH_BUTTONS = 5  # Discord allows 5 rows of components per message
@@ -43,24 +47,6 @@ def parse_since(value: str | None, today: dt.date | None = None) -> dt.date | No
         return dt.date.fromisoformat(text)
     except (ValueError, OverflowError):  # not a date, or a span reaching before year 1
         raise UserFacingError(f"{_SINCE_HELP}; got {quoted_input(value, 40)}.") from None
-
-
-async def paper_summary(bot: PaperBotBase, paper: Paper, guild_id: int | None) -> str:
-    """The paper's LLM summary, charged to the guild's daily token budget when it is made (cached
-    ones are free). A guild that has spent its budget still gets the card, with the abstract's
-    first sentences instead of a new summary."""
-    summaries = bot.services.summaries
-    if summaries is None:
-        return paper.ai_summary or paper.abstract
-    if not await bot.token_budget.has_room(guild_id) and not await summaries.is_cached(paper):
-        return fallback_summary(paper) + (
-            "\n-# (first sentences of the abstract; this server has used today's LLM budget)"
-        )
-    summary = (await summaries.summarize([paper]))[paper.paper_id]
-    await bot.token_budget.spend(guild_id, summary.tokens)
-    return summary.text + (
-        "\n-# (first sentences of the abstract; the summarizer is unavailable)" if summary.is_fallback else ""
-    )
 
 
 class PaperButton(
@@ -127,7 +113,7 @@ def results_view(papers: Sequence[Paper]) -> discord.ui.View:
 
 
 class SearchCog(commands.Cog, name="Search"):
-    def __init__(self, bot: PaperBotBase) -> None:
+    def __init__(self, bot: Paperbot) -> None:
         self.bot = bot
 
     @app_commands.command(name="search", description="Find papers by topic (keyword + semantic search)")
@@ -179,9 +165,11 @@ class SearchCog(commands.Cog, name="Search"):
         if action == "sum":
             self.bot.check_rate(interaction.user.id, interaction.guild_id)
             await interaction.response.defer(thinking=True, ephemeral=True)
-            summary = await paper_summary(self.bot, paper, interaction.guild_id)
+            summary = await self.bot.services.cards.for_card(paper, interaction.guild_id)
             await interaction.followup.send(
-                embed=paper_embed(paper, summary=summary), ephemeral=True, allowed_mentions=NO_MENTIONS
+                embed=paper_embed(paper, summary=card_summary_text(summary)),
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
             )
             return
         await interaction.response.defer(thinking=True, ephemeral=True)
@@ -191,3 +179,8 @@ class SearchCog(commands.Cog, name="Search"):
         )  # fmt: skip
         similar = list({h.paper.paper_id: h.paper for h in hits}.values())[:5]
         await self._send_results(interaction, similar, True, empty="No similar papers found.")
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(SearchCog(as_paperbot(bot)))
+    bot.add_dynamic_items(PaperButton)  # the result buttons work after any restart
