@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 import structlog
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app.services import Services
 from bot.core.config import Settings
 from bot.digest.delivery import DigestPoster
 from bot.digest.scheduler import DigestScheduler
@@ -20,6 +19,9 @@ from bot.discord.errors import RateLimited, report_interaction_error
 from bot.discord.formatting import NO_MENTIONS
 from bot.discord.log_context import bind_interaction
 from bot.limits.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from bot.app.services import Services
 
 log = structlog.get_logger(__name__)
 
