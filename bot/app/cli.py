@@ -1,4 +1,4 @@
-"""Command line: `python -m bot ingest|search|ask|digest|run|doctor` (also the `paperbot` script)."""
+"""Command line: `python -m bot ingest|search|ask|digest|run|doctor|config` (also the `paperbot` script)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="check configuration, Qdrant, database, LLM, embeddings, Discord token, intents, permissions",
     )
     add_doctor_arguments(doctor)
+
+    config = sub.add_parser(
+        "config", help="print the effective settings and where each came from (default, .env, environment)"
+    )
+    config.add_argument("--json", action="store_true", help="print the settings as JSON")
     return parser
 
 
@@ -117,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.ops.doctor import run_doctor
 
         return run_doctor(args)
+    if args.command == "config":  # the same: an invalid setting is what it must report
+        from bot.core.config_report import run_config
+
+        return run_config(args.json)
     settings = load_settings()
     configure_logging(settings.core, settings.secrets)
     handler = {

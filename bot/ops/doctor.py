@@ -23,6 +23,7 @@ from typing import Any, Literal, TextIO
 from pydantic import ValidationError
 
 from bot.core.config import Settings
+from bot.core.config_report import describe_validation_error
 from bot.core.logs import SecretScrubber
 from bot.discord.permissions import REQUIRED, channel_permissions
 from bot.discord.rest_client import DiscordAPIError, DiscordREST
@@ -681,22 +682,6 @@ def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     findings = scrub_findings(asyncio.run(doctor.run()), settings.secrets)
     _emit(findings, args.json, out)
     return 1 if any(f.status == "fail" for f in findings) else 0
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """`RAG_ITERATIONS: Input should be less than or equal to 7`: the variable an operator sets."""
-    import bot.core.config as config
-
-    model = getattr(config, exc.title, None)
-    fields = getattr(model, "model_fields", {})
-    prefix = model.model_config.get("env_prefix", "") if model is not None else ""
-    problems = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else ""
-        info = fields.get(field)
-        name = (info.alias if info is not None and info.alias else f"{prefix}{field}").upper()
-        problems.append(f"{name or exc.title}: {error['msg']}")
-    return "; ".join(problems)
 
 
 def _emit(findings: Sequence[Finding], as_json: bool, out: TextIO) -> None:
