@@ -73,6 +73,20 @@ def test_search_refuses_empty_query_and_bad_dates(capsys: pytest.CaptureFixture[
     assert "not a date" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--iterations", "8"], "--iterations must be between 1 and 7"),
+        (["--k", "0"], "--k must be between 1 and 50"),
+    ],
+)
+def test_ask_refuses_out_of_range_options_before_starting_anything(
+    capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "ask", "why?", *options)
+    assert code == EXIT_USAGE and err.strip() == f"error: {message}" and out == ""
+
+
 def test_missing_file_is_a_reject_not_a_crash(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "ingest", "--no-progress", str(tmp_path / "nope.jsonl"))
     assert code == EXIT_REJECTED

@@ -249,6 +249,8 @@ async def test_bad_questions_are_refused(index, embedder) -> None:  # type: igno
         await service.answer("why " * 600)
     with pytest.raises(QuestionError, match="iterations"):
         await service.answer("why?", iterations=8)
+    with pytest.raises(QuestionError, match="k must be between 1 and 50"):
+        await service.answer("why?", top_k=51)
 
 
 def test_prompt_placeholders_match_what_the_code_fills() -> None:

@@ -148,11 +148,16 @@ class LLMSettings(BaseSettings):
         return self.local_max_answer_tokens if self.embedded else self.max_answer_tokens
 
 
+# Iter-RetGen's bounds, for RAG_* and for a per-question choice (`ask --iterations/--k`) alike.
+MAX_ITERATIONS = 7
+MAX_TOP_K = 50
+
+
 class RagSettings(BaseSettings):
     model_config = _config("RAG_")
 
-    iterations: int = Field(default=2, ge=1, le=7)
-    top_k: int = Field(default=5, ge=1, le=50)
+    iterations: int = Field(default=2, ge=1, le=MAX_ITERATIONS)
+    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K)
     # For t > 1, fuse the question + draft retrieval with the question's own (RRF), so that a weak
     # draft cannot push out what the question found; false = the paper's plain question + draft query.
     anchor_question: bool = True

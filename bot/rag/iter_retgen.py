@@ -16,7 +16,8 @@ from typing import Protocol
 
 import structlog
 
-from bot.core.config import LLMSettings, RagSettings
+from bot.core.config import MAX_ITERATIONS, MAX_TOP_K, LLMSettings, RagSettings
+from bot.core.errors import UserInputError
 from bot.core.papers import clean_user_text
 from bot.core.prompts import load_prompt
 from bot.llm.client import LLMClient
@@ -42,7 +43,7 @@ MAX_RETRIEVAL_QUERY_TOKENS = 512
 ANCHOR_RRF_K = 60
 
 
-class QuestionError(ValueError):
+class QuestionError(UserInputError, ValueError):
     """The question cannot be answered as asked; the message is for the user."""
 
 
@@ -130,6 +131,14 @@ def anchor_to_question(
     return [chunks[key] for key, _ in ranked]
 
 
+def check_answer_options(iterations: int | None, top_k: int | None) -> None:
+    """The bounds of T and k chosen for one question (None: the configured default)."""
+    if iterations is not None and not 1 <= iterations <= MAX_ITERATIONS:
+        raise QuestionError(f"iterations must be between 1 and {MAX_ITERATIONS}")
+    if top_k is not None and not 1 <= top_k <= MAX_TOP_K:
+        raise QuestionError(f"k must be between 1 and {MAX_TOP_K}")
+
+
 class AnswerService:
     def __init__(
         self,
@@ -182,10 +191,9 @@ class AnswerService:
     ) -> Answer:
         started = time.perf_counter()
         question = self.validate_question(question)
+        check_answer_options(iterations, top_k)
         t_max = iterations or self._rag.iterations
         k = top_k or self._rag.top_k
-        if not 1 <= t_max <= 7:
-            raise QuestionError("iterations must be between 1 and 7")
         result = Answer(question=question, standalone_question=question, text="", citations=[], iterations=0)
         if history and self._llm is not None:
             result.standalone_question = await self._standalone(question, history, result)
