@@ -236,8 +236,8 @@ async def test_subscriptions_are_saved_per_channel_listed_paused_and_deleted(rep
     deleted = await repo.delete_subscription(20)
     assert deleted is not None and deleted.id == first.id
     assert await repo.get_subscription(first.id) is None
-    run = await repo.get_run(run_id)
-    assert run is not None and run.subscription_id is None and run.channel_id == 20  # history stays
+    runs = await repo.recent_runs(20)
+    assert [(r.id, r.subscription_id, r.channel_id) for r in runs] == [(run_id, None, 20)]  # history stays
     assert await repo.delete_subscription(20) is None
 
 

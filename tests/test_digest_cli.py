@@ -8,13 +8,19 @@ the test's loop.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.app.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, SAMPLES_DIR, main
+from bot.core.config import load_settings
+from bot.db import Database, Repository, upgrade_schema
+from bot.digest import cron
+from bot.digest.records import SubscriptionSettings
 from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
 from tests.support.digest import summary_responder
 from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
@@ -99,3 +105,64 @@ async def test_missing_saved_day_says_which_file_and_exits_unavailable(
     assert code == EXIT_USAGE and "no such folder" in err
     code, _, err = await run_cli(capsys, "digest", "--max-papers", "0")
     assert code == EXIT_USAGE and "max_papers" not in err and "greater than or equal to 1" in err
+
+
+# ------------------------------------------------------------------ digest subscriptions
+
+
+async def test_digest_subscriptions_lists_the_state_databases_subscriptions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = await run_cli(capsys, "digest", "subscriptions")
+    assert (code, out) == (
+        EXIT_OK,
+        "no digest subscriptions yet (an admin sets one up with /digest subscribe in a channel)\n",
+    ), err
+    assert (await run_cli(capsys, "digest", "subscriptions", "--json"))[:2] == (EXIT_OK, "[]\n")
+
+    guild, channel = 2**63 - 1, 1_234_567_890_123_456_789  # snowflakes past JSON's safe integers
+    at = f"{dt.datetime.now(ZoneInfo('Asia/Tokyo')) + dt.timedelta(hours=10):%H:%M}"  # no fire time near now
+    database = Database.from_settings(load_settings())  # the data dir of this test (PAPERBOT_DATA_DIR)
+    await upgrade_schema(database.engine)
+    repo = Repository(database)
+    active = await repo.save_subscription(SubscriptionSettings(
+        guild_id=guild, channel_id=channel, topics=["retrieval", "agents"], arxiv_categories=["cs.IR"],
+        post_time=at, timezone="Asia/Tokyo", weekdays=(0, 1, 2, 3, 4),
+    ))  # fmt: skip
+    paused = await repo.save_subscription(
+        SubscriptionSettings(guild_id=guild, channel_id=channel + 1, paused=True)
+    )
+    await database.close()
+    next_run = cron.next_run_time(active, dt.datetime.now(dt.UTC))
+    assert next_run is not None
+
+    code, out, err = await run_cli(capsys, "digest", "subscriptions")
+    assert code == EXIT_OK, err
+    assert out.splitlines() == [
+        f"guild {guild} · channel {channel} · {at} Asia/Tokyo on mon,tue,wed,thu,fri · active · "
+        f"topics: retrieval, agents · sources: Hugging Face daily, arXiv cs.IR · "
+        f"next run: {next_run.astimezone(dt.UTC).isoformat()}",
+        f"guild {guild} · channel {channel + 1} · 09:00 UTC on mon,tue,wed,thu,fri · paused · "
+        "topics: — · sources: Hugging Face daily · next run: none",
+    ]
+
+    code, out, err = await run_cli(capsys, "digest", "subscriptions", "--json")
+    assert code == EXIT_OK, err
+    listed = json.loads(out)
+    assert [item["id"] for item in listed] == [active.id, paused.id]
+    assert listed[0] == {
+        "id": active.id,
+        "guild_id": str(guild),
+        "channel_id": str(channel),
+        "schedule": f"{at} Asia/Tokyo on mon,tue,wed,thu,fri",
+        "paused": False,
+        "topics": ["retrieval", "agents"],
+        "sources": ["Hugging Face daily", "arXiv cs.IR"],
+        "next_run": next_run.astimezone(dt.UTC).isoformat(),
+    }
+    assert (listed[1]["paused"], listed[1]["next_run"], listed[1]["channel_id"]) == (
+        True,
+        None,
+        str(channel + 1),
+    )
+    assert dt.datetime.fromisoformat(listed[0]["next_run"]).utcoffset() == dt.timedelta(0)

@@ -511,3 +511,43 @@ async def test_shutdown_during_a_digest_loses_nothing_and_posts_nothing_twice(
             await asyncio.wait_for(bot.digest_scheduler.recovery, 60)
     markers = [marker for _, marker in world.digest_messages(channel)]
     assert len(markers) == 1 + MAX_PAPERS and len(set(markers)) == len(markers)
+
+
+# ------------------------------------------------------------------ server defaults
+
+
+async def test_server_defaults_are_shown_set_and_used_by_the_next_subscribe(world: World) -> None:
+    async def defaults(**options: Any) -> str:
+        handle = await world.fake.dispatch_interaction(
+            "digest defaults", options, channel_id=world.channel(), user_id=world.user("alice")
+        )
+        return await ephemeral_text(handle)
+
+    async with world.bot() as bot:
+        shown = await defaults()
+        assert shown.startswith("This server's defaults for new digests:"), shown
+        assert "**Time:** 09:00 (bot default) · **Time zone:** UTC (bot default)" in shown
+        # The same rules as /digest subscribe; a refused value changes nothing.
+        assert "not an IANA time zone" in await defaults(timezone="Mars/Olympus")
+        assert "not HH:MM" in await defaults(time="25:00")
+        assert "(bot default)" in (await defaults()).split("\n", 2)[1]
+        handle = await world.fake.dispatch_autocomplete(
+            "digest defaults", {"timezone": "paris"}, focused="timezone",
+            channel_id=world.channel(), user_id=world.user("alice"),
+        )  # fmt: skip
+        assert [c["value"] for c in await handle.autocomplete_choices()] == ["Europe/Paris"]
+
+        text = await defaults(time="06:45", timezone="Europe/Paris")
+        assert text.startswith("Updated this server's defaults for new digests:"), text
+        assert "**Time:** 06:45 · **Time zone:** Europe/Paris" in text
+        assert "**Time:** 06:45 · **Time zone:** Europe/Paris" in await defaults()  # stored
+
+        # A subscribe without time or timezone starts from the server's defaults.
+        text = await subscribe(world)
+        assert "Subscribed" in text and "06:45 Europe/Paris" in text, text
+        sub = await world.repo.get_channel_subscription(world.channel())
+        assert sub is not None and (sub.post_time, sub.timezone) == (dt.time(6, 45), "Europe/Paris")
+        assert bot.digest_scheduler is not None
+        next_run = bot.digest_scheduler.next_run_time(sub.id)
+        assert next_run is not None and f"<t:{int(next_run.timestamp())}:F>" in text
+        assert f"{next_run.astimezone(ZoneInfo('Europe/Paris')):%H:%M}" == "06:45"

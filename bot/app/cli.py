@@ -333,7 +333,18 @@ def add_digest_arguments(sub: Any) -> None:
         "(a Hugging Face daily papers API response) and arxiv_CATEGORY.xml (an arXiv Atom API "
         "response). Summaries come from the LLM (OPENAI_BASE_URL, else the embedded one); without "
         "one, each summary is the abstract's first sentences, marked as such. The CLI never posts: "
-        "with or without --dry-run it prints the digest, and records nothing as posted.",
+        "with or without --dry-run it prints the digest, and records nothing as posted. "
+        "`digest subscriptions` lists the channels' digest subscriptions instead.",
+    )
+    actions = digest.add_subparsers(dest="digest_command", metavar="{subscriptions}")
+    listing = actions.add_parser(
+        "subscriptions",
+        help="list the digest subscriptions in the state database, with their next run",
+        description="One line per subscribed channel: guild, channel, schedule, paused or active, "
+        "topics, sources and the next run (UTC). Reads the state database only (DATABASE_URL).",
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="a JSON list (guild and channel ids as strings, like Discord's)"
     )
     digest.add_argument(
         "--date", type=_date, default=None, help="digest date YYYY-MM-DD (default: today, UTC)"
@@ -378,8 +389,9 @@ def _digest_subscription(args: argparse.Namespace) -> Any:
             max_papers=args.max_papers,
         )
     except ValidationError as exc:
-        messages = [str(e.get("msg", "invalid value")).removeprefix("Value error, ") for e in exc.errors()]
-        raise QueryError("; ".join(messages)) from None
+        from bot.digest.subscriptions import validation_text
+
+        raise QueryError(validation_text(exc, fields=False)) from None
 
 
 def _print_digest(preview: Any) -> None:
@@ -420,6 +432,8 @@ async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from bot.db.engine import open_database
     from bot.digest.sources import directory_fetcher
 
+    if args.digest_command == "subscriptions":
+        return await cmd_digest_subscriptions(args, settings)
     try:
         subscription = _digest_subscription(args)
         if not args.source_dir.is_dir():
@@ -440,6 +454,47 @@ async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     _print_digest(preview)
     if not preview.posts and preview.errors:
         return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+def _subscription_json(item: Any) -> dict[str, Any]:
+    sub = item.subscription
+    return {
+        "id": sub.id,
+        "guild_id": str(sub.guild_id),
+        "channel_id": str(sub.channel_id),
+        "schedule": sub.schedule_text(),
+        "paused": sub.paused,
+        "topics": sub.topics,
+        "sources": sub.source_names,
+        "next_run": item.next_run.astimezone(dt.UTC).isoformat() if item.next_run else None,
+    }
+
+
+def _subscription_line(item: Any) -> str:
+    sub = item.subscription
+    next_run = item.next_run.astimezone(dt.UTC).isoformat() if item.next_run else "none"
+    return (
+        f"guild {sub.guild_id} · channel {sub.channel_id} · {sub.schedule_text()} · "
+        f"{'paused' if sub.paused else 'active'} · topics: {', '.join(sub.topics) or '—'} · "
+        f"sources: {', '.join(sub.source_names)} · next run: {next_run}"
+    )
+
+
+async def cmd_digest_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
+    """`digest subscriptions`: the state database only; no index, model or scheduler is started."""
+    from bot.db import Repository, open_database
+    from bot.digest.subscriptions import scheduled_subscriptions
+
+    async with open_database(settings) as database:
+        listed = await scheduled_subscriptions(Repository(database))
+    if args.json:
+        print(json.dumps([_subscription_json(item) for item in listed], ensure_ascii=False))
+        return EXIT_OK
+    if not listed:
+        print("no digest subscriptions yet (an admin sets one up with /digest subscribe in a channel)")
+    for item in listed:
+        print(_subscription_line(item))
     return EXIT_OK
 
 

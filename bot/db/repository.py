@@ -235,11 +235,6 @@ class Repository:
             await session.flush()
             return _run(row)
 
-    async def get_run(self, run_id: int) -> DigestRun | None:
-        async with self.database.snapshot() as session:
-            row = await session.get(DigestRunRow, run_id)
-            return _run(row) if row else None
-
     async def recent_runs(self, channel_id: int, limit: int = 5) -> list[DigestRun]:
         query = (
             select(DigestRunRow)

@@ -65,6 +65,7 @@ DIGEST_ATTEMPTS: dict[str, dict[str, Any]] = {
     "status": {},
     "preview": {},
     "now": {},
+    "defaults": {"time": "03:00", "timezone": "Pacific/Kiritimati"},
 }
 # Manage Server is a server-wide permission: channel managers and moderators without it are refused.
 ALMOST_ADMIN = MODERATOR_PERMISSIONS & ~permission_bits("manage_guild") | permission_bits(

@@ -1,5 +1,8 @@
-"""/digest: subscribe a channel to scheduled digests, show and change them, preview, run now; and the
-👍/👎 reactions on digest posts that steer the next days' picks.
+"""/digest: subscribe a channel to scheduled digests, show and change them, preview, run now, set the
+server's defaults; and the 👍/👎 reactions on digest posts that steer the next days' picks.
+
+A translator only: it reads the interaction, calls `SubscriptionService` (`bot.digest.subscriptions`)
+and formats the reply; Discord's own parts (permissions, emoji, timestamps, embeds) stay here.
 
 Every subcommand needs Manage Server. Discord hides the commands from other members
 (`default_permissions`), and each one checks the permission again here, because a server's admins
@@ -9,44 +12,29 @@ can override command visibility in the integration settings.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import discord
 import structlog
 from discord import app_commands
 from discord.ext import commands
-from pydantic import ValidationError
 
+from bot.core.config import DigestSettings
 from bot.core.timing import timezone_suggestions
-from bot.db.repository import Repository
-from bot.digest import cron as digest_schedule
 from bot.digest.categories import category_suggestions
-from bot.digest.records import LAYOUTS, Subscription
-from bot.digest.service import DigestService
-from bot.digest.status import describe_run, digest_status, local_today, preview_digest
-from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
+from bot.digest.records import LAYOUTS, GuildSettings, Subscription
+from bot.digest.status import describe_run
+from bot.digest.subscriptions import SubscriptionService
 from bot.discord.digest_messages import FEEDBACK_EMOJI, digest_paper_embed, header_embed
 from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, clip, fit_embeds, split_message
-
-if TYPE_CHECKING:
-    from bot.discord.bot import PaperBotBase
+from bot.discord.protocol import Paperbot, as_paperbot
 
 log = structlog.get_logger(__name__)
 
 LAYOUT_CHOICES = [app_commands.Choice(name=layout.replace("_", " "), value=layout) for layout in LAYOUTS]
 admin_only = app_commands.checks.has_permissions(manage_guild=True)
-
-
-def validation_text(error: ValidationError) -> str:
-    """Pydantic's errors as one sentence for the admin who typed the options."""
-    parts = []
-    for item in error.errors():
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        where = ".".join(str(p) for p in item.get("loc", ()))
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
 
 
 def next_run_text(when: dt.datetime | None, zone: str) -> str:
@@ -71,34 +59,37 @@ def settings_text(sub: Subscription) -> str:
     return "\n".join(lines)
 
 
+def timezone_choices(typed: str) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=name, value=name) for name in timezone_suggestions(typed, 25)]
+
+
+def defaults_text(guild: GuildSettings, digest: DigestSettings) -> str:
+    time = (
+        f"{guild.default_post_time:%H:%M}"
+        if guild.default_post_time
+        else f"{digest.default_time} (bot default)"
+    )
+    zone = guild.default_timezone or f"{digest.default_timezone} (bot default)"
+    return (
+        f"**Time:** {time} · **Time zone:** {zone}\n"
+        "New digests use these when `/digest subscribe` is given no `time` or `timezone`; "
+        "existing digests keep their own."
+    )
+
+
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class DigestCog(
     commands.GroupCog, name="Digest", group_name="digest", group_description="Scheduled paper digests"
 ):
-    def __init__(self, bot: PaperBotBase) -> None:
+    def __init__(self, bot: Paperbot) -> None:
+        if bot.services.state is None:
+            raise RuntimeError("/digest needs the state database (services.state)")
         self.bot = bot
+        self.subscriptions: SubscriptionService = bot.services.state.subscriptions
         super().__init__()
 
     # -------------------------------------------------------------- helpers
-
-    @property
-    def repo(self) -> Repository:
-        if self.bot.services.repo is None:
-            raise UserFacingError("Digests are not enabled on this bot (no state database).")
-        return self.bot.services.repo
-
-    @property
-    def digests(self) -> DigestService:
-        if self.bot.services.digests is None:
-            raise UserFacingError("Digests are not enabled on this bot (no state database).")
-        return self.bot.services.digests
-
-    async def _subscription(self, interaction: discord.Interaction) -> Subscription:
-        sub = await self.repo.get_channel_subscription(self._channel_id(interaction))
-        if sub is None:
-            raise UserFacingError("This channel has no digest; set one up with `/digest subscribe`.")
-        return sub
 
     @staticmethod
     def _channel_id(interaction: discord.Interaction) -> int:
@@ -106,11 +97,11 @@ class DigestCog(
             raise UserFacingError("Digests are set up in a server's text channel.")
         return interaction.channel_id
 
-    async def _next_run(self, sub: Subscription) -> dt.datetime | None:
-        scheduler = self.bot.digest_scheduler
-        if scheduler is not None:
-            return await scheduler.schedule(sub)
-        return None if sub.paused else digest_schedule.next_run_time(sub, dt.datetime.now(dt.UTC))
+    @staticmethod
+    def _guild_id(interaction: discord.Interaction) -> int:
+        if interaction.guild_id is None:
+            raise UserFacingError("Digests are set up in a server's text channel.")
+        return interaction.guild_id
 
     @staticmethod
     def _missing_permissions(interaction: discord.Interaction, sub: Subscription) -> list[str]:
@@ -175,29 +166,15 @@ class DigestCog(
             "negative_keywords": negative_keywords, "min_upvotes": min_upvotes, "max_papers": max_papers,
             "announce_empty": announce_empty,
         }  # fmt: skip
-        assert interaction.guild_id is not None
-        current = await self.repo.get_channel_subscription(channel_id)
-        digest_settings = self.bot.settings.digest
-        try:
-            if current is None:
-                guild = await self.repo.get_guild_settings(interaction.guild_id)
-                settings = new_subscription(
-                    guild_id=interaction.guild_id, channel_id=channel_id, options=options,
-                    digest=digest_settings, guild=guild, created_by=interaction.user.id,
-                )  # fmt: skip
-            else:
-                settings = update_subscription(current.settings(), options, digest_settings)
-        except ValidationError as exc:
-            raise UserFacingError(validation_text(exc)) from None
-        except SubscriptionLimitError as exc:
-            raise UserFacingError(str(exc)) from None
-        sub = await self.repo.save_subscription(settings)
-        next_run = await self._next_run(sub)
-        log.info("digest.subscribed", subscription_id=sub.id, updated=current is not None)
-        verb = "Updated" if current is not None else "Subscribed"
+        result = await self.subscriptions.subscribe(
+            guild_id=self._guild_id(interaction), channel_id=channel_id, options=options,
+            user_id=interaction.user.id,
+        )  # fmt: skip
+        sub = result.subscription
+        verb = "Updated" if result.updated else "Subscribed"
         text = (
             f"{verb} this channel's digest.\n{settings_text(sub)}\n"
-            f"**Next digest:** {next_run_text(next_run, sub.timezone)}"
+            f"**Next digest:** {next_run_text(result.next_run, sub.timezone)}"
         )
         missing = self._missing_permissions(interaction, sub)
         if missing:
@@ -208,7 +185,7 @@ class DigestCog(
     async def timezone_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return [app_commands.Choice(name=name, value=name) for name in timezone_suggestions(current, 25)]
+        return timezone_choices(current)
 
     @subscribe.autocomplete("arxiv")
     async def arxiv_autocomplete(
@@ -221,18 +198,13 @@ class DigestCog(
     @app_commands.command(name="unsubscribe", description="Stop this channel's digest")
     @admin_only
     async def unsubscribe(self, interaction: discord.Interaction) -> None:
-        removed = await self.repo.delete_subscription(self._channel_id(interaction))
-        if removed is None:
-            raise UserFacingError("This channel has no digest.")
-        if self.bot.digest_scheduler is not None:
-            self.bot.digest_scheduler.unschedule(removed.id)
-        log.info("digest.unsubscribed", subscription_id=removed.id)
+        await self.subscriptions.unsubscribe(self._channel_id(interaction))
         await self._reply(interaction, "This channel's digest is stopped. Past posts stay where they are.")
 
     @app_commands.command(name="settings", description="Show this channel's digest settings")
     @admin_only
     async def settings(self, interaction: discord.Interaction) -> None:
-        sub = await self._subscription(interaction)
+        sub = await self.subscriptions.get(self._channel_id(interaction))
         text = (
             f"{settings_text(sub)}\nChange them with `/digest subscribe` (only the options you give change)."
         )
@@ -249,11 +221,9 @@ class DigestCog(
         await self._set_paused(interaction, False)
 
     async def _set_paused(self, interaction: discord.Interaction, paused: bool) -> None:
-        sub = await self.repo.set_paused(self._channel_id(interaction), paused)
-        if sub is None:
-            raise UserFacingError("This channel has no digest; set one up with `/digest subscribe`.")
-        next_run = await self._next_run(sub)
-        word = "paused" if paused else f"resumed; next digest {next_run_text(next_run, sub.timezone)}"
+        scheduled = await self.subscriptions.set_paused(self._channel_id(interaction), paused)
+        next_run = next_run_text(scheduled.next_run, scheduled.subscription.timezone)
+        word = "paused" if paused else f"resumed; next digest {next_run}"
         await self._reply(interaction, f"This channel's digest is {word}.")
 
     # -------------------------------------------------------------- status / preview / now
@@ -261,11 +231,7 @@ class DigestCog(
     @app_commands.command(name="status", description="Last digest runs, their counts and errors, next run")
     @admin_only
     async def status(self, interaction: discord.Interaction) -> None:
-        status = await digest_status(
-            self.repo, self._channel_id(interaction), scheduler=self.bot.digest_scheduler
-        )
-        if status is None:
-            raise UserFacingError("This channel has no digest; set one up with `/digest subscribe`.")
+        status = await self.subscriptions.status(self._channel_id(interaction))
         sub = status.subscription
         lines = [f"**Digest:** {sub.schedule_text()}{' (paused)' if sub.paused else ''}"]
         lines.append(f"**Next run:** {next_run_text(status.next_run, sub.timezone)}")
@@ -276,9 +242,9 @@ class DigestCog(
     @app_commands.command(name="preview", description="Show (only to you) what would be posted now, and why")
     @admin_only
     async def preview(self, interaction: discord.Interaction) -> None:
-        sub = await self._subscription(interaction)
+        sub = await self.subscriptions.get(self._channel_id(interaction))
         await interaction.response.defer(ephemeral=True, thinking=True)
-        preview = await preview_digest(self.digests, sub)
+        preview = await self.subscriptions.preview(sub)
         embeds = [header_embed(preview.header), *(digest_paper_embed(post) for post in preview.posts)]
         notes = "Preview — nothing was posted."
         if preview.errors:
@@ -291,14 +257,9 @@ class DigestCog(
     @app_commands.command(name="now", description="Post today's digest in this channel now")
     @admin_only
     async def now(self, interaction: discord.Interaction) -> None:
-        sub = await self._subscription(interaction)
+        sub = await self.subscriptions.get(self._channel_id(interaction))
         await interaction.response.defer(ephemeral=True, thinking=True)
-        today = local_today(sub)
-        scheduler = self.bot.digest_scheduler
-        if scheduler is not None:
-            outcome = await scheduler.run_now(sub, today)
-        else:
-            outcome = await self.digests.run(sub, today, trigger="manual")
+        outcome = await self.subscriptions.run_now(sub)
         counts = outcome.counts
         text = {
             "posted": f"Posted {counts.posted} papers.",
@@ -313,6 +274,39 @@ class DigestCog(
             text += "\nErrors: " + clip("; ".join(outcome.errors), 1200)
         await self._reply(interaction, text)
 
+    # -------------------------------------------------------------- server defaults
+
+    @app_commands.command(
+        name="defaults", description="Show or set the time and time zone new digests start from"
+    )
+    @app_commands.describe(
+        time="Time of day for new digests, HH:MM (24-hour)",
+        timezone="IANA time zone for new digests, e.g. Europe/Paris",
+    )
+    @admin_only
+    async def defaults(
+        self,
+        interaction: discord.Interaction,
+        time: app_commands.Range[str, 3, 5] | None = None,
+        timezone: app_commands.Range[str, 1, 64] | None = None,
+    ) -> None:
+        guild_id = self._guild_id(interaction)
+        if time is None and timezone is None:
+            defaults = await self.subscriptions.guild_defaults(guild_id)
+            heading = "This server's defaults for new digests:"
+        else:
+            defaults = await self.subscriptions.set_guild_defaults(
+                guild_id, timezone=timezone, post_time=time
+            )
+            heading = "Updated this server's defaults for new digests:"
+        await self._reply(interaction, f"{heading}\n{defaults_text(defaults, self.bot.settings.digest)}")
+
+    @defaults.autocomplete("timezone")
+    async def defaults_timezone_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return timezone_choices(current)
+
     # -------------------------------------------------------------- feedback
 
     @commands.Cog.listener()
@@ -326,17 +320,17 @@ class DigestCog(
     async def _feedback(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
         value = FEEDBACK_EMOJI.get(str(payload.emoji))
         me = self.bot.user
-        repo = self.bot.services.repo
-        if value is None or repo is None or payload.guild_id is None or (me and payload.user_id == me.id):
+        if value is None or payload.guild_id is None or (me and payload.user_id == me.id):
             return
-        post = await repo.find_post(payload.message_id)
-        if post is None or post.kind != "paper":
-            return
-        if added:
-            await repo.record_feedback(
-                guild_id=payload.guild_id, channel_id=post.channel_id, message_id=payload.message_id,
-                paper_id=post.item, user_id=payload.user_id, value=value,
-            )  # fmt: skip
-        else:
-            await repo.remove_feedback(message_id=payload.message_id, user_id=payload.user_id, value=value)
-        log.info("digest.feedback", paper_id=post.item, value=value, added=added, channel_id=post.channel_id)
+        await self.subscriptions.record_reaction(
+            message_id=payload.message_id, guild_id=payload.guild_id, user_id=payload.user_id,
+            value=value, added=added,
+        )  # fmt: skip
+
+
+async def setup(bot: commands.Bot) -> None:
+    paperbot = as_paperbot(bot)
+    if paperbot.services.state is None:
+        log.info("discord.digests_disabled", detail="no state database: /digest is not registered")
+        return
+    await bot.add_cog(DigestCog(paperbot))
