@@ -20,6 +20,7 @@ import pytest
 from bot.digest.delivery import parse_marker
 from tests.fakediscord import FakeDiscord, MessageFlag
 from tests.support.digest import HF_RAW, FakeSources, fake_sources, summary_responder
+from tests.support.paperbot_discord import discord_env
 from tests.support.scripted_llm import ScriptedLLMServer
 
 MAX_PAPERS = 8
@@ -37,7 +38,7 @@ def bot_env(
 ) -> dict[str, str]:
     return {
         **os.environ,  # the conftest cleared every paperbot setting from it
-        **fake.settings_env(),
+        **discord_env(fake),
         "PAPERBOT_DATA_DIR": str(data_dir),
         "PAPERBOT_LOG_FORMAT": "json",
         "OPENAI_BASE_URL": llm.base_url,

@@ -24,7 +24,7 @@ from bot.app.daemon import EXIT_CONFIG, ConfigurationError, run_bot
 from bot.core import metrics
 from bot.core.config import load_settings
 from tests.fakediscord import FakeDiscord, Intent, MessageFlag
-from tests.support.paperbot_discord import captured_logs, log_events, reset_logging
+from tests.support.paperbot_discord import captured_logs, discord_env, log_events, reset_logging
 from tests.support.scripted_llm import ScriptedLLMServer
 
 
@@ -40,7 +40,7 @@ def daemon_env(
     """The environment `make run` would have, pointing at the fakes; discord.py's endpoints are
     reset to Discord's own so that only the daemon's settings can send it to the fake."""
     env = {
-        **fake_discord.settings_env(),
+        **discord_env(fake_discord),
         "OPENAI_BASE_URL": scripted_llm.base_url,
         "LLM_API_MODE": "chat",
         "EMBEDDING_BACKEND": "openai",

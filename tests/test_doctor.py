@@ -17,6 +17,7 @@ from bot.core.config import Settings, load_settings
 from bot.ops.doctor import Doctor, Finding
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import Intent
+from tests.support.paperbot_discord import discord_env
 from tests.support.scripted_llm import ScriptedLLMServer
 
 
@@ -34,7 +35,7 @@ def restore_logging() -> Iterator[None]:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, fake_discord: FakeDiscord, scripted_llm: ScriptedLLMServer) -> None:
     """Everything configured and reachable; embeddings from the scripted server unless a test says so."""
-    for name, value in fake_discord.settings_env().items():
+    for name, value in discord_env(fake_discord).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("OPENAI_BASE_URL", scripted_llm.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-doctor-test-key-123456")

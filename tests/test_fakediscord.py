@@ -3,7 +3,15 @@ validation, fault injection and gateway reconnects."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,7 +31,7 @@ from tests.fakediscord import (
     run_client,
 )
 from tests.fakediscord.checks import MentionAllowance, message_problems, ping_problems
-from tests.fakediscord.spec import DiscordSpec
+from tests.fakediscord.spec import SPEC_PATH, DiscordSpec
 
 pytest_plugins = ["tests.fakediscord.plugin"]  # fixtures fake_discord and discord_spec
 
@@ -564,3 +572,117 @@ def test_hand_checked_limits_and_ping_rules() -> None:
     assert (
         ping_problems({"allowed_mentions": {"users": [1]}}, MentionAllowance(users={1}), is_reply=False) == []
     )
+
+
+# --- a plugin for any project ---------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parent / "fakediscord"
+
+
+def test_the_fake_imports_nothing_of_paperbot_and_only_itself_relatively() -> None:
+    """It models Discord, not paperbot: no `bot` import, and no absolute import of the tests package
+    (lazy imports inside functions included), so the directory can be copied into another project."""
+    offenders = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            offenders += [
+                f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in ("bot", "tests")
+            ]
+    assert offenders == []
+    code = "import sys, tests.fakediscord.plugin; print([m for m in sys.modules if m.split('.')[0] == 'bot'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PACKAGE.parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+OTHER_PROJECT_TESTS = """
+import sys
+
+import discord
+import pytest
+
+from othertests.fakediscord import FakeDiscord, FakeDiscordState, run_client
+
+
+def general(fake: FakeDiscord) -> int:
+    return fake.state.channel_id("general")
+
+
+@pytest.mark.asyncio
+@pytest.mark.fakediscord(state=FakeDiscordState(bot_name="otherbot"))
+async def test_a_plain_client_posts(fake_discord: FakeDiscord) -> None:
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    async with run_client(client, fake_discord):
+        assert client.user.name == "otherbot"
+        channel = client.get_channel(general(fake_discord))
+        await channel.send("hello", allowed_mentions=discord.AllowedMentions.none())
+    assert [m["content"] for m in fake_discord.messages_in(general(fake_discord))] == ["hello"]
+    assert not [name for name in sys.modules if name.split(".")[0] in ("bot", "tests")]
+
+
+@pytest.mark.asyncio
+async def test_a_message_that_could_ping(fake_discord: FakeDiscord) -> None:
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    async with run_client(client, fake_discord):
+        await client.get_channel(general(fake_discord)).send("hello")  # no allowed_mentions
+"""
+
+
+def test_another_project_uses_the_plugin_by_its_ini_file_alone(tmp_path: Path) -> None:
+    """A copy of the package under another name, registered with `-p` in the other project's ini
+    file, none of paperbot's conftest: a clean test passes, a message that could ping fails at teardown."""
+    project = tmp_path / "other"
+    package = project / "othertests"
+    shutil.copytree(PACKAGE, package / "fakediscord", ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "__init__.py").write_text("")
+    (project / "pytest.ini").write_text(
+        textwrap.dedent(f"""\
+            [pytest]
+            addopts = -p othertests.fakediscord.plugin
+            discord_spec = {os.path.relpath(SPEC_PATH, project)}
+            asyncio_default_fixture_loop_scope = function
+            """)
+    )
+    (project / "test_other.py").write_text(OTHER_PROJECT_TESTS)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DISCORD_OPENAPI_SPEC")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_other.py"],
+        cwd=project,
+        env={**env, "PYTHONPATH": str(project)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    # pytest counts a test whose teardown fails as passed (its call) and as an error (its teardown)
+    assert re.search(r"\b2 passed\b.*\b1 error\b", output) and "failed" not in output, output
+    assert "ERROR at teardown of test_a_message_that_could_ping" in output, output
+    assert "messages that could ping @everyone, roles or users" in output, output
+
+
+def test_a_missing_spec_fails_with_where_to_point_it(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    (tmp_path / "test_it.py").write_text("def test_it(discord_spec):\n    pass\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.fakediscord.plugin",
+         "--discord-spec", str(tmp_path / "nowhere.json"), "test_it.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"no Discord OpenAPI description at {tmp_path / 'nowhere.json'}" in result.stdout, result.stdout

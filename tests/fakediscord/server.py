@@ -186,12 +186,12 @@ class FakeDiscord:
 
     @property
     def api_base(self) -> str:
-        """Value for ``discord.http.Route.BASE`` (and the bot's DISCORD_API_BASE)."""
+        """Value for ``discord.http.Route.BASE`` (or a bot's own setting for the API base URL)."""
         return f"{self.url}{API_PREFIX}"
 
     @property
     def gateway_url(self) -> str:
-        """Value for ``DiscordWebSocket.DEFAULT_GATEWAY`` (and the bot's DISCORD_GATEWAY_URL)."""
+        """Value for ``DiscordWebSocket.DEFAULT_GATEWAY`` (or a bot's own setting for the gateway URL)."""
         return f"ws://127.0.0.1:{self.port}{Gateway.PATH}"
 
     @property
@@ -201,14 +201,6 @@ class FakeDiscord:
     @property
     def token(self) -> str:
         return self.state.token
-
-    def settings_env(self) -> dict[str, str]:
-        """Environment for the bot's settings, pointing it at this fake."""
-        return {
-            "DISCORD_TOKEN": self.token,
-            "DISCORD_API_BASE": self.api_base,
-            "DISCORD_GATEWAY_URL": self.gateway_url,
-        }
 
     # -- time and waiting -----------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Discord's official OpenAPI description, loaded once, used to validate what the bot sends.
 
-The spec lives beside the project (``../shared/discord-api-spec/openapi.json``).  openapi-core does
-the request/response validation; this module adds the operation lookup the fake server needs
-(which spec path template a concrete URL belongs to, and which content types it accepts) and turns
-jsonschema's errors into short, readable lines with the JSON path of the offending field.
+Where the spec is: the plugin's ``--discord-spec`` option or ``discord_spec`` ini setting, else
+``$DISCORD_OPENAPI_SPEC``, else ``shared/discord-api-spec/openapi.json`` beside the project that holds
+this package (three directories up from this file).  openapi-core does the request/response
+validation; this module adds the operation lookup the fake server needs (which spec path template a
+concrete URL belongs to, and which content types it accepts) and turns jsonschema's errors into
+short, readable lines with the JSON path of the offending field.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jsonschema.exceptions import ValidationError as SchemaError
 from openapi_core import Config, OpenAPI
@@ -91,7 +93,7 @@ class DiscordSpec:
         self._patterns = self._compile_paths(document["paths"])
         self._lock = threading.Lock()
 
-    _shared: DiscordSpec | None = None
+    _shared: ClassVar[dict[Path, DiscordSpec]] = {}
 
     @classmethod
     def load(cls, path: Path = SPEC_PATH) -> DiscordSpec:
@@ -99,11 +101,12 @@ class DiscordSpec:
             return cls(json.load(fh))
 
     @classmethod
-    def shared(cls) -> DiscordSpec:
-        """The process-wide instance (loaded on first use)."""
-        if cls._shared is None:
-            cls._shared = cls.load()
-        return cls._shared
+    def shared(cls, path: Path = SPEC_PATH) -> DiscordSpec:
+        """The process-wide instance for ``path`` (loaded on first use: parsing takes seconds)."""
+        key = path.resolve()
+        if key not in cls._shared:
+            cls._shared[key] = cls.load(key)
+        return cls._shared[key]
 
     # -- operation lookup ---------------------------------------------------------------------
 

@@ -189,7 +189,8 @@ class Interaction:
 class FakeDiscordState:
     """Everything the fake Discord knows. Ids are ints here and strings on the wire."""
 
-    def __init__(self, *, default_world: bool = True) -> None:
+    def __init__(self, *, default_world: bool = True, bot_name: str = "paperbot") -> None:
+        self.bot_name = bot_name  # the bot user's, its managed role's and the application's name
         self.snowflakes = Snowflakes()
         self.application_id = self.snowflakes.next()
         self.bot_user_id = self.application_id  # Discord gives a bot user the application's id
@@ -205,7 +206,7 @@ class FakeDiscordState:
         self.interactions: dict[int, Interaction] = {}
         self.privileged_intents = Intent.PRIVILEGED  # as toggled in the developer portal
         self.cdn_base = "https://cdn.discordapp.com"
-        self.users[self.bot_user_id] = self._user_payload(self.bot_user_id, "paperbot", bot=True)
+        self.users[self.bot_user_id] = self._user_payload(self.bot_user_id, bot_name, bot=True)
         self.token = self._make_token()
         self.owner_id = self.add_user("alice", global_name="Alice")
         self.default_guild_id: int | None = None
@@ -261,7 +262,7 @@ class FakeDiscordState:
         guild = Guild(guild_id, name, owner_id or self.owner_id, joined_at=iso())
         self.guilds[guild_id] = guild
         guild.roles[guild_id] = self._role_payload(guild_id, "@everyone", EVERYONE_PERMISSIONS, position=0)
-        bot_role = self.add_role(guild_id, "paperbot", permissions=BOT_PERMISSIONS)
+        bot_role = self.add_role(guild_id, self.bot_name, permissions=BOT_PERMISSIONS)
         guild.roles[bot_role].update(managed=True, tags={"bot_id": str(self.bot_user_id)})
         self.add_member(guild_id, self.bot_user_id, roles=[bot_role])
         self.add_member(guild_id, guild.owner_id)
@@ -638,9 +639,9 @@ class FakeDiscordState:
         flags |= 1 << 23  # APPLICATION_COMMAND_BADGE
         return {
             "id": str(self.application_id),
-            "name": "paperbot",
+            "name": self.bot_name,
             "icon": None,
-            "description": "Research paper digests and cited answers.",
+            "description": "A bot under test.",
             "summary": "",
             "type": None,
             "bot": self.user(self.bot_user_id),

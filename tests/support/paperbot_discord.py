@@ -133,6 +133,15 @@ def default_responder(body: dict[str, Any]) -> str:
     return f"Reasoning: excerpt [1] is relevant.\nAnswer: About “{question}”: see the first paper [1]."
 
 
+def discord_env(fake: FakeDiscord) -> dict[str, str]:
+    """paperbot's DISCORD_* variables pointing a bot process at `fake` (which knows nothing of paperbot)."""
+    return {
+        "DISCORD_TOKEN": fake.token,
+        "DISCORD_API_BASE": fake.api_base,
+        "DISCORD_GATEWAY_URL": fake.gateway_url,
+    }
+
+
 def make_settings(
     fake: FakeDiscord, llm: ScriptedLLMServer, data_dir: Path, **discord_overrides: Any
 ) -> Settings:
