@@ -15,11 +15,10 @@ from typing import Any
 import structlog
 
 from bot.core.config import Settings, load_settings
+from bot.core.errors import DependencyUnavailableError, UserInputError
 from bot.core.logs import configure_logging
 from bot.core.papers import clean_text
 from bot.db.engine import DatabaseUnavailableError
-from bot.retrieval.embedding import EmbeddingError
-from bot.retrieval.index import IndexUnavailableError
 from bot.retrieval.search import QueryError, SearchResult
 
 log = structlog.get_logger(__name__)
@@ -137,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }[args.command]
     try:
         return asyncio.run(handler(args, settings))
-    except (IndexUnavailableError, DatabaseUnavailableError, EmbeddingError) as exc:
+    except UserInputError as exc:  # the one mapping of bot.core.errors' two kinds for the CLI
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DependencyUnavailableError as exc:
         return _report_unavailable(exc, settings)
     except OSError as exc:
         if disk_full_error(exc) is None:
@@ -259,23 +261,19 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             raise QueryError("give a QUERY or --queries-file")
         if any(not clean_text(q) for q in queries):
             raise QueryError("the search query is empty; type a few words describing the papers you want")
-    except (QueryError, OSError) as exc:
+    except OSError as exc:  # an unreadable --queries-file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     async with open_services(settings) as services:
         for query in queries:
-            try:
-                result = await services.search.search(
-                    query,
-                    limit=args.limit,
-                    since=args.since,
-                    until=args.until,
-                    categories=tuple(args.category),
-                    mode=args.mode,
-                )
-            except QueryError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+            result = await services.search.search(
+                query,
+                limit=args.limit,
+                since=args.since,
+                until=args.until,
+                categories=tuple(args.category),
+                mode=args.mode,
+            )
             if result.truncated:
                 print("warning: the query was too long and was truncated", file=sys.stderr)
             if args.json:
@@ -291,7 +289,6 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app.services import open_services
     from bot.rag.citations import format_sources_list
-    from bot.rag.iter_retgen import QuestionError
 
     if args.iterations is not None and not 1 <= args.iterations <= 7:
         print("error: --iterations must be between 1 and 7", file=sys.stderr)
@@ -303,11 +300,7 @@ async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print("error: the question is empty; ask something about the papers", file=sys.stderr)
         return EXIT_USAGE
     async with open_services(settings, with_llm=True) as services:
-        try:
-            answer = await services.answers.answer(args.question, iterations=args.iterations, top_k=args.k)
-        except (QuestionError, QueryError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        answer = await services.answers.answer(args.question, iterations=args.iterations, top_k=args.k)
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
         return EXIT_OK
@@ -434,13 +427,9 @@ async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.digest_command == "subscriptions":
         return await cmd_digest_subscriptions(args, settings)
-    try:
-        subscription = _digest_subscription(args)
-        if not args.source_dir.is_dir():
-            raise QueryError(f"--from {args.source_dir}: no such folder")
-    except QueryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    subscription = _digest_subscription(args)
+    if not args.source_dir.is_dir():
+        raise QueryError(f"--from {args.source_dir}: no such folder")
     digest_date = args.date or dt.datetime.now(dt.UTC).date()
     async with (
         open_services(settings, with_llm=True) as services,

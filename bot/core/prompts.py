@@ -15,12 +15,14 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from bot.core.errors import ConfigurationError
+
 PACKAGED_PROMPTS = "_prompts"  # the wheel's copy of prompts/, inside `bot` (see setup.py)
 SOURCE_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 
-class PromptError(ValueError):
-    pass
+class PromptError(ConfigurationError, ValueError):
+    """A prompt file is missing or does not fit the code (an installation problem); names the prompt."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.core.config import DatabaseSettings, Settings
+from bot.core.errors import ConfigurationError, DependencyUnavailableError
 
 log = structlog.get_logger(__name__)
 
@@ -27,13 +28,17 @@ _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycop
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(ConfigurationError, ValueError):
     """DATABASE_URL names a database paperbot cannot use."""
 
+    what = "The bot's database"
 
-class DatabaseUnavailableError(RuntimeError):
+
+class DatabaseUnavailableError(DependencyUnavailableError):
     """The state database cannot be used right now: locked by another writer beyond the busy
     timeout, down or unreachable, or out of disk. The message is one line saying what to check."""
+
+    what = "The bot's database"
 
     def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)

@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.core.errors import DependencyUnavailableError
 from bot.db.tables import Base, GuildTokenUsageRow, SchemaVersion
 
 log = structlog.get_logger(__name__)
@@ -32,8 +33,10 @@ MIGRATIONS: dict[int, Migration] = {2: _add_guild_token_usage}
 _PG_LOCK_KEY = 0x70617065
 
 
-class SchemaError(RuntimeError):
+class SchemaError(DependencyUnavailableError):
     """The database cannot be used by this version of paperbot; the message says why."""
+
+    what = "The bot's database"
 
 
 def _current_version(connection: Connection) -> int | None:

@@ -2,7 +2,8 @@
 
 Used by the command tree (`PaperCommandTree.on_error`), by buttons and modals, and by the chat
 listener: expected failures (bad input, cooldowns) are logged at info with the reason; anything
-else is logged with its traceback and a reference the user can quote.
+else is logged with its traceback and a reference the user can quote. Our own errors are mapped by
+kind (`bot.core.errors`), never class by class.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ import discord
 import structlog
 from discord import app_commands
 
+from bot.core.errors import DependencyUnavailableError, UserInputError
 from bot.core.metrics import observe_command, seconds_since
-from bot.db.engine import DatabaseUnavailableError
 from bot.discord.formatting import NO_MENTIONS, quoted_input
-from bot.limits.budget import BudgetExhausted
-from bot.rag.iter_retgen import QuestionError
-from bot.retrieval.embedding import EmbeddingError
-from bot.retrieval.index import IndexUnavailableError
-from bot.retrieval.search import QueryError
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +26,7 @@ log = structlog.get_logger(__name__)
 SHOWS_PROGRESS = "paperbot.shows_progress"
 
 
-class UserFacingError(Exception):
+class UserFacingError(UserInputError):
     """An error whose message is written for the user (bad input, not found, not allowed)."""
 
 
@@ -55,7 +51,7 @@ def user_message(error: BaseException) -> tuple[str, bool]:
         if error.guild_wide:
             return f"This server is asking a lot right now — try again in {seconds} s.", True
         return f"You're going a bit fast — try again in {seconds} s.", True
-    if isinstance(error, UserFacingError | QueryError | QuestionError | BudgetExhausted):
+    if isinstance(error, UserInputError):
         return _sentence(str(error)), True
     if isinstance(error, app_commands.TransformerError):
         value = quoted_input(str(error.value), 80)
@@ -68,12 +64,8 @@ def user_message(error: BaseException) -> tuple[str, bool]:
         return "That command only works in a server.", True
     if isinstance(error, app_commands.CheckFailure):
         return "You can't use that command here.", True
-    if isinstance(error, IndexUnavailableError):
-        return "The paper index is unavailable right now; please try again in a minute", False
-    if isinstance(error, DatabaseUnavailableError):
-        return "The bot's database is unavailable right now; please try again in a minute", False
-    if isinstance(error, EmbeddingError):
-        return "The search model is unavailable right now; please try again in a minute", False
+    if isinstance(error, DependencyUnavailableError):
+        return f"{error.what} is unavailable right now; please try again in a minute", False
     return "", False
 
 

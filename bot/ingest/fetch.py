@@ -14,6 +14,7 @@ import httpx
 import structlog
 
 from bot.core.config import SourceSettings
+from bot.core.errors import DependencyUnavailableError
 from bot.core.papers import clean_text
 from bot.ingest.sources import ParseResult, parse_bytes
 
@@ -26,8 +27,10 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ARXIV_CATEGORY = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[a-z]+)?)?$")
 
 
-class FetchError(RuntimeError):
+class FetchError(DependencyUnavailableError):
     """A live source could not be fetched: a non-retryable HTTP status, or retries exhausted."""
+
+    what = "The paper source"
 
     def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
         super().__init__(message)

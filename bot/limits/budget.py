@@ -15,6 +15,8 @@ from typing import Protocol
 
 import structlog
 
+from bot.core.errors import UserInputError
+
 log = structlog.get_logger(__name__)
 
 # Direct messages (when allowed) share one budget: they belong to no guild.
@@ -48,7 +50,7 @@ class MemoryUsageStore:
         return self._tokens[guild_id]
 
 
-class BudgetExhausted(Exception):
+class BudgetExhausted(UserInputError):
     """The guild has used its tokens for today; the message is for the user."""
 
     def __init__(self, used: int, limit: int, resets_in_s: float) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from bot.core.errors import DependencyUnavailableError
 
-class LLMError(Exception):
-    """Base class for every failure of the LLM layer."""
+
+class LLMError(DependencyUnavailableError):
+    """Base class for every failure of the LLM layer: whatever the cause, no answer from the model."""
+
+    what = "The language model"
 
 
 class LLMUnavailableError(LLMError):

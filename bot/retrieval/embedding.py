@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 import structlog
 
 from bot.core.config import EmbeddingSettings
+from bot.core.errors import DependencyUnavailableError
 
 log = structlog.get_logger(__name__)
 
@@ -26,8 +27,10 @@ OFFLINE_ENV = {
 }
 
 
-class EmbeddingError(RuntimeError):
-    pass
+class EmbeddingError(DependencyUnavailableError):
+    """The embedding model or endpoint cannot embed; the message says what to check."""
+
+    what = "The search model"
 
 
 class Embedder(Protocol):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from bot.core.errors import UserInputError
 from bot.core.metrics import observe_retrieval
 from bot.core.papers import SearchHit, clean_user_text
 from bot.retrieval.embedding import Embedder
@@ -24,7 +25,7 @@ MAX_QUERY_TOKENS = 200
 MAX_LIMIT = 50
 
 
-class QueryError(ValueError):
+class QueryError(UserInputError, ValueError):
     """The query cannot be run; the message is meant for the user."""
 
 

@@ -16,13 +16,17 @@ from pathlib import Path
 
 import tiktoken
 
+from bot.core.errors import DependencyUnavailableError
+
 BLOB_BASE = "https://openaipublic.blob.core.windows.net/encodings/"
 SUPPORTED_ENCODINGS = ("cl100k_base", "o200k_base")
 DEFAULT_CACHE_DIR = Path("data/cache/tiktoken")
 
 
-class TokenizerUnavailableError(RuntimeError):
+class TokenizerUnavailableError(DependencyUnavailableError):
     """Raised instead of ever falling back to word counts."""
+
+    what = "The tokenizer"
 
 
 def cache_dir() -> Path:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.core.errors import UserInputError
 from bot.core.papers import Paper, clean_text
 
 _ISO_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -41,7 +42,7 @@ class ParseResult:
         self.records += other.records
 
 
-class RecordError(ValueError):
+class RecordError(UserInputError, ValueError):
     """Raised by a record mapper; becomes a `Rejected` with the record's line."""
 
 

@@ -9,6 +9,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
+from bot.core.errors import DependencyUnavailableError
 from bot.core.papers import Paper
 
 DENSE_VECTOR = "dense"
@@ -35,8 +36,10 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
 }
 
 
-class IndexUnavailableError(RuntimeError):
+class IndexUnavailableError(DependencyUnavailableError):
     """Qdrant cannot be reached or opened; the message says what to check."""
+
+    what = "The paper index"
 
 
 def day_number(value: dt.date | None) -> int | None:
