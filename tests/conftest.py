@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,20 +74,38 @@ def embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 
 
 @pytest.fixture(params=["edge", "server"])
-async def paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
-    """The same contract runs on Qdrant Edge and on qdrant-client (`:memory:` stands in for a server)."""
+async def make_paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """Builds indexes on Qdrant Edge or on qdrant-client (`:memory:` stands in for a server), so the
+    same contract runs on both: `make_paper_index(fusion="rrf")`. Each is closed after the test."""
     from qdrant_client import AsyncQdrantClient
 
     from bot.core.config import QdrantSettings
+    from bot.retrieval.index.base import Fusion, PaperIndex
     from bot.retrieval.index.edge import EdgePaperIndex
     from bot.retrieval.index.server import ServerPaperIndex
 
-    if request.param == "edge":
-        index: object = EdgePaperIndex(tmp_path / "qdrant")
-    else:
-        index = ServerPaperIndex(QdrantSettings(), AsyncQdrantClient(location=":memory:"))
-    yield index
-    await index.close()  # type: ignore[attr-defined]
+    made: list[PaperIndex] = []
+
+    def make(*, fusion: Fusion = "convex") -> PaperIndex:
+        index: PaperIndex
+        if request.param == "edge":
+            index = EdgePaperIndex(tmp_path / f"qdrant-{len(made)}", fusion=fusion)
+        else:
+            index = ServerPaperIndex(
+                QdrantSettings(hybrid_fusion=fusion), AsyncQdrantClient(location=":memory:")
+            )
+        made.append(index)
+        return index
+
+    yield make
+    for index in made:
+        await index.close()
+
+
+@pytest.fixture
+def paper_index(make_paper_index: Any) -> object:
+    """One index with the default fusion, on each back end."""
+    return make_paper_index()
 
 
 @pytest.fixture(scope="session")

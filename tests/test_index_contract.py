@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+from collections.abc import Callable
 
 import pytest
 
 from bot.core.papers import Paper, point_id
 from bot.retrieval.index import ChunkHit, IndexedChunk, PaperIndex, SearchFilter
-from bot.retrieval.index.base import fuse_hybrid, fuse_rrf
+from bot.retrieval.index.base import fuse_hits
 from bot.retrieval.sparse import sparse_document, sparse_query
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
@@ -162,12 +163,14 @@ def test_hybrid_fusion_is_a_weighted_sum_of_min_max_normalized_scores() -> None:
 
     sparse = hits("ABC", [12.0, 11.0, 2.0])  # BM25: A and B close, C far behind
     dense = hits("BDA", [0.9, 0.5, 0.4])  # dense prefers B; A last
-    fused = fuse_hybrid(dense, sparse, limit=4, bm25_weight=0.7)
+    fused = fuse_hits(dense, sparse, limit=4, fusion="convex", bm25_weight=0.7)
     # A: 0.7*1 + 0.3*0 = 0.70; B: 0.7*0.9 + 0.3*1 = 0.93; C: 0; D: 0.3*0.2 = 0.06
     assert [h.paper.paper_id for h in fused] == ["B", "A", "D", "C"]
     assert [round(h.score, 3) for h in fused] == [0.93, 0.7, 0.06, 0.0]
-    assert [h.paper.paper_id for h in fuse_hybrid(dense, sparse, limit=2, bm25_weight=1.0)] == ["A", "B"]
-    assert fuse_hybrid([], sparse, limit=1)[0].paper.paper_id == "A"  # one empty ranking is fine
+    bm25_only = fuse_hits(dense, sparse, limit=2, fusion="convex", bm25_weight=1.0)
+    assert [h.paper.paper_id for h in bm25_only] == ["A", "B"]
+    # one empty ranking is fine
+    assert fuse_hits([], sparse, limit=1, fusion="convex")[0].paper.paper_id == "A"
 
 
 def test_rrf_fusion_is_available_by_configuration() -> None:
@@ -177,7 +180,7 @@ def test_rrf_fusion_is_available_by_configuration() -> None:
             for p in order
         ]
 
-    fused = fuse_rrf(hits("BDA"), hits("ABC"), limit=4)  # dense, sparse
+    fused = fuse_hits(hits("BDA"), hits("ABC"), limit=4, fusion="rrf")  # dense, sparse
     # A: 1/3 + 1/5, B: 1/4 + 1/3, D: 1/4, C: 1/5 (k = 2, ranks from 1)
     assert [h.paper.paper_id for h in fused] == ["B", "A", "D", "C"]
     assert fused[0].score == pytest.approx(1 / 4 + 1 / 3)
@@ -185,13 +188,14 @@ def test_rrf_fusion_is_available_by_configuration() -> None:
 
 @pytest.mark.parametrize("fusion", ["convex", "rrf"])
 async def test_every_back_end_fuses_like_the_reference_two_query_path(
-    paper_index: PaperIndex, fusion: str
+    make_paper_index: Callable[..., PaperIndex], fusion: str
 ) -> None:
     """Qdrant Edge fuses payload-free rankings and then loads the winners' payloads; the result must
-    equal the generic path (both full rankings, then `fuse_hybrid`/`fuse_rrf`), scores included."""
+    equal the generic path (both full rankings, then `fuse_hits` with the index's fusion), scores included."""
+    paper_index = make_paper_index(fusion=fusion)
+    assert paper_index.fusion == fusion
     await paper_index.ensure_collection(DIM)
     await paper_index.upsert([c for p in PAPERS for c in chunks_for(p, n_chunks=2)])
-    paper_index.fusion = fusion  # type: ignore[assignment]
     for text in ("arithmetic reasoning", "video diffusion models", "molecules graph reasoning"):
         vectors = {"dense": fake_vector(text), "sparse": sparse_query(text), "search_filter": SearchFilter()}
         reference = await PaperIndex.hybrid_query(paper_index, limit=4, **vectors)  # type: ignore[arg-type]

@@ -73,7 +73,6 @@ class EmbeddingSettings(BaseSettings):
     api_key: SecretStr | None = None
     dimensions: int = Field(default=384, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    max_query_chars: int = Field(default=2000, ge=16)
     # local backend: how queries are embedded (documents always go through torch).
     query_runtime: Literal["onnx", "torch"] = "onnx"
 

@@ -1,4 +1,5 @@
-"""Hybrid paper search: BM25 and dense scores fused (bot.index.base.fuse_hybrid), one result per paper."""
+"""Hybrid paper search: BM25 and dense rankings fused by the index (`fused_ranking` in
+bot.retrieval.index.base, as QDRANT_HYBRID_FUSION says), one result per paper."""
 
 from __future__ import annotations
 

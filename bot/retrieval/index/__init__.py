@@ -24,14 +24,10 @@ __all__ = [
 
 
 def open_index(settings: Settings) -> PaperIndex:
-    index: PaperIndex
     if settings.qdrant.url:
         from bot.retrieval.index.server import ServerPaperIndex
 
-        index = ServerPaperIndex(settings.qdrant)
-    else:
-        from bot.retrieval.index.edge import EdgePaperIndex
+        return ServerPaperIndex(settings.qdrant)  # fusion from settings.qdrant.hybrid_fusion
+    from bot.retrieval.index.edge import EdgePaperIndex
 
-        index = EdgePaperIndex(settings.core.qdrant_path)
-    index.fusion = settings.qdrant.hybrid_fusion
-    return index
+    return EdgePaperIndex(settings.core.qdrant_path, fusion=settings.qdrant.hybrid_fusion)

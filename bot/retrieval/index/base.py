@@ -130,10 +130,11 @@ def fused_ranking(
     return [(key, scores[key]) for key in best]
 
 
-def _fuse_hits(
+def fuse_hits(
     dense_hits: Sequence[ChunkHit], sparse_hits: Sequence[ChunkHit], *, limit: int, fusion: Fusion,
     bm25_weight: float = HYBRID_BM25_WEIGHT,
 ) -> list[ChunkHit]:  # fmt: skip
+    """`fused_ranking` over chunk hits (keyed by paper and chunk): what `PaperIndex.hybrid_query` returns."""
     chunks = {(h.paper.paper_id, h.chunk_no): h for h in [*sparse_hits, *dense_hits]}
     ranked = fused_ranking(
         [((h.paper.paper_id, h.chunk_no), h.score) for h in dense_hits],
@@ -141,21 +142,6 @@ def _fuse_hits(
         limit=limit, fusion=fusion, bm25_weight=bm25_weight,
     )  # fmt: skip
     return [replace(chunks[key], score=score) for key, score in ranked]
-
-
-def fuse_hybrid(
-    dense_hits: Sequence[ChunkHit], sparse_hits: Sequence[ChunkHit], *, limit: int,
-    bm25_weight: float = HYBRID_BM25_WEIGHT,
-) -> list[ChunkHit]:  # fmt: skip
-    """Convex combination of min-max-normalized scores (see `fused_ranking`)."""
-    return _fuse_hits(dense_hits, sparse_hits, limit=limit, fusion="convex", bm25_weight=bm25_weight)
-
-
-def fuse_rrf(
-    dense_hits: Sequence[ChunkHit], sparse_hits: Sequence[ChunkHit], *, limit: int
-) -> list[ChunkHit]:
-    """Reciprocal rank fusion (see `fused_ranking`)."""
-    return _fuse_hits(dense_hits, sparse_hits, limit=limit, fusion="rrf")
 
 
 def hit_from_payload(payload: dict[str, Any], score: float) -> ChunkHit:
@@ -171,7 +157,14 @@ class PaperIndex(ABC):
     """Chunks of papers with a dense and a BM25 vector each; payload = paper metadata."""
 
     backend: str
-    fusion: Fusion = "convex"  # set from QDRANT_HYBRID_FUSION by open_index
+
+    def __init__(self, *, fusion: Fusion = "convex") -> None:
+        self._fusion: Fusion = fusion
+
+    @property
+    def fusion(self) -> Fusion:
+        """How hybrid search fuses the two rankings (QDRANT_HYBRID_FUSION), fixed when the index is built."""
+        return self._fusion
 
     @abstractmethod
     async def ensure_collection(self, dense_size: int) -> None: ...
@@ -206,13 +199,13 @@ class PaperIndex(ABC):
     async def hybrid_query(
         self, *, dense: list[float], sparse: SparseVec, limit: int, search_filter: SearchFilter
     ) -> list[ChunkHit]:
-        """Both rankings, then `fuse_hybrid` (the same on every back end)."""
+        """Both rankings, then `fuse_hits` with this index's fusion (the same on every back end)."""
         depth = max(limit, HYBRID_DEPTH)
         dense_hits, sparse_hits = await asyncio.gather(
             self.query(dense=dense, sparse=None, mode="dense", limit=depth, search_filter=search_filter),
             self.query(dense=None, sparse=sparse, mode="sparse", limit=depth, search_filter=search_filter),
         )
-        return _fuse_hits(dense_hits, sparse_hits, limit=limit, fusion=self.fusion)
+        return fuse_hits(dense_hits, sparse_hits, limit=limit, fusion=self.fusion)
 
     @abstractmethod
     async def count_papers(self, search_filter: SearchFilter | None = None) -> int: ...

@@ -21,6 +21,7 @@ from bot.retrieval.index.base import (
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
     ChunkHit,
+    Fusion,
     IndexedChunk,
     IndexUnavailableError,
     PaperIndex,
@@ -87,7 +88,8 @@ def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool =
 class EdgePaperIndex(PaperIndex):
     backend = "edge"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fusion: Fusion = "convex") -> None:
+        super().__init__(fusion=fusion)
         self._path = path
         self._shard: qe.EdgeShard | None = None
         # Edge calls are synchronous Rust; they run in worker threads, one writer at a time.

@@ -96,6 +96,7 @@ class ServerPaperIndex(PaperIndex):
     backend = "server"
 
     def __init__(self, settings: QdrantSettings, client: AsyncQdrantClient | None = None) -> None:
+        super().__init__(fusion=settings.hybrid_fusion)
         self._settings = settings
         self._collection = settings.collection
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
