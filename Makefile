@@ -31,8 +31,13 @@ $(VENV)/.installed: pyproject.toml setup.py | $(PY)
 install: $(VENV)/.installed
 
 # llama-cpp-python has no wheel on PyPI: it builds from source (~5 min on 2 cores), once.
+# Portable x86-64 code (AVX2), not -march=native: a native build on a CPU with AMX crashes in
+# ggml's AMX matmul (segfault on the first generation, seen here). --no-cache-dir: pip would
+# otherwise reuse a wheel it built earlier with other flags.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 $(VENV)/.llm: | $(VENV)/.installed
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet 'llama-cpp-python[server]==0.3.36'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	  $(PIP) install --quiet --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 llm: $(VENV)/.llm

@@ -91,3 +91,15 @@ def test_missing_file_is_a_reject_not_a_crash(capsys: pytest.CaptureFixture[str]
     code, out, err = run(capsys, "ingest", "--no-progress", str(tmp_path / "nope.jsonl"))
     assert code == EXIT_REJECTED
     assert "no such file" in err and "rejected 1" in out
+
+
+def test_an_invalid_setting_is_one_line_naming_it_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_ITERATIONS", "99")
+    code, out, err = run(capsys, "search", "anything")
+    assert code == 78 and out == ""
+    assert err.strip().splitlines() == [
+        "error: invalid settings: RAG_ITERATIONS (from the environment): "
+        "Input should be less than or equal to 7 (see .env.example)"
+    ]

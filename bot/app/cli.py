@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from bot.core.config import Settings, load_settings
 from bot.core.errors import DependencyUnavailableError, UserInputError
@@ -115,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_invalid_settings(exc: ValidationError | SettingsError) -> int:
+    """One line naming the variable and where it was set; EX_CONFIG, which keeps systemd from
+    restarting a bot that cannot start."""
+    from bot.app.daemon import EXIT_CONFIG
+    from bot.core.config_report import describe_validation_error
+
+    detail = describe_validation_error(exc, with_source=True) if isinstance(exc, ValidationError) else exc
+    print(f"error: invalid settings: {detail} (see .env.example)", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "doctor":  # loads the settings itself, to report invalid ones instead of crashing
@@ -125,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.core.config_report import run_config
 
         return run_config(args.json)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except (ValidationError, SettingsError) as exc:
+        return _report_invalid_settings(exc)
     configure_logging(settings.core, settings.secrets)
     handler = {
         "ingest": cmd_ingest,
@@ -289,12 +305,12 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app.services import open_services
     from bot.rag.citations import format_sources_list
+    from bot.rag.iter_retgen import QuestionError, check_answer_options
 
-    if args.iterations is not None and not 1 <= args.iterations <= 7:
-        print("error: --iterations must be between 1 and 7", file=sys.stderr)
-        return EXIT_USAGE
-    if args.k is not None and not 1 <= args.k <= 50:
-        print("error: --k must be between 1 and 50", file=sys.stderr)
+    try:
+        check_answer_options(args.iterations, args.k)  # before the LLM starts
+    except QuestionError as exc:
+        print(f"error: --{exc}", file=sys.stderr)
         return EXIT_USAGE
     if not clean_text(args.question):
         print("error: the question is empty; ask something about the papers", file=sys.stderr)
@@ -314,7 +330,6 @@ async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 # --- digest -------------------------------------------------------------------------------------
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
-FALLBACK_NOTE = " (first sentences of the abstract; the summarizer was unavailable)"
 
 
 def add_digest_arguments(sub: Any) -> None:
@@ -388,20 +403,15 @@ def _digest_subscription(args: argparse.Namespace) -> Any:
 
 
 def _print_digest(preview: Any) -> None:
+    from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
+
     header = preview.header
-    date = header.digest_date.strftime("%A %d %B %Y")
     if header.empty_message is not None or not preview.posts:
-        print(f"# Paper digest · {date}")
+        print(f"# {header.title}")
         print(header.empty_message or "No papers to post.")
         return
-    counts = header.counts
-    papers = "paper" if header.paper_count == 1 else "papers"
-    print(f"# Paper digest · {date} · {header.paper_count} {papers}")
-    print(
-        f"Picked {header.paper_count} of {counts.new} new papers ({counts.fetched} fetched, "
-        f"{counts.duplicates} duplicates, {counts.filtered} filtered out). "
-        f"Sources: {', '.join(header.sources)}"
-    )
+    print(f"# {header.title}")
+    print(f"{header.tally} Sources: {', '.join(header.sources)}")
     for post in preview.posts:
         paper = post.paper
         print(f"\n{post.rank}. {paper.title}")
@@ -415,14 +425,14 @@ def _print_digest(preview: Any) -> None:
         if post.why:
             print(f"   Why: {post.why}")
         summary_lines = post.summary.splitlines() or [""]
-        print(f"   Summary{FALLBACK_NOTE if post.summary_is_fallback else ''}: {summary_lines[0]}")
+        note = f" ({SUMMARIZER_UNAVAILABLE})" if post.summary_is_fallback else ""
+        print(f"   Summary{note}: {summary_lines[0]}")
         for line in summary_lines[1:]:
             print(f"   {line}")
 
 
 async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app.services import attach_digests, open_services
-    from bot.db.engine import open_database
+    from bot.app.services import open_services
     from bot.digest.sources import directory_fetcher
 
     if args.digest_command == "subscriptions":
@@ -431,13 +441,10 @@ async def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     if not args.source_dir.is_dir():
         raise QueryError(f"--from {args.source_dir}: no such folder")
     digest_date = args.date or dt.datetime.now(dt.UTC).date()
-    async with (
-        open_services(settings, with_llm=True) as services,
-        open_database(settings) as database,
-    ):
-        attach_digests(services, database, fetch=directory_fetcher(args.source_dir))
-        assert services.digests is not None
-        preview = await services.digests.preview(subscription, digest_date)
+    fetch = directory_fetcher(args.source_dir)
+    async with open_services(settings, with_llm=True, with_database=True, fetch=fetch) as services:
+        assert services.state is not None
+        preview = await services.state.digests.preview(subscription, digest_date)
     for error in preview.errors:
         print(f"warning: {error}", file=sys.stderr)
     _print_digest(preview)

@@ -552,17 +552,16 @@ async def test_a_database_outage_mid_digest_fails_the_run_clearly_and_a_rerun_po
         search=SearchService(index, embedder),
         ingestor=Ingestor(index, embedder, settings.tokenizer),
         llm=None,
-        poster=poster,
         fetch=directory_fetcher(SAMPLES_DIR),
     )
     subscription = await repo.save_subscription(_subscription(100))
     try:
         with pytest.raises(DatabaseUnavailableError):
-            await service.run(subscription, SAMPLE_DAY)
+            await service.run(subscription, SAMPLE_DAY, poster=poster)
         assert [m.kind for m in poster.messages] == ["header"]
 
         await asyncio.to_thread(outage.end)
-        outcome = await service.run(subscription, SAMPLE_DAY)
+        outcome = await service.run(subscription, SAMPLE_DAY, poster=poster)
     finally:
         await index.close()
         await embedder.aclose()
