@@ -28,6 +28,7 @@ from bot.db.repository import Repository
 from bot.digest import cron as digest_schedule
 from bot.digest.categories import category_suggestions
 from bot.digest.delivery import DigestHeader, PaperPost, digest_marker, parse_marker
+from bot.digest.records import Subscription
 from bot.digest.scheduler import job_id as digest_job_id
 from bot.digest.service import DigestService
 from bot.digest.sources import directory_fetcher
@@ -430,6 +431,14 @@ class CrashAfterPosting:
         return await self.inner.find_recent_digest_messages(channel_id, marker)
 
 
+async def subscribed_daily_at(world: World, when: dt.datetime) -> Subscription:
+    """`/digest subscribe` in the world's channel, daily at `when` (UTC); the stored subscription."""
+    await subscribe(world, time=f"{when:%H:%M}", timezone="UTC", weekdays="daily")
+    sub = await world.repo.get_channel_subscription(world.channel())
+    assert sub is not None
+    return sub
+
+
 async def test_a_crash_after_posting_is_completed_on_restart_without_duplicates(world: World) -> None:
     channel = world.channel()
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
@@ -439,10 +448,7 @@ async def test_a_crash_after_posting_is_completed_on_restart_without_duplicates(
 
     async with world.bot(crash_on_second_paper) as bot:
         # Scheduled a minute ago, so the interrupted run is still within the catch-up grace.
-        await subscribe(world, time=f"{now:%H:%M}", timezone="UTC", weekdays="daily")
-        assert world.repo is not None and world.digests is not None
-        sub = await world.repo.get_channel_subscription(channel)
-        assert sub is not None
+        sub = await subscribed_daily_at(world, now)
         with pytest.raises(SimulatedCrash):
             await world.digests.run(sub, now.date(), poster=bot.digest_poster, trigger="schedule")
     before = world.digest_messages(channel)
@@ -487,10 +493,8 @@ async def test_shutdown_during_a_digest_loses_nothing_and_posts_nothing_twice(
         return SlowPoster(DiscordDigestPoster(client), delay_s=0.3)
 
     async with world.bot(slow) as bot:
-        await subscribe(world, time=f"{now:%H:%M}", timezone="UTC", weekdays="daily")
-        assert world.repo is not None and bot.digest_scheduler is not None
-        sub = await world.repo.get_channel_subscription(channel)
-        assert sub is not None
+        sub = await subscribed_daily_at(world, now)
+        assert bot.digest_scheduler is not None
         run = asyncio.create_task(bot.digest_scheduler.run_now(sub, now.date()))
         await world.fake.wait_for(
             lambda: len(world.digest_messages(channel)) >= 2, timeout=60, what="a paper"

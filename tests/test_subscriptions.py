@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.app.services import build_digest_service
+from bot.app.services import build_digest_services
 from bot.core.config import Settings, load_settings
 from bot.core.errors import UserInputError
 from bot.db import Database, Repository, upgrade_schema
@@ -56,18 +56,11 @@ async def world(tmp_path: Path, embedder: Embedder) -> AsyncIterator[World]:
     database = Database.from_settings(settings)
     await upgrade_schema(database.engine)
     index = EdgePaperIndex(tmp_path / "qdrant")  # never opened: nothing here searches or ingests
-    repo = Repository(database)
-    digests = build_digest_service(
-        settings,
-        repo=repo,
-        search=SearchService(index, embedder, encoding=settings.tokenizer.encoding),
-        ingestor=Ingestor(index, embedder, settings.tokenizer),
-        llm=None,
-        fetch=directory_fetcher(tmp_path / "sources"),
+    search, ingestor = SearchService(index, embedder), Ingestor(index, embedder, settings.tokenizer)
+    state = build_digest_services(
+        settings, database, search=search, ingestor=ingestor, llm=None, fetch=directory_fetcher(tmp_path)
     )
-    scheduler = DigestScheduler(digests, repo, database, settings.digest)
-    yield World(settings, repo, scheduler, SubscriptionService(repo, settings.digest, digests=digests,
-                                                               scheduler=scheduler))  # fmt: skip
+    yield World(settings, state.repo, state.scheduler, state.subscriptions)
     await database.close()
 
 

@@ -184,7 +184,6 @@ class PaperIndex(ABC):
     async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
         """Delete chunks numbered >= from_chunk (after a new version got shorter)."""
 
-    @abstractmethod
     async def query(
         self,
         *,
@@ -194,7 +193,23 @@ class PaperIndex(ABC):
         limit: int,
         search_filter: SearchFilter,
     ) -> list[ChunkHit]:
-        """Best chunks first. `hybrid` (both vectors given) is `hybrid_query`."""
+        """Best chunks first. `hybrid` (both vectors given) is `hybrid_query`; otherwise the one
+        ranking of `mode`'s vector."""
+        if mode == "hybrid" and dense is not None and sparse is not None:
+            return await self.hybrid_query(
+                dense=dense, sparse=sparse, limit=limit, search_filter=search_filter
+            )
+        if mode == "dense" and dense is not None:
+            return await self.ranking(dense=dense, sparse=None, limit=limit, search_filter=search_filter)
+        if sparse is None:
+            raise ValueError(f"a {mode} query needs its vector")
+        return await self.ranking(dense=None, sparse=sparse, limit=limit, search_filter=search_filter)
+
+    @abstractmethod
+    async def ranking(
+        self, *, dense: list[float] | None, sparse: SparseVec | None, limit: int, search_filter: SearchFilter
+    ) -> list[ChunkHit]:
+        """One ranking, by the dense vector if given, else by the sparse one; best chunks first."""
 
     async def hybrid_query(
         self, *, dense: list[float], sparse: SparseVec, limit: int, search_filter: SearchFilter
@@ -202,8 +217,8 @@ class PaperIndex(ABC):
         """Both rankings, then `fuse_hits` with this index's fusion (the same on every back end)."""
         depth = max(limit, HYBRID_DEPTH)
         dense_hits, sparse_hits = await asyncio.gather(
-            self.query(dense=dense, sparse=None, mode="dense", limit=depth, search_filter=search_filter),
-            self.query(dense=None, sparse=sparse, mode="sparse", limit=depth, search_filter=search_filter),
+            self.ranking(dense=dense, sparse=None, limit=depth, search_filter=search_filter),
+            self.ranking(dense=None, sparse=sparse, limit=depth, search_filter=search_filter),
         )
         return fuse_hits(dense_hits, sparse_hits, limit=limit, fusion=self.fusion)
 

@@ -26,7 +26,6 @@ from bot.retrieval.index.base import (
     IndexUnavailableError,
     PaperIndex,
     SearchFilter,
-    SearchMode,
     SparseVec,
     day_number,
     fused_ranking,
@@ -182,32 +181,16 @@ class EdgePaperIndex(PaperIndex):
         )
         await asyncio.to_thread(self._update, qe.UpdateOperation.delete_points_by_filter(flt))
 
-    async def query(
-        self,
-        *,
-        dense: list[float] | None,
-        sparse: SparseVec | None,
-        mode: SearchMode,
-        limit: int,
-        search_filter: SearchFilter,
+    async def ranking(
+        self, *, dense: list[float] | None, sparse: SparseVec | None, limit: int, search_filter: SearchFilter
     ) -> list[ChunkHit]:
-        if mode == "hybrid" and dense is not None and sparse is not None:
-            return await self.hybrid_query(
-                dense=dense, sparse=sparse, limit=limit, search_filter=search_filter
-            )
+        if dense is not None:
+            query = qe.Query.Nearest(dense, using=DENSE_VECTOR)
+        else:
+            assert sparse is not None
+            query = qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR)
         flt = build_filter(search_filter)
-        dense_query = qe.Query.Nearest(dense, using=DENSE_VECTOR) if dense is not None else None
-        sparse_query = (
-            qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR)
-            if sparse is not None
-            else None
-        )
-        request = qe.QueryRequest(
-            limit=limit,
-            query=dense_query if mode == "dense" else sparse_query,
-            filter=flt,
-            with_payload=True,
-        )
+        request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
         points = await asyncio.to_thread(self.shard.query, request)
         return [hit_from_payload(dict(p.payload or {}), p.score) for p in points]
 

@@ -21,7 +21,6 @@ from bot.retrieval.index.base import (
     IndexUnavailableError,
     PaperIndex,
     SearchFilter,
-    SearchMode,
     SparseVec,
     day_number,
     hit_from_payload,
@@ -203,27 +202,20 @@ class ServerPaperIndex(PaperIndex):
                 self._collection, points_selector=models.FilterSelector(filter=flt), wait=True
             )
 
-    async def query(
-        self,
-        *,
-        dense: list[float] | None,
-        sparse: SparseVec | None,
-        mode: SearchMode,
-        limit: int,
-        search_filter: SearchFilter,
+    async def ranking(
+        self, *, dense: list[float] | None, sparse: SparseVec | None, limit: int, search_filter: SearchFilter
     ) -> list[ChunkHit]:
-        if mode == "hybrid" and dense is not None and sparse is not None:
-            return await self.hybrid_query(
-                dense=dense, sparse=sparse, limit=limit, search_filter=search_filter
-            )
-        flt = build_filter(search_filter)
-        sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values) if sparse else None
+        if dense is not None:
+            query: Any = dense
+        else:
+            assert sparse is not None
+            query = models.SparseVector(indices=sparse.indices, values=sparse.values)
         with self._reachable("query"):
             response = await self._client.query_points(
                 self._collection,
-                query=dense if mode == "dense" else sparse_query,
-                using=DENSE_VECTOR if mode == "dense" else SPARSE_VECTOR,
-                query_filter=flt,
+                query=query,
+                using=DENSE_VECTOR if dense is not None else SPARSE_VECTOR,
+                query_filter=build_filter(search_filter),
                 limit=limit,
                 with_payload=True,
                 consistency=self._read_consistency,
