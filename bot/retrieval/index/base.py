@@ -54,6 +54,22 @@ class SparseVec:
 
 
 @dataclass(frozen=True)
+class FieldRange:
+    key: str
+    gte: float | None
+    lte: float | None
+
+
+@dataclass(frozen=True)
+class FieldIn:
+    key: str
+    values: list[str] | list[int]
+
+
+Condition = FieldRange | FieldIn
+
+
+@dataclass(frozen=True)
 class SearchFilter:
     since: dt.date | None = None
     until: dt.date | None = None
@@ -72,6 +88,22 @@ class SearchFilter:
             or self.paper_ids
             or self.exclude_paper_ids
         )
+
+    def conditions(self, *, first_chunk_only: bool = False) -> tuple[list[Condition], list[Condition]]:
+        """(must, must_not) as back-end-neutral conditions; each back end spells them in its own
+        client's types (`FieldRange`: published day numbers; `FieldIn`: any of the values)."""
+        must: list[Condition] = []
+        if self.since or self.until:
+            must.append(FieldRange("published_day", day_number(self.since), day_number(self.until)))
+        for key, values in (("categories", self.categories), ("sources", self.sources),
+                            ("paper_id", self.paper_ids)):  # fmt: skip
+            if values:
+                must.append(FieldIn(key, list(values)))
+        if first_chunk_only:
+            must.append(FieldIn("chunk_no", [0]))
+        excluded = self.exclude_paper_ids
+        must_not: list[Condition] = [FieldIn("paper_id", list(excluded))] if excluded else []
+        return must, must_not
 
 
 @dataclass

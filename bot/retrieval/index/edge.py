@@ -9,7 +9,6 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import qdrant_edge as qe
 import structlog
@@ -21,6 +20,8 @@ from bot.retrieval.index.base import (
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
     ChunkHit,
+    Condition,
+    FieldRange,
     Fusion,
     IndexedChunk,
     IndexUnavailableError,
@@ -53,35 +54,20 @@ def os_error_of(exc: BaseException) -> OSError | None:
 
 
 def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool = False) -> qe.Filter | None:
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if search_filter is not None:
-        if search_filter.since or search_filter.until:
-            must.append(
-                qe.FieldCondition(
-                    key="published_day",
-                    range=qe.RangeFloat(
-                        gte=day_number(search_filter.since), lte=day_number(search_filter.until)
-                    ),
-                )
-            )
-        if search_filter.categories:
-            must.append(
-                qe.FieldCondition(key="categories", match=qe.MatchAny(list(search_filter.categories)))
-            )
-        if search_filter.sources:
-            must.append(qe.FieldCondition(key="sources", match=qe.MatchAny(list(search_filter.sources))))
-        if search_filter.paper_ids:
-            must.append(qe.FieldCondition(key="paper_id", match=qe.MatchAny(list(search_filter.paper_ids))))
-        if search_filter.exclude_paper_ids:
-            must_not.append(
-                qe.FieldCondition(key="paper_id", match=qe.MatchAny(list(search_filter.exclude_paper_ids)))
-            )
-    if first_chunk_only:
-        must.append(qe.FieldCondition(key="chunk_no", match=qe.MatchValue(0)))
+    must, must_not = (search_filter or SearchFilter()).conditions(first_chunk_only=first_chunk_only)
     if not must and not must_not:
         return None
-    return qe.Filter(must=must or None, must_not=must_not or None)
+    return qe.Filter(
+        must=[_condition(c) for c in must] or None, must_not=[_condition(c) for c in must_not] or None
+    )
+
+
+def _condition(condition: Condition) -> qe.FieldCondition:
+    if isinstance(condition, FieldRange):
+        return qe.FieldCondition(key=condition.key, range=qe.RangeFloat(gte=condition.gte, lte=condition.lte))
+    values = condition.values
+    match = qe.MatchValue(values[0]) if len(values) == 1 else qe.MatchAny(values)
+    return qe.FieldCondition(key=condition.key, match=match)
 
 
 class EdgePaperIndex(PaperIndex):

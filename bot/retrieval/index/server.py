@@ -17,6 +17,8 @@ from bot.retrieval.index.base import (
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
     ChunkHit,
+    Condition,
+    FieldRange,
     IndexedChunk,
     IndexUnavailableError,
     PaperIndex,
@@ -40,45 +42,22 @@ _READ_CONSISTENCY: dict[str, Any] = {
 def build_filter(
     search_filter: SearchFilter | None, *, first_chunk_only: bool = False
 ) -> models.Filter | None:
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if search_filter is not None:
-        if search_filter.since or search_filter.until:
-            must.append(
-                models.FieldCondition(
-                    key="published_day",
-                    range=models.Range(
-                        gte=day_number(search_filter.since), lte=day_number(search_filter.until)
-                    ),
-                )
-            )
-        if search_filter.categories:
-            must.append(
-                models.FieldCondition(
-                    key="categories", match=models.MatchAny(any=list(search_filter.categories))
-                )
-            )
-        if search_filter.sources:
-            must.append(
-                models.FieldCondition(key="sources", match=models.MatchAny(any=list(search_filter.sources)))
-            )
-        if search_filter.paper_ids:
-            must.append(
-                models.FieldCondition(
-                    key="paper_id", match=models.MatchAny(any=list(search_filter.paper_ids))
-                )
-            )
-        if search_filter.exclude_paper_ids:
-            must_not.append(
-                models.FieldCondition(
-                    key="paper_id", match=models.MatchAny(any=list(search_filter.exclude_paper_ids))
-                )
-            )
-    if first_chunk_only:
-        must.append(models.FieldCondition(key="chunk_no", match=models.MatchValue(value=0)))
+    must, must_not = (search_filter or SearchFilter()).conditions(first_chunk_only=first_chunk_only)
     if not must and not must_not:
         return None
-    return models.Filter(must=must or None, must_not=must_not or None)
+    return models.Filter(
+        must=[_condition(c) for c in must] or None, must_not=[_condition(c) for c in must_not] or None
+    )
+
+
+def _condition(condition: Condition) -> models.FieldCondition:
+    if isinstance(condition, FieldRange):
+        return models.FieldCondition(
+            key=condition.key, range=models.Range(gte=condition.gte, lte=condition.lte)
+        )
+    values = condition.values
+    match: Any = models.MatchValue(value=values[0]) if len(values) == 1 else models.MatchAny(any=values)
+    return models.FieldCondition(key=condition.key, match=match)
 
 
 def _one_line(value: object, limit: int = 300) -> str:
