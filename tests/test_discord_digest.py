@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import discord
 import pytest
+from discord import app_commands
 
 from bot.app.services import Services, build_services
 from bot.core.config import DatabaseSettings, Settings
@@ -171,6 +172,16 @@ async def command(world: World, name: str, user: str = "alice") -> str:
 
 
 # ------------------------------------------------------------------ subscribe, permissions
+
+
+async def test_help_lists_digest_and_every_subcommand_where_digests_are_enabled(world: World) -> None:
+    async with world.bot() as bot:
+        handle = await world.fake.dispatch_interaction("help", {}, channel_id=world.channel())
+        text = (await handle.original_message())["embeds"][0]["description"]
+        group = bot.tree.get_command("digest")
+    assert isinstance(group, app_commands.Group) and len(group.commands) >= 9
+    line = next(line for line in text.splitlines() if line.startswith("**/digest**"))
+    assert all(f"`{sub.name}`" in line for sub in group.commands) and "(server admins)" in line
 
 
 async def test_subscribe_as_admin_schedules_the_channel_in_its_time_zone(world: World) -> None:
