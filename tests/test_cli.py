@@ -63,6 +63,12 @@ def test_ingest_twice_adds_nothing_and_search_json_contract(
         else:
             assert result["paper_id"].startswith("title:")
 
+    # The readable listing shows what is known and no placeholder: the page's papers have no id or date.
+    code, out, _ = run(capsys, "search", "memory efficient transfer learning", "--limit", "4")
+    assert code == EXIT_OK and "SHERL" in out
+    assert "????" not in out and "title:" not in out
+    assert any(line.strip().startswith("score ") for line in out.splitlines())  # a page paper's line
+
 
 def test_search_refuses_empty_query_and_bad_dates(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "search", "   ")

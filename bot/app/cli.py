@@ -245,9 +245,12 @@ def _print_human(result: SearchResult) -> None:
         print("  (no papers found)")
     for rank, hit in enumerate(result.hits, 1):
         paper = hit.paper
-        date = paper.published.isoformat() if paper.published else "????-??-??"
+        # Only what is known: no placeholder date, no id derived from the title.
+        known_id = None if paper.paper_id.startswith("title:") else paper.paper_id
+        date = paper.published.isoformat() if paper.published else None
+        details = [d for d in (known_id, date, f"score {hit.score:.4f}", paper.url) if d]
         print(f"{rank:>2}. {paper.title}")
-        print(f"    {paper.paper_id} · {date} · score {hit.score:.4f} · {paper.url or ''}")
+        print("    " + " · ".join(details))
 
 
 def _read_queries(path: Path) -> list[str]:
