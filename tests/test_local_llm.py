@@ -1,7 +1,9 @@
-"""The embedded llama.cpp server: weights assembly, failure reporting, and one real Gemma round trip."""
+"""The embedded llama.cpp server: weights assembly, failure reporting (a server that dies at start or
+later, e.g. killed for memory), and one real Gemma round trip."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import json
@@ -12,15 +14,37 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 import bot.llm.local_server as local_server
-from bot.core.config import LLMSettings
-from bot.llm import LLMClient, LocalLLMServer, LocalLLMUnavailable, llm_session
-from bot.llm.local_server import ensure_gemma_gguf, orphan_safe_command
+from bot.core.config import LLMSettings, RagSettings, TokenizerSettings
+from bot.core.papers import Paper
+from bot.ingest.pipeline import Ingestor
+from bot.llm import LLMClient, LLMUnavailableError, LocalLLMServer, LocalLLMUnavailable, llm_session
+from bot.llm.local_server import orphan_safe_command
+from bot.llm.models import KNOWN_MODELS
+from bot.llm.weights import ensure_model_file
+from bot.rag.extractive import EXTRACTIVE_LABEL
+from bot.rag.iter_retgen import AnswerService
+from bot.retrieval.index.edge import EdgePaperIndex
+from bot.retrieval.search import SearchService
 
+GEMMA = KNOWN_MODELS["gemma-3-270m"]  # the fast real model of the tests
 EXPECTED_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+POINTER_NETWORKS = Paper(
+    paper_id="1506.03134",
+    title="Pointer Networks",
+    abstract="Pointer networks learn the conditional probability of an output sequence whose elements "
+    "are positions in the input sequence. They solve planar convex hulls, Delaunay triangulations and "
+    "the travelling salesman problem from examples.",
+)
+
+
+def ensure_gemma_gguf(models_dir: Path) -> Path:
+    return ensure_model_file(GEMMA, models_dir)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +59,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(monkeypatch: pytest.MonkeyPatch) -> LLMSettings:
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LLM_MODEL", "LLM_API_MODE", "LOCAL_LLM_PORT"):
         monkeypatch.delenv(name, raising=False)
-    return LLMSettings(_env_file=None)  # type: ignore[call-arg]
+    return LLMSettings(_env_file=None, LOCAL_LLM_MODEL=GEMMA.name)  # type: ignore[call-arg]
 
 
 def _fake_python(tmp_path: Path, body: str) -> str:
@@ -51,7 +75,7 @@ def _sha256(path: Path) -> str:
 
 def test_gguf_is_assembled_once_and_verified(models_dir: Path) -> None:
     [gguf] = models_dir.glob("*.gguf")
-    assert _sha256(gguf) == EXPECTED_SHA256
+    assert _sha256(gguf) == EXPECTED_SHA256 == GEMMA.sha256
     before = gguf.stat().st_mtime_ns
 
     assert ensure_gemma_gguf(models_dir) == gguf
@@ -61,6 +85,8 @@ def test_gguf_is_assembled_once_and_verified(models_dir: Path) -> None:
 
 def test_corrupt_gguf_is_replaced(tmp_path: Path) -> None:
     gguf = ensure_gemma_gguf(tmp_path)
+    os.utime(gguf, ns=(0, 0))  # as if assembled long ago …
+    ensure_gemma_gguf(tmp_path)  # … and verified then; the write below moves the mtime on
     with gguf.open("r+b") as handle:  # same size, wrong bytes
         handle.seek(1000)
         handle.write(b"\x00" * 64)
@@ -112,6 +138,76 @@ async def test_server_that_never_answers_times_out_and_is_stopped(
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the child was terminated and reaped
+
+
+FAKE_SERVER = """#!{python}
+import http.server, json, os, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+with open({pid_file!r}, "w") as handle:
+    handle.write(str(os.getpid()))
+
+class Models(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({{"object": "list", "data": []}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+print("llama_init_from_model: n_ctx = 4096", file=sys.stderr, flush=True)
+http.server.HTTPServer(("127.0.0.1", port), Models).serve_forever()
+"""
+
+
+async def test_a_server_killed_for_memory_is_noticed_and_answers_fall_back_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any
+) -> None:
+    # A stand-in server (answers /v1/models, so it starts) is SIGKILLed, as the OOM killer does.
+    monkeypatch.setattr(local_server, "_SERVER_MODULES", ())
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(32))
+    pid_file = tmp_path / "server.pid"
+    python = tmp_path / "fake-server"
+    python.write_text(FAKE_SERVER.format(python=sys.executable, pid_file=str(pid_file)))
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    settings = LLMSettings(_env_file=None, LOCAL_LLM_MODEL=str(gguf))  # type: ignore[call-arg]
+    index = EdgePaperIndex(tmp_path / "qdrant")
+    await index.ensure_collection(embedder.dimensions)
+    await Ingestor(index, embedder, TokenizerSettings()).ingest([POINTER_NETWORKS])
+    server = LocalLLMServer(settings, tmp_path / "models", python=str(python))
+    await server.start()
+    client = server.client()
+    try:
+        with capture_logs() as logs:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            for _ in range(200):  # the kernel reports the death to the event loop shortly
+                if server.exit_reason() is not None:
+                    break
+                await asyncio.sleep(0.05)
+            with pytest.raises(LLMUnavailableError, match="killed by SIGKILL: most likely") as caught:
+                await client.generate(system="s", user="u", max_tokens=4)
+            service = AnswerService(SearchService(index, embedder), client, RagSettings(), settings)
+            answer = await service.answer("What are pointer networks good for?")
+    finally:
+        await client.aclose()
+        await server.stop()
+        await index.close()
+
+    assert not server.running
+    assert "out-of-memory killer" in str(caught.value) and "Connection error" not in str(caught.value)
+    assert caught.value.attempts == 1  # no retry against a server that is gone
+    [exited] = [e for e in logs if e["event"] == "local_llm.exited"]
+    assert (exited["returncode"], exited["signal"]) == (-signal.SIGKILL, "SIGKILL")
+    assert exited["log_level"] == "error" and "n_ctx = 4096" in exited["last_output"][-1]
+    # The question is still answered, from the passages, under the label that says why.
+    assert answer.fallback and answer.text.startswith(EXTRACTIVE_LABEL)
+    assert [c.paper_id for c in answer.citations] == [POINTER_NETWORKS.paper_id]
+    [fell_back] = [e for e in logs if e["event"] == "rag.llm_unavailable"]
+    assert "killed by SIGKILL" in fell_back["error"]
 
 
 def test_orphan_safe_command_runs_the_module_as_main_with_its_arguments(tmp_path: Path) -> None:

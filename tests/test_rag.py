@@ -311,7 +311,7 @@ async def test_end_to_end_with_the_embedded_gemma_server(index, embedder) -> Non
     from bot.llm import llm_session
     from tests.conftest import ROOT
 
-    llm_settings = LLMSettings()
+    llm_settings = LLMSettings(LOCAL_LLM_MODEL="gemma-3-270m")  # the fast real model, not the default
     async with llm_session(llm_settings, ROOT / "data" / "models") as client:
         service = AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
         answer = await service.answer(

@@ -19,6 +19,7 @@ from bot.digest.summaries import CardSummaries, SummaryService
 from bot.ingest.pipeline import Ingestor
 from bot.limits.budget import MemoryUsageStore, TokenBudget
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
+from bot.llm.models import resolve_llm_settings
 from bot.rag.iter_retgen import AnswerService
 from bot.retrieval.embedding import Embedder, open_embedder
 from bot.retrieval.index import PaperIndex, open_index
@@ -147,6 +148,8 @@ async def open_services(
         await index.ensure_collection(embedder.dimensions)
         llm: LLMClient | None = None
         if with_llm:
+            # The embedded model's recommended prompt and answer limits, unless set (LOCAL_LLM_*).
+            settings = settings.model_copy(update={"llm": resolve_llm_settings(settings.llm)})
             try:
                 llm = await stack.enter_async_context(llm_session(settings.llm, settings.core.models_dir))
             except LocalLLMUnavailable as exc:

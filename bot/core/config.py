@@ -14,6 +14,14 @@ from bot.core.timing import format_weekdays, parse_post_time, parse_weekdays, va
 
 T = TypeVar("T")
 
+# The embedded LLM when LOCAL_LLM_MODEL is unset (bot/llm/models.py describes it and the others).
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
+
+
+def local_model_alias(local_model: str) -> str:
+    """The name the embedded server answers to: a known model's name, or a GGUF file's stem."""
+    return Path(local_model).stem if local_model.lower().endswith(".gguf") else local_model
+
 
 def _config(prefix: str) -> SettingsConfigDict:
     # env_ignore_empty: `.env.example` copied to `.env` lists every variable, most of them empty
@@ -105,7 +113,8 @@ class SourceSettings(BaseSettings):
 
 
 class LLMSettings(BaseSettings):
-    """Unset `OPENAI_BASE_URL` → the bot runs its own llama.cpp server with Gemma 3 270M."""
+    """Unset `OPENAI_BASE_URL` → the bot runs its own llama.cpp server with the embedded model
+    `LOCAL_LLM_MODEL` (default Qwen2.5-Coder-1.5B-Instruct; the known ones are in bot/llm/models.py)."""
 
     model_config = SettingsConfigDict(
         env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
@@ -113,21 +122,29 @@ class LLMSettings(BaseSettings):
 
     base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
-    model: str = Field(default="gemma-3-270m", alias="LLM_MODEL")
+    # The embedded model: a known name (bot/llm/models.py) or the path of a .gguf file. Before
+    # LLM_MODEL, whose default (the name the server is asked for) follows it.
+    local_model: str = Field(default=DEFAULT_LOCAL_MODEL, min_length=1, alias="LOCAL_LLM_MODEL")
+    model: str = Field(default_factory=lambda data: local_model_alias(data["local_model"]), alias="LLM_MODEL")
     timeout_s: float = Field(default=60.0, gt=0, alias="LLM_TIMEOUT_S")
     max_retries: int = Field(default=3, ge=0, alias="LLM_MAX_RETRIES")
     context_window: int = Field(default=8192, ge=512, alias="LLM_CONTEXT_WINDOW")
     max_answer_tokens: int = Field(default=384, ge=16, alias="LLM_MAX_ANSWER_TOKENS")
     temperature: float = Field(default=0.2, ge=0, le=2, alias="LLM_TEMPERATURE")
-    # "auto": raw completions for the embedded base model, chat for any configured server.
+    # "auto": chat for instruction-tuned embedded models and any configured server, raw completions
+    # for an embedded base model (gemma-3-270m).
     api_mode: Literal["auto", "chat", "completions"] = Field(default="auto", alias="LLM_API_MODE")
     # Embedded server (used only when OPENAI_BASE_URL is unset).
     local_port: int = Field(default=0, ge=0, le=65535, alias="LOCAL_LLM_PORT")
     local_threads: int = Field(default=2, ge=1, alias="LOCAL_LLM_THREADS")
     local_ctx: int = Field(default=4096, ge=512, alias="LOCAL_LLM_CTX")
-    local_start_timeout_s: float = Field(default=120.0, gt=0, alias="LOCAL_LLM_START_TIMEOUT_S")
-    # A 270M model on 2 cores reads prompts slowly (tens to hundreds of tokens/s) and loses the
-    # thread in long ones: keep its prompts and answers short.
+    # From the model file being ready (assembling it is not counted) to the server answering: a
+    # 1.1 GB model read from a cold disk on a loaded machine takes tens of seconds.
+    local_start_timeout_s: float = Field(default=180.0, gt=0, alias="LOCAL_LLM_START_TIMEOUT_S")
+    # On 2 cores prompts are read at tens of tokens/s and answers written at a few: keep both short.
+    # Unset, LOCAL_LLM_CTX / _PROMPT_TOKENS / _MAX_ANSWER_TOKENS take the embedded model's recommended
+    # values when it is opened (bot.llm.models.resolve_llm_settings); the defaults here are the
+    # default model's.
     local_prompt_tokens: int = Field(default=900, ge=256, alias="LOCAL_LLM_PROMPT_TOKENS")
     local_max_answer_tokens: int = Field(default=128, ge=16, alias="LOCAL_LLM_MAX_ANSWER_TOKENS")
 

@@ -39,18 +39,23 @@ __all__ = [
 
 
 async def open_llm(settings: LLMSettings, models_dir: Path) -> tuple[LLMClient, LocalLLMServer | None]:
-    """The configured server if `OPENAI_BASE_URL` is set, else a freshly started embedded one.
+    """The configured server if `OPENAI_BASE_URL` is set, else a freshly started embedded one
+    serving `LOCAL_LLM_MODEL`.
 
     The caller owns both: `await client.aclose()`, then `await server.stop()` if it is not None.
     """
     if settings.base_url:
-        return LLMClient.from_settings(settings, base_url=settings.base_url, embedded=False), None
+        return LLMClient.from_settings(settings, base_url=settings.base_url), None
     server = LocalLLMServer(settings, models_dir)
     await server.start()
-    client = LLMClient.from_settings(settings, base_url=server.base_url, embedded=True)
-    if client.api_mode == "chat":
+    client = server.client()
+    if client.api_mode == "chat" and not server.model.instruct:
         # llama.cpp's gemma chat format silently drops system messages, i.e. our whole context.
-        log.warning("llm.embedded_chat_mode", hint="LLM_API_MODE=chat loses the system prompt on Gemma")
+        log.warning(
+            "llm.embedded_chat_mode",
+            model=server.model.name,
+            hint="LLM_API_MODE=chat loses the system prompt on this base model",
+        )
     return client, server
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
 
     from bot.core.config import LLMSettings
+    from bot.llm.models import EmbeddedModel
 
 log = structlog.get_logger(__name__)
 
@@ -70,14 +71,15 @@ class MalformedResponseError(Exception):
     """The server answered 2xx but the body is not a usable completion."""
 
 
-def resolve_api_mode(setting: str, *, embedded: bool) -> ApiMode:
-    """`auto` means raw completions for the embedded base model and chat for everything else."""
+def resolve_api_mode(setting: str, *, base_model: bool) -> ApiMode:
+    """`auto` means raw completions for a base model without a chat template (the embedded
+    gemma-3-270m) and chat for everything else: instruction-tuned embedded models, any configured server."""
     if setting == "chat":
         return "chat"
     if setting == "completions":
         return "completions"
     if setting == "auto":
-        return "completions" if embedded else "chat"
+        return "completions" if base_model else "chat"
     raise ValueError(f"unknown LLM_API_MODE {setting!r}; use auto, chat or completions")
 
 
@@ -137,6 +139,7 @@ class LLMClient:
         timeout_s: float,
         max_retries: int,
         temperature: float = 0.2,
+        server_exit: Callable[[], str | None] | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
         max_retry_after_s: float = 60.0,
@@ -154,6 +157,8 @@ class LLMClient:
         self._backoff_max_s = backoff_max_s
         self._max_retry_after_s = max_retry_after_s
         self._sleep = sleep
+        # Our own embedded server: says why it is gone once it has died (None while it runs).
+        self._server_exit = server_exit
         self._stream_usage_supported = True
         self._openai = openai.AsyncOpenAI(
             base_url=base_url,
@@ -163,15 +168,27 @@ class LLMClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: LLMSettings, *, base_url: str, embedded: bool) -> LLMClient:
+    def from_settings(
+        cls,
+        settings: LLMSettings,
+        *,
+        base_url: str,
+        embedded: EmbeddedModel | None = None,
+        server_exit: Callable[[], str | None] | None = None,
+    ) -> LLMClient:
+        """A client of a configured server, or (`embedded`) of our own server running that model."""
         return cls(
             base_url=base_url,
+            server_exit=server_exit,
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             model=settings.model,
-            api_mode=resolve_api_mode(settings.api_mode, embedded=embedded),
+            api_mode=resolve_api_mode(
+                settings.api_mode, base_model=embedded is not None and not embedded.instruct
+            ),
             # The embedded server answers one request at a time and keeps working on a request the
-            # client gave up on, so a retry queues behind it: wait longer and retry at most once.
-            timeout_s=max(settings.timeout_s, 120.0) if embedded else settings.timeout_s,
+            # client gave up on, so a retry queues behind it: wait at least the model's own call
+            # timeout (room for two generations on 2 cores) and retry at most once.
+            timeout_s=max(settings.timeout_s, embedded.call_timeout_s) if embedded else settings.timeout_s,
             max_retries=min(settings.max_retries, 1) if embedded else settings.max_retries,
             temperature=settings.temperature,
         )
@@ -314,6 +331,13 @@ class LLMClient:
 
     def _retry_delay_or_raise(self, exc: Exception, attempt: int, *, operation: str) -> float:
         """Seconds to wait before the next attempt, or raise the error the caller should see."""
+        gone = self._server_exit() if self._server_exit is not None else None
+        if gone is not None and isinstance(exc, openai.APIConnectionError):
+            self.usage.errors += 1  # retrying cannot help: nothing listens any more
+            log.warning("llm.unavailable", operation=operation, attempts=attempt + 1, reason=gone)
+            raise LLMUnavailableError(
+                f"{gone}; no answer from the model", attempts=attempt + 1, cause=exc
+            ) from exc
         status = getattr(exc, "status_code", None) if isinstance(exc, openai.APIStatusError) else None
         reason = type(exc).__name__
         retry_after: float | None = None

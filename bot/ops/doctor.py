@@ -106,7 +106,7 @@ class Doctor:
     def check_configuration(self) -> None:
         s = self.settings
         qdrant = s.qdrant.url or f"embedded Edge in {s.core.qdrant_path}"
-        llm = s.llm.base_url or "embedded llama.cpp (Gemma 3 270M)"
+        llm = s.llm.base_url or f"embedded llama.cpp ({s.llm.local_model})"
         self.add(
             "configuration",
             "ok",
@@ -272,8 +272,8 @@ class Doctor:
                 "llm",
                 "fail",
                 _first_line(str(exc)),
-                "run `make llm` (builds llama-cpp-python) or set OPENAI_BASE_URL to an OpenAI-compatible "
-                "server." + fallback,
+                "run `make llm` (builds llama-cpp-python, installs the default model's parts) or set "
+                "OPENAI_BASE_URL to an OpenAI-compatible server." + fallback,
             )
             return
         except LLMRequestError as exc:

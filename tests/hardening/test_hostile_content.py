@@ -310,7 +310,7 @@ async def gemma_world(
     from bot.llm import llm_session
 
     settings = make_settings(fake_discord, scripted_llm, tmp_path / "data")
-    llm_settings = LLMSettings(_env_file=None)  # type: ignore[call-arg]
+    llm_settings = LLMSettings(_env_file=None, LOCAL_LLM_MODEL="gemma-3-270m")  # type: ignore[call-arg]
     settings = settings.model_copy(update={"llm": llm_settings})
     index = EdgePaperIndex(discord_seed_index)
     await index.ensure_collection(embedder.dimensions)
