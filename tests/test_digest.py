@@ -23,7 +23,7 @@ from bot.digest.service import DigestService
 from bot.digest.sources import SourceLoader, directory_fetcher, live_fetcher
 from bot.digest.status import describe_run, digest_status
 from bot.digest.subscriptions import SubscriptionLimitError, new_subscription, update_subscription
-from bot.digest.summaries import clean_summary, fallback_summary
+from bot.digest.summaries import HF_AI_SUMMARY, clean_summary, fallback_summary
 from bot.ingest.fetch import RetryPolicy
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import ParseResult, parse_bytes
@@ -43,6 +43,7 @@ from tests.support.digest import (
     atom_feed,
     fake_sources,
     hf_day_from_slim,
+    key_contribution,
     summary_responder,
 )
 from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
@@ -171,7 +172,8 @@ async def test_a_digest_posts_a_header_then_the_picked_papers_and_records_it(sta
     posts = [m.post for m in papers if m.post is not None]
     assert "Text-to-Image Diffusion" in posts[0].paper.title
     assert all(TOPIC in p.why or "keyword" in p.why for p in posts[:1])
-    assert posts[0].summary == f"TL;DR: Summary of {posts[0].paper.title}.\nKey contribution: a tested idea."
+    contribution = key_contribution(posts[0].paper.abstract)
+    assert posts[0].summary == f"TL;DR: Summary of {posts[0].paper.title}.\nKey contribution: {contribution}."
     assert not any(p.summary_is_fallback for p in posts)
     assert [p.rank for p in posts] == [1, 2, 3]
     assert all(m.marker == item_marker(HF_DAY, m.post.paper.paper_id) for m in papers if m.post)
@@ -317,6 +319,29 @@ async def test_llm_down_posts_the_abstract_marked_as_fallback_and_caches_nothing
     await stack.service().run(other, HF_DAY, poster=stack.poster)
     assert not any(m.post.summary_is_fallback for m in stack.poster.in_channel(101) if m.post)
     assert len(await stack.repo.cached_summaries(ids, prompt_version=version, model=model)) == 3
+
+
+async def test_a_summary_that_does_not_hold_up_is_posted_as_hugging_faces_labelled_even_after_a_crash(
+    stack: Stack,
+) -> None:
+    stack.llm_server.responder = lambda body: "TL;DR: A multi-agent reinforcement learning framework."
+    sub = await stack.subscribe()
+    picked = await _picked_ids(stack, sub)
+    calls = stack.llm_calls
+    assert calls == 3
+    stack.poster.crash_before_sending = picked[1]
+    with pytest.raises(SimulatedCrash):
+        await stack.service().run(sub, HF_DAY, poster=stack.poster)
+    resumed = await stack.service().run(sub, HF_DAY, trigger="recovery", poster=stack.poster)
+    assert resumed.status == "posted", resumed.errors
+    posts = [m.post for m in stack.poster.in_channel(100) if m.post]
+    assert [p.paper.paper_id for p in posts] == picked
+    for post in posts:  # the one planned before the crash and posted after it too
+        assert (post.summary, post.summary_note) == (post.paper.ai_summary, HF_AI_SUMMARY)
+    other = await stack.subscribe(channel_id=101)
+    await stack.service().run(other, HF_DAY, poster=stack.poster)
+    assert stack.llm_calls == calls  # the verdict is cached: no channel pays for it again
+    assert all(m.post.summary_note == HF_AI_SUMMARY for m in stack.poster.in_channel(101) if m.post)
 
 
 def test_summary_cleaning_and_fallback_text() -> None:

@@ -33,7 +33,7 @@ from bot.digest.records import Subscription
 from bot.digest.scheduler import job_id as digest_job_id
 from bot.digest.service import DigestService
 from bot.digest.sources import directory_fetcher
-from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
+from bot.digest.summaries import HF_AI_SUMMARY, SUMMARIZER_UNAVAILABLE
 from bot.discord.bot import PaperBotBase, PosterFactory
 from bot.discord.digest_messages import DiscordDigestPoster
 from bot.discord.formatting import note_line
@@ -419,6 +419,33 @@ async def test_llm_down_posts_every_paper_with_its_abstract_labelled_as_fallback
         model=world.digests.summaries.model,  # type: ignore[union-attr]
     )  # fmt: skip
     assert cached == {}  # fallbacks are not cached: tomorrow's digest asks the LLM again
+
+
+async def test_a_summary_the_abstract_does_not_support_gives_way_to_hugging_faces_labelled(
+    world: World, scripted_llm: ScriptedLLMServer
+) -> None:
+    channel = world.channel()
+    # what the base model wrote in the demo digest: the same invented sentence for every paper
+    scripted_llm.responder = lambda body: (
+        "TL;DR: The paper proposes a multi-agent reinforcement learning framework that combines the "
+        "ability to learn from user intent.\nKey contribution: The Transformer architecture."
+    )
+    ai_summaries = {
+        p.paper_id: p.ai_summary
+        for p in parse_bytes(HF_RAW.read_bytes(), source_name="hf", fmt="hf_json").papers
+    }
+    async with world.bot():
+        await subscribe(world)
+        text = await command(world, "digest now")
+        assert f"Posted {MAX_PAPERS} papers" in text, text
+    posted = world.digest_messages(channel)
+    paper_ids = {message_id: marker.rsplit(" · ", 1)[1] for message_id, marker in posted[1:]}
+    messages = [m for m in world.fake.messages_in(channel) if int(m["id"]) in paper_ids]
+    assert len(messages) == MAX_PAPERS
+    for message in messages:
+        description = message["embeds"][0]["description"]
+        assert description == f"{ai_summaries[paper_ids[int(message['id'])]]}\n{note_line(HF_AI_SUMMARY)}"
+        assert "multi-agent" not in description and "Transformer architecture" not in description
 
 
 class CrashAfterPosting:

@@ -406,8 +406,6 @@ def _digest_subscription(args: argparse.Namespace) -> Any:
 
 
 def _print_digest(preview: Any) -> None:
-    from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
-
     header = preview.header
     if header.empty_message is not None or not preview.posts:
         print(f"# {header.title}")
@@ -428,7 +426,7 @@ def _print_digest(preview: Any) -> None:
         if post.why:
             print(f"   Why: {post.why}")
         summary_lines = post.summary.splitlines() or [""]
-        note = f" ({SUMMARIZER_UNAVAILABLE})" if post.summary_is_fallback else ""
+        note = f" ({post.summary_note})" if post.summary_note else ""
         print(f"   Summary{note}: {summary_lines[0]}")
         for line in summary_lines[1:]:
             print(f"   {line}")

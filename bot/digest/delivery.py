@@ -83,11 +83,15 @@ class PaperPost:
     rank: int
     paper: Paper
     summary: str
-    summary_is_fallback: bool  # True: the abstract's first sentences, the LLM was unavailable
+    summary_note: str | None  # why the summary is not the LLM's (a label to show with it); None when it is
     why: str
     layout: Layout
     marker: str
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def summary_is_fallback(self) -> bool:
+        return self.summary_note is not None
 
 
 @runtime_checkable

@@ -44,7 +44,7 @@ from bot.digest.records import (
     SubscriptionSettings,
 )
 from bot.digest.sources import SourceLoader
-from bot.digest.summaries import Summary, SummaryService
+from bot.digest.summaries import SUMMARIZER_UNAVAILABLE, Summary, SummaryService
 from bot.retrieval.search import SearchService
 
 log = structlog.get_logger(__name__)
@@ -470,6 +470,7 @@ class DigestService:
                         "paper": pick.paper.model_dump(mode="json"),
                         "summary": summary.text,
                         "summary_is_fallback": summary.is_fallback,
+                        "summary_note": summary.note,
                         "why": pick.why,
                         "score": pick.score,
                     },
@@ -498,7 +499,7 @@ class DigestService:
             rank=rank,
             paper=pick.paper,
             summary=summary.text,
-            summary_is_fallback=summary.is_fallback,
+            summary_note=summary.note,
             why=pick.why,
             layout=composition.subscription.layout,
             marker=item_marker(composition.digest_date, pick.paper.paper_id),
@@ -525,7 +526,9 @@ class DigestService:
             rank=entry.position,
             paper=Paper.from_payload(content["paper"]),
             summary=str(content.get("summary", "")),
-            summary_is_fallback=bool(content.get("summary_is_fallback", False)),
+            # planned before notes were recorded: a fallback then meant the LLM was unavailable
+            summary_note=content.get("summary_note")
+            or (SUMMARIZER_UNAVAILABLE if content.get("summary_is_fallback") else None),
             why=str(content.get("why", "")),
             layout=subscription.layout,
             marker=entry.marker,

@@ -1,9 +1,16 @@
-"""Digest summaries by the LLM (prompts/summary.txt), cached per (paper, prompt version, model).
+"""Digest summaries by the LLM (prompts/summary.txt), checked against the abstract and cached per
+(paper, prompt and check version, model).
 
 Generation runs with bounded concurrency, and a paper being summarized for one channel is awaited,
-not summarized again, by the others: ten channels pay for one call. When the LLM fails, the paper
-still gets the first sentences of its abstract, flagged `is_fallback` (never cached, so a later
-digest tries the LLM again).
+not summarized again, by the others: ten channels pay for one call.
+
+Every summary is checked against the title and abstract the model was given (`grounding`): the
+sentences they do not support, the prompt's own text and repeated lines are dropped. When the TL;DR
+itself does not hold up, the paper gets Hugging Face's AI summary when its record has one, else the
+first sentences of its abstract, each with a `note` saying so. What the check kept is cached; a
+summary that did not hold up is cached as "" (the fallback is rebuilt from the record), so the model
+is not paid again for the same paper, prompt and model. When the LLM fails, the paper gets the first
+sentences of its abstract, noted as such and never cached, so a later digest tries the LLM again.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import structlog
 from bot.core.papers import Paper, clean_text
 from bot.core.prompts import PromptTemplate, load_prompt
 from bot.db.repository import Repository
+from bot.digest.grounding import CHECK_VERSION, check_summary, prompt_fixed_text
 from bot.limits.budget import TokenBudget
 from bot.llm import LLMClient, LLMError
 from bot.rag.packing import remove_instructions, sanitize_source_text
@@ -35,13 +43,24 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[“\"])")
 _TLDR = re.compile(r"^\s*(?:\*\*)?tl;?\s*dr:?(?:\*\*)?\s*:?\s*", re.IGNORECASE)
 
 
+# Labels shown under a summary that is not the LLM's (Discord: "-# (…)", CLI: " (…)").
+SUMMARIZER_UNAVAILABLE = "first sentences of the abstract; the summarizer was unavailable"
+BUDGET_SPENT = "first sentences of the abstract; this server has used today's LLM budget"
+SUMMARY_UNSUPPORTED = "first sentences of the abstract; the model's summary did not match the abstract"
+HF_AI_SUMMARY = "Hugging Face's AI summary; the model's summary did not match the abstract"
+
+
 @dataclass(frozen=True)
 class Summary:
     paper_id: str
     text: str
-    is_fallback: bool
+    note: str | None = None  # why this is not the model's summary (one of the labels above); None when it is
     from_cache: bool = False
     tokens: int = 0  # LLM tokens (prompt + completion) this summary cost when it was made
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.note is not None
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -62,6 +81,25 @@ def fallback_summary(paper: Paper) -> str:
         if len(text) >= FALLBACK_MIN_CHARS:
             break
     return _shorten(text, FALLBACK_MAX_CHARS)
+
+
+def model_input(paper: Paper, encoding: str = "cl100k_base") -> tuple[str, str]:
+    """The title and abstract the model is given, and its summary is checked against.
+
+    Paper text is untrusted: one line each, no invisible characters, no sentences that instruct the
+    model (the same treatment as answer excerpts), so an instruction in an abstract supports nothing.
+    """
+    abstract = remove_instructions(sanitize_source_text(paper.abstract))
+    return sanitize_source_text(paper.title), truncate_tokens(abstract, ABSTRACT_MAX_TOKENS, encoding)[0]
+
+
+def unsupported_fallback(paper: Paper) -> tuple[str, str]:
+    """What a paper shows when the model's summary did not hold up, and its label: Hugging Face's AI
+    summary when the record has one, else the abstract's first sentences."""
+    ai_summary = clean_text(paper.ai_summary or "")
+    if ai_summary:
+        return _shorten(ai_summary, SUMMARY_MAX_CHARS), HF_AI_SUMMARY
+    return fallback_summary(paper), SUMMARY_UNSUPPORTED
 
 
 def clean_summary(raw: str) -> str:
@@ -95,12 +133,14 @@ class SummaryService:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._max_tokens = max_tokens
         self._template = template or load_prompt("summary")
+        self._prompt_text = prompt_fixed_text([self._template.system, self._template.user])
         self._encoding = encoding
         self._inflight: dict[tuple[str, str, str], asyncio.Task[Summary]] = {}
 
     @property
     def prompt_version(self) -> str:
-        return self._template.version
+        """The template's version and the check's: what was cached under an older one is made again."""
+        return f"{self._template.version}-{CHECK_VERSION}"
 
     @property
     def model(self) -> str:
@@ -112,9 +152,8 @@ class SummaryService:
         cached = await self._repo.cached_summaries(
             [p.paper_id for p in unique], prompt_version=self.prompt_version, model=self.model
         )
-        results = {
-            pid: Summary(pid, text, is_fallback=False, from_cache=True) for pid, text in cached.items()
-        }
+        by_id = {p.paper_id: p for p in unique}
+        results = {pid: self._cached_summary(by_id[pid], text) for pid, text in cached.items()}
         missing = [p for p in unique if p.paper_id not in results]
         generated = await asyncio.gather(*(self._shared(p) for p in missing))
         results.update({s.paper_id: s for s in generated})
@@ -123,11 +162,18 @@ class SummaryService:
             papers=len(unique),
             cached=len(cached),
             fallback=sum(s.is_fallback for s in generated),
+            unsupported=sum(s.note in (HF_AI_SUMMARY, SUMMARY_UNSUPPORTED) for s in results.values()),
         )
         return results
 
     async def is_cached(self, paper: Paper) -> bool:
         return await self._cached_text(paper) is not None
+
+    def _cached_summary(self, paper: Paper, text: str) -> Summary:
+        if not text:  # the model's summary did not hold up when it was made
+            fallback, note = unsupported_fallback(paper)
+            return Summary(paper.paper_id, fallback, note, from_cache=True)
+        return Summary(paper.paper_id, text, from_cache=True)
 
     async def _cached_text(self, paper: Paper) -> str | None:
         cached = await self._repo.cached_summaries(
@@ -146,17 +192,13 @@ class SummaryService:
 
     async def _generate(self, paper: Paper) -> Summary:
         if self._llm is None:
-            return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
+            return Summary(paper.paper_id, fallback_summary(paper), SUMMARIZER_UNAVAILABLE)
         # Another channel's task may have stored it between our cache read and this task's start
         # (its in-flight entry is gone once it finishes): look once more before paying for it.
         cached = await self._cached_text(paper)
         if cached is not None:
-            return Summary(paper.paper_id, cached, is_fallback=False, from_cache=True)
-        # Paper text is untrusted: one line each, no invisible characters, no sentences that
-        # instruct the model (the same treatment as answer excerpts).
-        untrusted_abstract = remove_instructions(sanitize_source_text(paper.abstract))
-        abstract, _ = truncate_tokens(untrusted_abstract, ABSTRACT_MAX_TOKENS, self._encoding)
-        title = sanitize_source_text(paper.title)
+            return self._cached_summary(paper, cached)
+        title, abstract = model_input(paper, self._encoding)
         prompt = self._template.render(title=title, abstract=abstract or "(no abstract)")
         try:
             async with self._semaphore:
@@ -165,23 +207,30 @@ class SummaryService:
                 )
         except LLMError as exc:
             log.warning("digest.summary_fallback", paper_id=paper.paper_id, error=str(exc)[:300])
-            return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
+            return Summary(paper.paper_id, fallback_summary(paper), SUMMARIZER_UNAVAILABLE)
+        tokens = completion.prompt_tokens + completion.completion_tokens
         text = clean_summary(completion.text)
         if not text:
             log.warning(
                 "digest.summary_empty", paper_id=paper.paper_id, finish_reason=completion.finish_reason
             )
-            return Summary(paper.paper_id, fallback_summary(paper), is_fallback=True)
+            return Summary(paper.paper_id, fallback_summary(paper), SUMMARIZER_UNAVAILABLE)
+        checked = check_summary(text, source=f"{title}\n{abstract}", prompt_text=self._prompt_text)
+        if checked.dropped:
+            log.info(
+                "digest.summary_checked",
+                paper_id=paper.paper_id,
+                kept=checked.kept,
+                dropped=[d.reason for d in checked.dropped],
+                holds_up=checked.holds_up,
+            )
         await self._repo.store_summary(
-            paper.paper_id, prompt_version=self.prompt_version, model=self.model, text=text
+            paper.paper_id, prompt_version=self.prompt_version, model=self.model, text=checked.text
         )
-        tokens = completion.prompt_tokens + completion.completion_tokens
-        return Summary(paper.paper_id, text, is_fallback=False, tokens=tokens)
-
-
-# Labels shown under a summary that is not the LLM's (Discord: "-# (…)", CLI: " (…)").
-SUMMARIZER_UNAVAILABLE = "first sentences of the abstract; the summarizer was unavailable"
-BUDGET_SPENT = "first sentences of the abstract; this server has used today's LLM budget"
+        if not checked.holds_up:
+            fallback, note = unsupported_fallback(paper)
+            return Summary(paper.paper_id, fallback, note, tokens=tokens)
+        return Summary(paper.paper_id, checked.text, tokens=tokens)
 
 
 @dataclass(frozen=True)
@@ -210,4 +259,4 @@ class CardSummaries:
             return CardSummary(fallback_summary(paper), BUDGET_SPENT)
         summary = (await summaries.summarize([paper]))[paper.paper_id]
         await self._budget.spend(guild_id, summary.tokens)
-        return CardSummary(summary.text, SUMMARIZER_UNAVAILABLE if summary.is_fallback else None)
+        return CardSummary(summary.text, summary.note)

@@ -15,7 +15,6 @@ import discord
 import structlog
 
 from bot.digest.delivery import DigestHeader, PaperPost
-from bot.digest.summaries import SUMMARIZER_UNAVAILABLE
 from bot.discord.formatting import (
     BRAND_COLOUR,
     EMBED_DESCRIPTION,
@@ -52,8 +51,8 @@ def header_embed(header: DigestHeader) -> discord.Embed:
 
 
 def digest_paper_embed(post: PaperPost) -> discord.Embed:
-    """Title → arXiv link, authors, upvotes, the summary (labelled when it is the abstract), why."""
-    summary = post.summary + (f"\n{note_line(SUMMARIZER_UNAVAILABLE)}" if post.summary_is_fallback else "")
+    """Title → arXiv link, authors, upvotes, the summary (labelled when it is not the LLM's), why."""
+    summary = post.summary + (f"\n{note_line(post.summary_note)}" if post.summary_note else "")
     embed = paper_embed(post.paper, summary=summary, footer=post.marker)
     if post.why:
         embed.insert_field_at(0, name="Why this paper", value=clip(post.why, EMBED_FIELD_VALUE), inline=False)

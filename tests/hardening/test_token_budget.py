@@ -18,6 +18,7 @@ from bot.db.schema import SCHEMA_VERSION, schema_version, upgrade_schema
 from bot.digest.summaries import fallback_summary
 from bot.ingest.sources import parse_path
 from bot.limits.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
+from tests.support.digest import key_contribution
 from tests.support.discord_world import MakeWorld, final_message, llm_requests_since, refusal
 from tests.support.paperbot_discord import HF_DAY
 
@@ -122,7 +123,8 @@ async def test_paper_summaries_are_charged_when_made_and_a_spent_server_gets_the
             world.settings, index=services.index, embedder=services.embedder, llm=services.llm,
             database=database,
         )  # fmt: skip
-        world.llm.responder = lambda body: "A summary written by the model."
+        written = f"{key_contribution(first.abstract)}."  # a summary the abstract supports
+        world.llm.responder = lambda body: written
         async with world.bot() as bot:
 
             async def used() -> int:
@@ -139,7 +141,7 @@ async def test_paper_summaries_are_charged_when_made_and_a_spent_server_gets_the
             spent_after_cached = await used()
             refused = await card(second.paper_id)
             calls_after = len(world.llm.requests)
-    assert made == cached == "TL;DR: A summary written by the model."
+    assert made == cached == f"TL;DR: {written}"
     assert spent > 1 and calls == 1  # the summary's prompt and completion tokens were charged
     assert spent_after_cached == spent
     assert refused == (

@@ -181,9 +181,18 @@ class MemoryPoster:
 # --------------------------------------------------------------------------- LLM
 
 
+def key_contribution(abstract: str) -> str:
+    """The start of the abstract's first sentence (at most 16 words): a line the abstract supports."""
+    first = re.split(r"(?<=[.!?])\s", " ".join(abstract.split()), maxsplit=1)[0]
+    return " ".join(first.split()[:16]).rstrip(".,;:")
+
+
 def summary_responder(body: dict[str, Any]) -> str:
-    """A summary that names the paper it was asked about (the last `Title:` of the prompt)."""
+    """A summary that names the paper it was asked about (the last `Title:` of the prompt) and
+    repeats the start of its abstract, so the check against the abstract keeps both lines."""
     messages = body.get("messages") or []
     prompt = messages[-1]["content"] if messages else str(body.get("prompt", ""))
     titles = re.findall(r"^Title: (.*)$", prompt, flags=re.MULTILINE)
-    return f" Summary of {titles[-1] if titles else '?'}.\nKey contribution: a tested idea."
+    abstracts = re.findall(r"^Abstract: (.*)$", prompt, flags=re.MULTILINE)
+    contribution = key_contribution(abstracts[-1]) if abstracts else "?"
+    return f" Summary of {titles[-1] if titles else '?'}.\nKey contribution: {contribution}."
