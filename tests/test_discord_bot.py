@@ -17,8 +17,10 @@ import pytest
 
 from bot.discord.bot import ShardedPaperBot
 from bot.discord.formatting import first_sentences
-from bot.rag.extractive import EXTRACTIVE_LABEL
-from tests.fakediscord import FakeDiscord, Intent, MessageFlag
+from bot.discord.progress import QUEUE_MARK, queue_text
+from bot.llm import GenerationQueue
+from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL
+from tests.fakediscord import FakeDiscord, Intent, InteractionHandle, MessageFlag
 from tests.fakediscord.interactions import iter_components
 from tests.support.discord_world import MakeWorld, World, final_message, llm_requests_since, refusal
 from tests.support.paperbot_discord import (
@@ -32,6 +34,7 @@ from tests.support.paperbot_discord import (
 )
 from tests.support.scripted_llm import (
     RecordedRequest,
+    ScriptedDelay,
     ScriptedError,
     ScriptedReply,
     prompt_text,
@@ -710,6 +713,111 @@ async def test_unexpected_failures_show_a_reference_and_log_the_traceback_with_c
         assert "Traceback" in event["exception"] and "IndexUnavailableError" in event["exception"]
     assert "🔎" not in answered["content"] and answered["embeds"] == []  # the progress was replaced
     assert asked.followups == []
+
+
+# -- the LLM's queue ------------------------------------------------------------------------------
+
+
+def llm_queue(world: World) -> GenerationQueue:
+    assert world.services.llm is not None
+    return world.services.llm.queue
+
+
+def progress_edits(fake: FakeDiscord, handle: InteractionHandle) -> list[str]:
+    return [r.json["content"] for r in fake.requests_to(EDIT_ORIGINAL) if handle.token in r.path][:-1]
+
+
+async def test_asks_that_wait_for_the_model_show_their_place_then_each_gets_its_answer(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(llm_overrides={"LLM_MAX_CONCURRENT": 1})
+    fake, llm, queue = world.fake, world.llm, llm_queue(world)
+    # The first answer's two generations take 3 s each (time for the others to line up), the
+    # others' 1.3 s: each place in line lasts longer than the progress message's 1 s throttle.
+    llm.script(ScriptedDelay(3.0), ScriptedDelay(3.0), *(ScriptedDelay(1.3) for _ in range(4)))
+    questions = ["What is SHERL?", "What are Titans?", "What is 2D Matryoshka sentence embedding?"]
+    async with world.bot():
+        first = await fake.dispatch_interaction("ask", {"question": questions[0]})
+        await fake.wait_for(lambda: llm.requests, what="the first question with the model")
+        second = await fake.dispatch_interaction("ask", {"question": questions[1]})
+        await fake.wait_for(lambda: queue.waiting() == 1, what="the second question in line")
+        third = await fake.dispatch_interaction("ask", {"question": questions[2]})
+        await fake.wait_for(lambda: queue.waiting() == 2, what="the third question in line")
+        handles = [first, second, third]
+        answers = [await final_message(handle, within=20) for handle in handles]
+    for handle in handles:  # deferred at once: the interaction stays open while it waits
+        assert (await handle.response())["type"] == 5
+    waits = [[e for e in progress_edits(fake, h) if e.startswith(QUEUE_MARK)] for h in handles]
+    assert waits == [[], [queue_text(1)], [queue_text(2), queue_text(1)]]
+    assert queue_text(2) == "⏳ Waiting for the language model — 2 questions ahead of yours"
+    third_edits = progress_edits(fake, third)
+    # Its place came after it searched, and the progress went on once its turn came.
+    assert third_edits[0].startswith("🔎 searching") and third_edits[-1].startswith(("🔎", "✍️"))
+    for question, answer in zip(questions, answers, strict=True):
+        assert f"“{question}”" in answer["content"] and answer["embeds"][0]["title"] == "Sources"
+    # One answer at a time, both of its generations back to back, in the order asked.
+    assert [question_of(r) for r in llm_requests_since(llm, 0)] == [q for q in questions for _ in range(2)]
+
+
+async def test_a_mention_that_waits_gets_a_queue_message_that_becomes_its_answer(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(llm_overrides={"LLM_MAX_CONCURRENT": 1})
+    fake, llm = world.fake, world.llm
+    llm.script(ScriptedDelay(1.5), ScriptedDelay(1.5))  # the /ask ahead of the mention
+    async with world.bot():
+        ahead = await fake.dispatch_interaction("ask", {"question": "What is SHERL?"})
+        await fake.wait_for(lambda: llm.requests, what="the /ask with the model")
+        asked = await fake.dispatch_message(world.channel(), f"<@{world.bot_id}> What are Titans?")
+        thread = int(asked["id"])
+        waiting = await fake.wait_for_message(thread)
+        await final_message(ahead)
+        message_id = int(waiting["id"])
+        answer = await fake.wait_for(
+            lambda: (m := fake.state.message(message_id))["embeds"] and m, what="the answer in place"
+        )
+    assert waiting["content"] == queue_text(1)
+    assert "“What are Titans?”" in answer["content"] and answer["embeds"][0]["title"] == "Sources"
+    assert [m["id"] for m in fake.bot_messages(thread)] == [waiting["id"]]  # edited, not a second post
+
+
+async def test_a_full_queue_refuses_a_question_at_once_and_serves_the_waiting_ones(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(llm_overrides={"LLM_MAX_CONCURRENT": 1, "LLM_QUEUE_MAX_WAITING": 1})
+    fake, llm, queue = world.fake, world.llm, llm_queue(world)
+    llm.script(ScriptedDelay(4.0))
+    async with world.bot():
+        first = await fake.dispatch_interaction("ask", {"question": "What is SHERL?"})
+        await fake.wait_for(lambda: llm.requests, what="the first question with the model")
+        second = await fake.dispatch_interaction("ask", {"question": "What are Titans?"})
+        await fake.wait_for(lambda: queue.waiting() == 1, what="the second question in line")
+        refused = await refusal(await fake.dispatch_interaction("ask", {"question": "And MRL?"}))
+        answers = [await final_message(handle, within=15) for handle in (first, second)]
+    assert refused == (
+        "Paperbot is busy: 1 question is waiting for the language model; try again in a few minutes"
+    )
+    assert all(a["embeds"][0]["title"] == "Sources" for a in answers)
+    assert "And MRL?" not in {question_of(r) for r in llm_requests_since(llm, 0)}
+
+
+async def test_a_question_that_waits_too_long_is_answered_from_the_passages_with_a_label(
+    make_world: MakeWorld,
+) -> None:
+    # The bound outlasts the progress message's 1 s throttle, so the place is shown before it ends.
+    world = await make_world(llm_overrides={"LLM_MAX_CONCURRENT": 1, "LLM_QUEUE_MAX_WAIT_S": 2.0})
+    fake, llm = world.fake, world.llm
+    llm.script(ScriptedDelay(5.0))
+    async with world.bot():
+        first = await fake.dispatch_interaction("ask", {"question": "What is SHERL?"})
+        await fake.wait_for(lambda: llm.requests, what="the first question with the model")
+        second = await fake.dispatch_interaction("ask", {"question": "How does SHERL save memory?"})
+        busy = await final_message(second, within=10)
+        assert first.original is None or not first.original["embeds"]  # it came before the first's
+        await final_message(first, within=10)
+    assert busy["content"].startswith(BUSY_LABEL) and re.search(r"\[\d\]", busy["content"])
+    assert busy["embeds"][0]["title"] == "Sources"
+    assert queue_text(1) in progress_edits(fake, second)
 
 
 def _hf_papers() -> list[Any]:

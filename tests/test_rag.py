@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from bot.core.config import LLMSettings, RagSettings, TokenizerSettings
 from bot.core.papers import Paper
@@ -15,7 +16,8 @@ from bot.core.prompts import PromptError, load_prompt, parse_template
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
-from bot.rag.extractive import EXTRACTIVE_LABEL
+from bot.llm.queue import GenerationQueue
+from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.index.edge import EdgePaperIndex
@@ -75,6 +77,7 @@ def make_service(index, embedder, server: ScriptedLLMServer | None, **llm_overri
             max_retries=llm_settings.max_retries,
             backoff_base_s=0.01,
             backoff_max_s=0.02,
+            queue=GenerationQueue.from_settings(llm_settings),
         )
     return AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
 
@@ -285,6 +288,9 @@ class RecordingProgress:
     async def partial(self, text: str) -> None:
         self.partials.append(text)
 
+    async def queued(self, ahead: int) -> None:
+        self.events.append(("queued", ahead, 0))
+
 
 async def test_progress_stages_and_the_final_generation_streams(
     index, embedder, scripted_llm: ScriptedLLMServer
@@ -397,3 +403,72 @@ async def test_a_reworded_copy_of_the_worked_example_is_no_answer_and_steers_not
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
     assert answer.trace[1].query == "What is SHERL?"  # the reworded draft did not steer retrieval
     assert answer.fallback and reworded not in answer.text  # and users get the cited passages instead
+
+
+# -- the generation queue -------------------------------------------------------------------------
+
+
+def answer_responder(body: dict) -> str:  # type: ignore[type-arg]
+    return "Answer: It is described in the first excerpt [1]."
+
+
+def asked(body: dict) -> str:  # type: ignore[type-arg]
+    return prompt_text(body).rsplit("Question:", 1)[1].split("\n", 1)[0].strip()
+
+
+async def wait_until(predicate: Callable[[], object]) -> None:
+    for _ in range(500):  # 5 s
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached within 5 s")
+
+
+async def test_concurrent_questions_take_turns_with_the_model_and_are_told_their_place(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    scripted_llm.responder = answer_responder
+    scripted_llm.script(*(ScriptedDelay(0.3) for _ in range(6)))
+    service = make_service(index, embedder, scripted_llm, LLM_MAX_CONCURRENT=1)
+    questions = ["What is SHERL?", "What are Titans?", "What is 2D Matryoshka sentence embedding?"]
+    progress = [RecordingProgress() for _ in questions]
+    tasks = []
+    for n, (question, shown) in enumerate(zip(questions, progress, strict=True)):
+        tasks.append(asyncio.create_task(service.answer(question, progress=shown)))
+        # Each reaches the model (or its queue) before the next is asked.
+        await wait_until(
+            lambda n=n, shown=shown: scripted_llm.requests if n == 0 else ("queued", n, 0) in shown.events
+        )
+    answers = await asyncio.wait_for(asyncio.gather(*tasks), 15)
+
+    # One answer at a time, both of its generations back to back, in the order they were asked.
+    assert [asked(r.json) for r in scripted_llm.requests] == [q for q in questions for _ in range(2)]
+    places = [[n for step, n, _ in shown.events if step == "queued"] for shown in progress]
+    assert places == [[], [1, 0], [2, 1, 0]]
+    third = progress[2].events
+    assert third.index(("thinking", 1, 2)) < third.index(("queued", 2, 0)) < third.index(("searching", 2, 2))
+    assert not any(a.fallback for a in answers)
+    assert answers[0].queue_seconds == 0 < answers[1].queue_seconds < answers[2].queue_seconds
+    assert answers[2].queue_seconds > 1.0 > answers[2].llm_seconds  # waiting is not generation time
+    assert answers[2].seconds >= answers[2].queue_seconds + answers[2].llm_seconds
+
+
+async def test_a_question_that_waits_too_long_gets_the_labelled_passages_without_a_second_wait(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    scripted_llm.responder = answer_responder
+    scripted_llm.script(ScriptedDelay(3.0))
+    service = make_service(index, embedder, scripted_llm, LLM_MAX_CONCURRENT=1, LLM_QUEUE_MAX_WAIT_S=0.4)
+    first = asyncio.create_task(service.answer("What is SHERL?"))
+    await wait_until(lambda: scripted_llm.requests)
+    history = [Turn("user", "What is SHERL?"), Turn("assistant", "A parameter-efficient method [1].")]
+    with capture_logs() as logs:
+        busy = await asyncio.wait_for(service.answer("and does it save memory?", history=history), 5)
+
+    # The rewrite of the follow-up gave up after 0.4 s; the generation did not wait a second time,
+    # and the answer came while the model was still busy with the first question.
+    assert not first.done()
+    assert busy.fallback and busy.text.startswith(BUSY_LABEL) and busy.citations
+    assert [e["event"] for e in logs].count("llm.queue_timeout") == 1 and 0.35 < busy.queue_seconds < 1
+    assert busy.llm_calls == 0 and len(scripted_llm.requests) == 1  # only the first question's
+    assert not (await asyncio.wait_for(first, 10)).fallback

@@ -134,6 +134,14 @@ class LLMSettings(BaseSettings):
     # "auto": chat for instruction-tuned embedded models and any configured server, raw completions
     # for an embedded base model (gemma-3-270m).
     api_mode: Literal["auto", "chat", "completions"] = Field(default="auto", alias="LLM_API_MODE")
+    # The generation queue (bot/llm/queue.py). Generations at once: unset → 1 for the embedded server
+    # (llama.cpp decodes one request at a time), 4 for a configured one.
+    max_concurrent: int | None = Field(default=None, ge=1, alias="LLM_MAX_CONCURRENT")
+    # Questions that may wait for a slot; one more is refused at once ("paperbot is busy…").
+    queue_max_waiting: int = Field(default=10, ge=0, alias="LLM_QUEUE_MAX_WAITING")
+    # A request that waited this long leaves the line and is answered without the model. At most
+    # 13 min, so that an answer still lands within Discord's 15-minute interaction window.
+    queue_max_wait_s: float = Field(default=600.0, gt=0, le=780, alias="LLM_QUEUE_MAX_WAIT_S")
     # Embedded server (used only when OPENAI_BASE_URL is unset).
     local_port: int = Field(default=0, ge=0, le=65535, alias="LOCAL_LLM_PORT")
     local_threads: int = Field(default=2, ge=1, alias="LOCAL_LLM_THREADS")
@@ -162,6 +170,10 @@ class LLMSettings(BaseSettings):
     @property
     def answer_tokens(self) -> int:
         return self.local_max_answer_tokens if self.embedded else self.max_answer_tokens
+
+    @property
+    def concurrent_generations(self) -> int:
+        return self.max_concurrent or (1 if self.embedded else 4)
 
 
 # Iter-RetGen's bounds, for RAG_* and for a per-question choice (`ask --iterations/--k`) alike.

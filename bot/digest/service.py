@@ -45,6 +45,7 @@ from bot.digest.records import (
 )
 from bot.digest.sources import SourceLoader
 from bot.digest.summaries import SUMMARIZER_UNAVAILABLE, Summary, SummaryService
+from bot.llm import Priority, llm_priority
 from bot.retrieval.search import SearchService
 
 log = structlog.get_logger(__name__)
@@ -189,7 +190,8 @@ class DigestService:
         )
         counts.filtered = result.filtered
         picked = [pick.paper for pick in result.picks]
-        summaries = await self.summaries.summarize(picked) if picked else {}
+        with llm_priority(Priority.BACKGROUND):  # questions go first (bot/llm/queue.py)
+            summaries = await self.summaries.summarize(picked) if picked else {}
         composition = Composition(
             subscription=subscription,
             digest_date=digest_date,

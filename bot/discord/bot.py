@@ -92,9 +92,11 @@ class PaperBotBase(commands.Bot):
         return self.services.state.scheduler if self.services.state is not None else None
 
     async def admit_llm_request(self, user_id: int, guild_id: int | None) -> None:
-        """Before an LLM-backed request: the guild's daily budget, then the cooldowns (so a request
-        refused for the budget does not cost the user a cooldown)."""
+        """Before an LLM-backed request: the guild's daily budget, room in the LLM's queue, then the
+        cooldowns (so a request refused for the budget or a full queue does not cost a cooldown)."""
         await self.services.budget.ensure_available(guild_id)
+        if self.services.llm is not None:
+            self.services.llm.queue.check_room()
         self.check_rate(user_id, guild_id)
 
     def check_rate(self, user_id: int, guild_id: int | None) -> None:

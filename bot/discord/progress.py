@@ -15,11 +15,17 @@ from collections.abc import Awaitable, Callable
 import discord
 import structlog
 
-from bot.discord.formatting import MESSAGE_LIMIT, clip, defang_links
+from bot.discord.formatting import MESSAGE_LIMIT, NO_MENTIONS, clip, defang_links
 
 log = structlog.get_logger(__name__)
 
 Edit = Callable[[str], Awaitable[object]]
+QUEUE_MARK = "⏳"
+
+
+def queue_text(ahead: int) -> str:
+    questions = "question" if ahead == 1 else "questions"
+    return f"{QUEUE_MARK} Waiting for the language model — {ahead} {questions} ahead of yours"
 
 
 class ThrottledProgress:
@@ -40,11 +46,16 @@ class ThrottledProgress:
         self._flusher: asyncio.Task[None] | None = None
         self._editing = False
         self._closed = False
+        self._stage = "🔎 searching the papers…"
         self.edits = 0
 
     async def stage(self, step: str, iteration: int, total: int) -> None:
         label = "searching the papers" if step == "searching" else "reading and writing"
-        await self.update(f"🔎 {label}… ({iteration}/{total})")
+        self._stage = f"🔎 {label}… ({iteration}/{total})"
+        await self.update(self._stage)
+
+    async def queued(self, ahead: int) -> None:
+        await self.update(queue_text(ahead) if ahead > 0 else self._stage)
 
     async def partial(self, text: str) -> None:
         await self.update(f"✍️ {defang_links(text)} ▌")
@@ -91,3 +102,44 @@ class ThrottledProgress:
             flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
+
+
+Send = Callable[[str], Awaitable[discord.Message]]
+
+
+class QueueNotice:
+    """The AnswerProgress of chat answers, which show only "typing…": a message appears if the
+    question has to wait for the language model, shows its place in the queue and then the answer's
+    progress, and is then replaced by the answer (`message` is that message, if one was posted)."""
+
+    def __init__(self, send: Send, *, interval_s: float = 1.0) -> None:
+        self._send = send
+        self.message: discord.Message | None = None
+        self._waited = False
+        self._stage: tuple[str, int, int] | None = None
+        self._progress = ThrottledProgress(self._show, interval_s=interval_s)
+
+    async def _show(self, text: str) -> None:
+        if self.message is None:
+            self.message = await self._send(text)
+        else:
+            await self.message.edit(content=text, allowed_mentions=NO_MENTIONS)
+
+    async def stage(self, step: str, iteration: int, total: int) -> None:
+        self._stage = (step, iteration, total)
+        if self._waited:
+            await self._progress.stage(step, iteration, total)
+
+    async def queued(self, ahead: int) -> None:
+        self._waited = True
+        if ahead == 0 and self._stage is not None:
+            await self._progress.stage(*self._stage)
+        else:
+            await self._progress.queued(ahead)
+
+    async def partial(self, text: str) -> None:
+        if self._waited:
+            await self._progress.partial(text)
+
+    async def aclose(self) -> None:
+        await self._progress.aclose()

@@ -23,7 +23,8 @@ class Paperbot(Protocol):
     def user(self) -> discord.ClientUser | None: ...
 
     async def admit_llm_request(self, user_id: int, guild_id: int | None) -> None:
-        """Before an LLM-backed request: the guild's token budget, then the cooldowns."""
+        """Before an LLM-backed request: the guild's token budget, room in the LLM's queue, then
+        the cooldowns."""
         ...
 
     def check_rate(self, user_id: int, guild_id: int | None) -> None:

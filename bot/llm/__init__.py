@@ -11,6 +11,7 @@ import structlog
 from bot.core.config import LLMSettings
 from bot.llm.client import Completion, CompletionStream, LLMClient, UsageTotals, resolve_api_mode
 from bot.llm.errors import (
+    LLMBusyError,
     LLMError,
     LLMRequestError,
     LLMStreamInterrupted,
@@ -18,12 +19,15 @@ from bot.llm.errors import (
     LocalLLMUnavailable,
 )
 from bot.llm.local_server import LocalLLMServer
+from bot.llm.queue import GenerationQueue, Priority, QueueFullError, llm_priority
 
 log = structlog.get_logger(__name__)
 
 __all__ = [
     "Completion",
     "CompletionStream",
+    "GenerationQueue",
+    "LLMBusyError",
     "LLMClient",
     "LLMError",
     "LLMRequestError",
@@ -31,7 +35,10 @@ __all__ = [
     "LLMUnavailableError",
     "LocalLLMServer",
     "LocalLLMUnavailable",
+    "Priority",
+    "QueueFullError",
     "UsageTotals",
+    "llm_priority",
     "llm_session",
     "open_llm",
     "resolve_api_mode",

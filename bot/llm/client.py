@@ -21,6 +21,7 @@ import openai
 import structlog
 
 from bot.llm.errors import LLMError, LLMRequestError, LLMStreamInterrupted, LLMUnavailableError
+from bot.llm.queue import GenerationQueue
 from bot.retrieval.tokens import count_tokens
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class LLMClient:
         backoff_max_s: float = 20.0,
         max_retry_after_s: float = 60.0,
         sleep: Sleep = asyncio.sleep,
+        queue: GenerationQueue | None = None,
     ) -> None:
         if api_mode not in ("chat", "completions"):
             raise ValueError(f"api_mode must be 'chat' or 'completions', not {api_mode!r}")
@@ -160,6 +162,9 @@ class LLMClient:
         # Our own embedded server: says why it is gone once it has died (None while it runs).
         self._server_exit = server_exit
         self._stream_usage_supported = True
+        # Every generation waits here for a slot (bot/llm/queue.py); a client built without one
+        # allows what a configured server gets by default.
+        self.queue = queue or GenerationQueue(4)
         self._openai = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=api_key or _PLACEHOLDER_KEY,
@@ -191,6 +196,7 @@ class LLMClient:
             timeout_s=max(settings.timeout_s, embedded.call_timeout_s) if embedded else settings.timeout_s,
             max_retries=min(settings.max_retries, 1) if embedded else settings.max_retries,
             temperature=settings.temperature,
+            queue=GenerationQueue.from_settings(settings),
         )
 
     async def aclose(self) -> None:
@@ -207,19 +213,20 @@ class LLMClient:
     async def generate(
         self, *, system: str, user: str, max_tokens: int, stop: list[str] | None = None
     ) -> Completion:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = await self._create(
-                    system=system, user=user, max_tokens=max_tokens, stop=stop, stream=False
-                )
-                text, finish_reason, model, usage = self._parse_response(response)
-                break
-            except Exception as exc:
-                delay = self._retry_delay_or_raise(exc, attempt, operation="generate")
-                attempt += 1
-                await self._sleep(delay)
+        async with self.queue.generation():  # the wait for a slot is not generation time
+            started = time.monotonic()
+            attempt = 0
+            while True:
+                try:
+                    response = await self._create(
+                        system=system, user=user, max_tokens=max_tokens, stop=stop, stream=False
+                    )
+                    text, finish_reason, model, usage = self._parse_response(response)
+                    break
+                except Exception as exc:
+                    delay = self._retry_delay_or_raise(exc, attempt, operation="generate")
+                    attempt += 1
+                    await self._sleep(delay)
         completion = self._finish(
             text=text,
             finish_reason=finish_reason,
@@ -448,42 +455,43 @@ class CompletionStream:
 
     async def _run(self) -> AsyncIterator[str]:
         client = self._client
-        started = time.monotonic()
-        attempt = 0
-        state = _StreamState()
-        while True:
+        async with client.queue.generation():  # held until the stream ends or is closed
+            started = time.monotonic()
+            attempt = 0
             state = _StreamState()
-            try:
-                async for delta in self._attempt(state):
-                    yield delta
-                break
-            except Exception as exc:
-                if state.parts and not isinstance(exc, LLMError):
-                    client.usage.errors += 1
-                    partial = "".join(state.parts)
-                    log.warning(
-                        "llm.stream_interrupted",
-                        reason=type(exc).__name__,
-                        partial_chars=len(partial),
-                        error=_brief(exc),
-                    )
-                    raise LLMStreamInterrupted(
-                        f"LLM stream broke after {len(partial)} characters: {_brief(exc)}",
-                        partial_text=partial,
-                        cause=exc,
-                    ) from exc
-                if (
-                    isinstance(exc, openai.BadRequestError)
-                    and client._stream_usage_supported
-                    and "stream_options" in str(exc)
-                ):
-                    # Older servers reject stream_options: stop asking and count tokens ourselves.
-                    client._stream_usage_supported = False
-                    log.info("llm.stream_usage_unsupported")
-                    continue
-                delay = client._retry_delay_or_raise(exc, attempt, operation="stream")
-                attempt += 1
-                await client._sleep(delay)
+            while True:
+                state = _StreamState()
+                try:
+                    async for delta in self._attempt(state):
+                        yield delta
+                    break
+                except Exception as exc:
+                    if state.parts and not isinstance(exc, LLMError):
+                        client.usage.errors += 1
+                        partial = "".join(state.parts)
+                        log.warning(
+                            "llm.stream_interrupted",
+                            reason=type(exc).__name__,
+                            partial_chars=len(partial),
+                            error=_brief(exc),
+                        )
+                        raise LLMStreamInterrupted(
+                            f"LLM stream broke after {len(partial)} characters: {_brief(exc)}",
+                            partial_text=partial,
+                            cause=exc,
+                        ) from exc
+                    if (
+                        isinstance(exc, openai.BadRequestError)
+                        and client._stream_usage_supported
+                        and "stream_options" in str(exc)
+                    ):
+                        # Older servers reject stream_options: stop asking and count tokens ourselves.
+                        client._stream_usage_supported = False
+                        log.info("llm.stream_usage_unsupported")
+                        continue
+                    delay = client._retry_delay_or_raise(exc, attempt, operation="stream")
+                    attempt += 1
+                    await client._sleep(delay)
         self.completion = client._finish(
             text="".join(state.parts),
             finish_reason=state.finish_reason,

@@ -39,3 +39,13 @@ class LLMRequestError(LLMError):
 
 class LocalLLMUnavailable(LLMError):
     """The embedded llama.cpp server cannot be started (not installed, crashed, or too slow to start)."""
+
+
+class LLMBusyError(LLMError):
+    """No generation slot (bot/llm/queue.py): the line was full, or the wait reached its bound. The
+    request never reached the server; callers fall back as for any unavailable model."""
+
+    def __init__(self, message: str, *, waited_s: float, ahead: int) -> None:
+        super().__init__(message)
+        self.waited_s = waited_s
+        self.ahead = ahead

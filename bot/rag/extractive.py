@@ -9,6 +9,7 @@ from bot.rag.packing import Source
 
 EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the most relevant passages:"
 UNUSABLE_LABEL = "The language model gave no usable answer, so here are the most relevant passages:"
+BUSY_LABEL = "The language model is busy with other questions, so here are the most relevant passages:"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(

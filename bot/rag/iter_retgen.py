@@ -21,10 +21,10 @@ from bot.core.errors import UserInputError
 from bot.core.papers import clean_user_text
 from bot.core.prompts import load_prompt
 from bot.llm.client import LLMClient
-from bot.llm.errors import LLMError
+from bot.llm.errors import LLMBusyError, LLMError
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.echo import PromptEcho
-from bot.rag.extractive import EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
+from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
 from bot.retrieval.index import ChunkHit, SearchFilter
 from bot.retrieval.index.base import fused_ranking
@@ -55,6 +55,10 @@ class AnswerProgress(Protocol):
 
     async def partial(self, text: str) -> None:
         """The final generation so far, as it streams."""
+
+    async def queued(self, ahead: int) -> None:
+        """Waiting for the language model: `ahead` questions (or summaries) are being answered or
+        waiting before this one; told again whenever it moves, and 0 when its turn comes."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Answer:
     cannot_answer: bool = False
     # False when the model cited nothing and `citations` lists every source it was shown instead.
     cited: bool = True
+    queue_seconds: float = 0.0  # waiting for the language model (part of `seconds`)
     trace: list[IterationTrace] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -103,6 +108,7 @@ class Answer:
             "seconds": round(self.seconds, 3),
             "fallback": self.fallback,
             "cited": self.cited,
+            "queue_seconds": round(self.queue_seconds, 3),
         }
 
 
@@ -189,6 +195,25 @@ class AnswerService:
         search_filter: SearchFilter | None = None,
         progress: AnswerProgress | None = None,
     ) -> Answer:
+        options = (question, history, iterations, top_k, search_filter, progress)
+        if self._llm is None:
+            return await self._answer(*options)
+        # One place in the LLM's queue for the whole answer: taken at its first generation, so the
+        # draft and the final generation run back to back and the next question waits for both.
+        async with self._llm.queue.turn(on_wait=progress.queued if progress else None) as place:
+            result = await self._answer(*options)
+        result.queue_seconds = place.waited_s
+        return result
+
+    async def _answer(
+        self,
+        question: str,
+        history: Sequence[Turn],
+        iterations: int | None,
+        top_k: int | None,
+        search_filter: SearchFilter | None,
+        progress: AnswerProgress | None,
+    ) -> Answer:
         started = time.perf_counter()
         question = self.validate_question(question)
         check_answer_options(iterations, top_k)
@@ -233,7 +258,8 @@ class AnswerService:
                 )
             except LLMError as exc:
                 log.warning("rag.llm_unavailable", error=str(exc), iteration=t)
-                return self._fallback(result, sources, started)
+                label = BUSY_LABEL if isinstance(exc, LLMBusyError) else EXTRACTIVE_LABEL
+                return self._fallback(result, sources, started, label=label)
             result.trace.append(IterationTrace(query=query, sources=sources, generation=draft))
 
         return self._finish(result, draft, sources, started)

@@ -67,12 +67,16 @@ async def make_world(
     embedder: Any,
     tmp_path: Path,
 ) -> AsyncIterator[MakeWorld]:
-    """Settings (DISCORD_* overrides as keywords) and the production services over the seed index."""
+    """Settings (DISCORD_* overrides as keywords, LLM ones as `llm_overrides`) and the production
+    services over the seed index."""
     scripted_llm.responder = default_responder
     async with AsyncExitStack() as stack:
 
-        async def make(**discord_overrides: Any) -> World:
-            settings = make_settings(fake_discord, scripted_llm, tmp_path / "data", **discord_overrides)
+        async def make(*, llm_overrides: dict[str, Any] | None = None, **discord_overrides: Any) -> World:
+            data_dir = tmp_path / "data"
+            settings = make_settings(
+                fake_discord, scripted_llm, data_dir, llm_overrides=llm_overrides, **discord_overrides
+            )
             services = await stack.enter_async_context(
                 open_services(discord_seed_index, embedder, scripted_llm, settings)
             )
@@ -102,7 +106,7 @@ async def final_message(handle: InteractionHandle, *, within: float = 10.0) -> d
         if message is None or message["flags"] & MessageFlag.LOADING:
             return None
         content = message["content"]
-        return None if content.startswith(("🔎", "✍️")) else message
+        return None if content.startswith(("🔎", "✍️", "⏳")) else message
 
     return await handle.wait_for(done, timeout=within, what="final answer")
 

@@ -38,6 +38,7 @@ from bot.discord.bot import PaperBotBase, PosterFactory, create_bot
 from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
+from bot.llm.queue import GenerationQueue
 from bot.retrieval.embedding import Embedder
 from bot.retrieval.index.edge import EdgePaperIndex
 from tests.conftest import SEED_PAGE, SHARED_DATA
@@ -143,8 +144,14 @@ def discord_env(fake: FakeDiscord) -> dict[str, str]:
 
 
 def make_settings(
-    fake: FakeDiscord, llm: ScriptedLLMServer, data_dir: Path, **discord_overrides: Any
+    fake: FakeDiscord,
+    llm: ScriptedLLMServer,
+    data_dir: Path,
+    *,
+    llm_overrides: dict[str, Any] | None = None,
+    **discord_overrides: Any,
 ) -> Settings:
+    """`llm_overrides` by variable name, e.g. {"LLM_MAX_CONCURRENT": 1}."""
     discord_values: dict[str, Any] = {
         "token": fake.token,
         "api_base": fake.api_base,
@@ -156,7 +163,11 @@ def make_settings(
     return Settings(
         core=CoreSettings(data_dir=data_dir, log_format="json"),
         llm=LLMSettings(
-            OPENAI_BASE_URL=llm.base_url, LLM_MAX_RETRIES=0, LLM_TIMEOUT_S=10, LLM_API_MODE="chat"
+            OPENAI_BASE_URL=llm.base_url,
+            LLM_MAX_RETRIES=0,
+            LLM_TIMEOUT_S=10,
+            LLM_API_MODE="chat",
+            **(llm_overrides or {}),
         ),
         rag=RagSettings(),
         discord=DiscordSettings(**discord_values),
@@ -179,7 +190,7 @@ async def open_services(
     await index.ensure_collection(embedder.dimensions)
     client = LLMClient(
         base_url=llm.base_url, api_key="sk-scripted", model="scripted", api_mode="chat",
-        timeout_s=settings.llm.timeout_s, max_retries=0,
+        timeout_s=settings.llm.timeout_s, max_retries=0, queue=GenerationQueue.from_settings(settings.llm),
     )  # fmt: skip
     try:
         yield build_services(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 import discord
 import structlog
@@ -18,6 +19,7 @@ from bot.core.papers import clean_user_text
 from bot.discord.errors import describe_failure, failure_outcome
 from bot.discord.formatting import NO_MENTIONS, THREAD_NAME_LIMIT, answer_messages, clip
 from bot.discord.log_context import bind_message
+from bot.discord.progress import QueueNotice
 from bot.discord.protocol import Paperbot, as_paperbot
 from bot.rag.iter_retgen import Turn
 
@@ -82,6 +84,7 @@ class ChatCog(commands.Cog, name="Chat"):
                 await self._reply(message, None, "Ask me something about the papers.")
             return
         thread: discord.Thread | None = None
+        notice: QueueNotice | None = None
         started = time.monotonic()
         try:
             self.bot.services.answers.validate_question(question)
@@ -100,11 +103,24 @@ class ChatCog(commands.Cog, name="Chat"):
                 except discord.Forbidden:  # threads are not allowed here: answer in the channel
                     log.info("discord.thread_not_allowed")
                     reply_to = message
-            async with destination.typing():
-                answer = await self.bot.services.answers.answer(question, history=history)
+            notice = QueueNotice(
+                self._sender(destination, reply_to),
+                interval_s=self.bot.settings.discord.stream_edit_interval_s,
+            )
+            try:
+                async with destination.typing():
+                    answer = await self.bot.services.answers.answer(
+                        question, history=history, progress=notice
+                    )
+            finally:
+                await notice.aclose()  # no progress edit may land after the answer
             await self.bot.services.budget.spend(guild_id, answer.prompt_tokens + answer.completion_tokens)
+            shown = notice.message
             for text, embeds in answer_messages(answer):
-                if reply_to is not None:  # the first part answers the message, pinging nobody
+                if shown is not None:  # the message that showed the question's place in the queue
+                    await shown.edit(content=text, embeds=embeds, allowed_mentions=NO_MENTIONS)
+                    shown = reply_to = None
+                elif reply_to is not None:  # the first part answers the message, pinging nobody
                     await reply_to.reply(
                         text, embeds=embeds, allowed_mentions=NO_MENTIONS, mention_author=False
                     )
@@ -113,14 +129,36 @@ class ChatCog(commands.Cog, name="Chat"):
                     await destination.send(text, embeds=embeds, allowed_mentions=NO_MENTIONS)
         except Exception as exc:
             observe_command("chat", time.monotonic() - started, failure_outcome(exc))
-            await self._reply(message, thread, describe_failure(exc))
+            await self._reply(message, thread, describe_failure(exc), notice)
         else:
             observe_command("chat", time.monotonic() - started, "ok")
 
-    async def _reply(self, message: discord.Message, thread: discord.Thread | None, text: str) -> None:
-        """In the thread the answer was meant for, or as a reply (that pings nobody) to the message."""
+    @staticmethod
+    def _sender(
+        destination: discord.abc.Messageable, reply_to: discord.Message | None
+    ) -> Callable[[str], Awaitable[discord.Message]]:
+        """Posts where the answer's first part will go: as a reply to the question, or in the thread."""
+
+        async def send(text: str) -> discord.Message:
+            if reply_to is not None:
+                return await reply_to.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
+            return await destination.send(text, allowed_mentions=NO_MENTIONS)
+
+        return send
+
+    async def _reply(
+        self,
+        message: discord.Message,
+        thread: discord.Thread | None,
+        text: str,
+        notice: QueueNotice | None = None,
+    ) -> None:
+        """In place of the question's queue message if it has one, else in the thread the answer was
+        meant for, or as a reply (that pings nobody) to the message."""
         try:
-            if thread is not None:
+            if notice is not None and notice.message is not None:
+                await notice.message.edit(content=text, embeds=[], allowed_mentions=NO_MENTIONS)
+            elif thread is not None:
                 await thread.send(text, allowed_mentions=NO_MENTIONS)
             else:
                 await message.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
