@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from bot.app.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 from tests.conftest import SEED_PAGE, SHARED_DATA
+from tests.support.scripted_llm import ScriptedLLMServer, ScriptedReply
 
 HF_DAY = SHARED_DATA / "hf_daily_papers" / "raw_api_daily_papers_2026-08-18.json"
 
@@ -109,3 +114,45 @@ def test_an_invalid_setting_is_one_line_naming_it_not_a_traceback(
         "error: invalid settings: RAG_ITERATIONS (from the environment): "
         "Input should be less than or equal to 7 (see .env.example)"
     ]
+
+
+@contextmanager
+def scripted_llm_in_a_thread() -> Iterator[ScriptedLLMServer]:
+    """The scripted OpenAI-compatible server on its own event loop, for the CLI's own asyncio.run."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = ScriptedLLMServer()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_ask_json_says_whether_the_papers_could_answer(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(capsys, "ingest", "--no-progress", str(SEED_PAGE))[0] == EXIT_OK
+    with scripted_llm_in_a_thread() as llm:
+        monkeypatch.setenv("OPENAI_BASE_URL", llm.base_url)
+        llm.script(
+            ScriptedReply("Answer: SHERL avoids backpropagating gradients through the large backbone.")
+        )
+        code, out, _ = run(capsys, "ask", "--json", "--iterations", "1", "What is SHERL?")
+        assert code == EXIT_OK
+        answered = json.loads(out)
+        llm.script(ScriptedReply("Answer: Tungsten boils at 5555 degrees Celsius [1]."))
+        code, out, _ = run(
+            capsys, "ask", "--json", "--iterations", "1", "What is the boiling point of tungsten?"
+        )
+        assert code == EXIT_OK
+        refused = json.loads(out)
+    assert answered["cannot_answer"] is False and answered["fallback"] is False
+    assert answered["answer"] == "SHERL avoids backpropagating gradients through the large backbone [1]."
+    assert [c["title"].split(":")[0] for c in answered["citations"]] == ["SHERL"]
+    assert refused["cannot_answer"] is True and refused["citations"] == []
+    assert refused["answer"] == "I can't answer that from these papers."

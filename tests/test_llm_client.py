@@ -132,6 +132,37 @@ async def test_generate_completions_sends_one_prompt(
     assert completion.finish_reason == "length"
 
 
+EXAMPLE = (("user", "Question: What is a transformer?"), ("assistant", "Answer: A model built on attention."))
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["generate", "stream"])
+async def test_earlier_turns_are_messages_in_chat_and_text_in_completions(
+    server: ScriptedLLMServer, make_client: ClientFactory, streamed: bool
+) -> None:
+    """A worked example goes before the request as earlier turns; the reply's start ("Answer:")
+    ends a completions prompt and is left to the chat template in chat mode."""
+    for mode in ("chat", "completions"):
+        server.script(ScriptedReply("Attention weighs tokens."))
+        client = make_client(mode)
+        options: dict[str, Any] = {"system": SYSTEM, "user": "Question: What is attention?", "max_tokens": 9}
+        if streamed:
+            completion = await client.stream(**options, turns=EXAMPLE, reply_prefix="Answer:").collect()
+        else:
+            completion = await client.generate(**options, turns=EXAMPLE, reply_prefix="Answer:")
+        assert completion.text == "Attention weighs tokens."
+    chat, completions = server.requests
+    assert chat.json["messages"] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "Question: What is a transformer?"},
+        {"role": "assistant", "content": "Answer: A model built on attention."},
+        {"role": "user", "content": "Question: What is attention?"},
+    ]
+    assert completions.json["prompt"] == (
+        f"{SYSTEM}\n\nQuestion: What is a transformer?\nAnswer: A model built on attention.\n\n"
+        "Question: What is attention?\nAnswer:"
+    )
+
+
 async def test_usage_totals_accumulate(server: ScriptedLLMServer, make_client: ClientFactory) -> None:
     server.script(
         ScriptedReply("one", prompt_tokens=11, completion_tokens=3),

@@ -122,13 +122,17 @@ async def test_t1_is_plain_retrieve_then_generate(index, embedder, scripted_llm:
 
 async def test_invalid_citations_are_dropped(index, embedder, scripted_llm: ScriptedLLMServer) -> None:
     scripted_llm.script(
-        ScriptedReply("Answer: a"), ScriptedReply("Answer: SHERL saves memory [1][9] and [0, 2].")
+        ScriptedReply("Answer: a"),
+        ScriptedReply(
+            "Answer: SHERL avoids backpropagating gradients through the large backbone [1][9] and [0, 2]."
+        ),
     )
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
-    assert "[9]" not in answer.text and "[0" not in answer.text
-    assert answer.text == "SHERL saves memory [1] and [2]."
     shown = {s.number: s.paper for s in answer.trace[-1].sources}
-    assert [c.paper_id for c in answer.citations] == [shown[1].paper_id, shown[2].paper_id]
+    assert shown[1].title.startswith("SHERL") and not shown[2].title.startswith("SHERL")
+    # [9] and [0] were never shown; [2] was, but does not say this: only [1] stays.
+    assert answer.text == "SHERL avoids backpropagating gradients through the large backbone [1]."
+    assert [c.paper_id for c in answer.citations] == [shown[1].paper_id]
     assert all(c.url is None or c.url.startswith("https://arxiv.org/abs/") for c in answer.citations)
 
 
@@ -268,13 +272,186 @@ def test_prompt_placeholders_match_what_the_code_fills() -> None:
         parse_template("bad", "no sections here {x}")
 
 
-async def test_uncited_answer_lists_the_sources_it_was_given(
+# -- citations that hold: each sentence shows the excerpt that supports it ---------------------------
+
+SHERL_SAYS = "Memory-efficient methods avoid backpropagating gradients through the large backbone"
+TITANS_SAYS = "Titans learns to memorize historical context at test time"
+
+
+async def attributed_answer(index, embedder, server: ScriptedLLMServer, reply: str, question: str):  # type: ignore[no-untyped-def]
+    """One generation (T=1) over `question`'s sources; the answer and {title start: its [n]}."""
+    server.script(ScriptedReply(f"Answer: {reply}"))
+    answer = await make_service(index, embedder, server).answer(question, iterations=1)
+    numbers = {s.paper.title.split(":")[0]: s.number for s in answer.trace[-1].sources}
+    return answer, numbers
+
+
+async def test_an_uncited_grounded_answer_shows_the_excerpt_that_supports_each_sentence(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:
-    scripted_llm.script(ScriptedReply("Answer: a"), ScriptedReply("Answer: SHERL decouples adaptation."))
-    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?")
-    assert not answer.cited
-    assert [c.paper_id for c in answer.citations] == [s.paper.paper_id for s in answer.trace[-1].sources]
+    answer, numbers = await attributed_answer(
+        index, embedder, scripted_llm, f"{SHERL_SAYS}. {TITANS_SAYS}.", "How do SHERL and Titans save memory?"
+    )
+    sherl, titans = numbers["SHERL"], numbers["Titans"]
+    assert answer.text == f"{SHERL_SAYS} [{sherl}]. {TITANS_SAYS} [{titans}]."
+    assert [c.n for c in answer.citations] == [sherl, titans]  # Sources: exactly the excerpts cited
+    assert [c.title.split(":")[0] for c in answer.citations] == ["SHERL", "Titans"]
+    assert answer.cited and not answer.cannot_answer and answer.to_json()["cannot_answer"] is False
+
+
+async def test_a_wrong_citation_is_corrected_to_the_excerpt_that_supports_the_sentence(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    question = "How do SHERL and Titans save memory?"
+    answer, numbers = await attributed_answer(index, embedder, scripted_llm, f"{TITANS_SAYS} [1].", question)
+    assert numbers["SHERL"] == 1 and numbers["Titans"] != 1  # the model cited SHERL for Titans' claim
+    assert answer.text == f"{TITANS_SAYS} [{numbers['Titans']}]."
+    assert [c.title.split(":")[0] for c in answer.citations] == ["Titans"]
+
+
+async def test_a_fabricated_sentence_is_dropped(index, embedder, scripted_llm: ScriptedLLMServer) -> None:
+    invented = "SHERL was developed at NASA in 1969 and trained on 512 GPUs [1]."
+    answer, numbers = await attributed_answer(
+        index, embedder, scripted_llm, f"{SHERL_SAYS} [1]. {invented}", "What is SHERL?"
+    )
+    assert numbers["SHERL"] == 1
+    assert answer.text == f"{SHERL_SAYS} [1]." and "NASA" not in answer.text
+    assert [c.n for c in answer.citations] == [1] and not answer.cannot_answer
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Tungsten boils at 5555 degrees Celsius [1]. It is used in incandescent light bulbs [2].",
+        "The excerpts do not mention the boiling point of tungsten.",
+    ],
+    ids=["nothing-supported", "refusal-in-other-words"],
+)
+async def test_an_answer_no_excerpt_supports_is_the_fixed_reply(
+    index, embedder, scripted_llm: ScriptedLLMServer, reply: str
+) -> None:
+    answer, _ = await attributed_answer(
+        index, embedder, scripted_llm, reply, "What is the boiling point of tungsten?"
+    )
+    assert answer.text == CANNOT_ANSWER and answer.cannot_answer and answer.citations == []
+    assert answer.to_json()["cannot_answer"] is True and answer.to_json()["citations"] == []
+
+
+# -- a fallback that answers: the top paper first, one passage per paper, every quoted paper listed -----
+
+
+async def test_the_fallback_quotes_the_top_paper_first_and_lists_every_paper_it_quotes(
+    index, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """Seen in a thread: search ranked Pointer Networks first, yet the reply quoted an RNN review and
+    NIRVANA (word overlap: "networks") and listed only those two as Sources."""
+    question = "what are pointer networks good for?"
+    # No language model, the embedded model's prompt budget (short excerpts), as in that thread.
+    service = make_service(index, embedder, None, OPENAI_BASE_URL=None)
+    ranked = [h.paper.title for h in await service._search.search_chunks(question, limit=RagSettings().top_k)]
+    assert ranked[0] == "Pointer Networks"
+    assert any(t.startswith("A Critical Review of Recurrent") for t in ranked)
+    assert any(t.startswith("NIRVANA") for t in ranked)
+
+    answer = await service.answer(question)
+    label, *quoted = answer.text.split("\n")
+    assert answer.fallback and label == EXTRACTIVE_LABEL and len(quoted) == 3
+    lines = [re.fullmatch(r"> (.+) \[(\d+)\]", line) for line in quoted]
+    assert all(lines), quoted
+    numbers = [int(m.group(2)) for m in lines if m]
+    sources = {c.n: c for c in answer.citations}
+    # The top-ranked paper gives the first passage; one passage per paper (three are relevant).
+    assert sources[numbers[0]].title == "Pointer Networks"
+    assert len(set(numbers)) == len(numbers)
+    # Sources list exactly the quoted papers, numbered as quoted, and each passage is its paper's.
+    assert [c.n for c in answer.citations] == numbers
+    abstracts = {p.paper_id: " ".join(p.abstract.split()) for p in parse_path(SEED_PAGE).papers}
+    for m in lines:
+        assert m and m.group(1) in abstracts[sources[int(m.group(2))].paper_id]
+
+
+# -- the prompt: rules, a worked example as an earlier turn, then excerpts, question, instructions -------
+
+
+def chat_service(index, embedder, server: ScriptedLLMServer) -> AnswerService:  # type: ignore[no-untyped-def]
+    llm_settings = LLMSettings(OPENAI_BASE_URL=server.base_url, LLM_MAX_RETRIES=0)
+    client = LLMClient(
+        base_url=server.base_url, api_key="sk", model="m", api_mode="chat", timeout_s=10, max_retries=0
+    )
+    return AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
+
+
+async def test_chat_mode_sends_the_rules_the_example_exchange_and_then_this_turn(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    template = load_prompt("answer")
+    rendered = template.render(sources="", question="", cannot_answer=CANNOT_ANSWER)
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply("Answer: b [1]"))
+    question = "How does SHERL reduce memory in transfer learning?"
+    await chat_service(index, embedder, scripted_llm).answer(question)
+    requests = scripted_llm.requests_to("/v1/chat/completions")
+    assert len(requests) == 2
+    for request in requests:
+        messages = request.json["messages"]
+        assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+        # The fixed part, identical in every request so llama.cpp reuses it: rules, then the example.
+        assert [m["content"] for m in messages[:3]] == [
+            rendered.system,
+            *(text for _, text in rendered.turns),
+        ]
+        assert messages[2]["content"].startswith("Answer: ") and "[1]" in messages[2]["content"]
+        # This turn: the excerpts, then the question, then the instructions; no reply prefix in chat.
+        turn = messages[3]["content"]
+        assert turn.startswith("<<<EXCERPTS\n[") and turn.count("<<<EXCERPTS") == 1
+        excerpts_end, asked = turn.index("EXCERPTS>>>"), turn.index(f"Question: {question}")
+        instructions = turn.index("Answer from these excerpts only")
+        assert excerpts_end < asked < instructions and CANNOT_ANSWER in turn[instructions:]
+        assert not turn.rstrip().endswith("Answer:")
+
+
+async def test_completions_mode_flattens_the_exchange_and_ends_with_the_reply_start(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply("Answer: b [1]"))
+    question = "How does SHERL reduce memory in transfer learning?"
+    await make_service(index, embedder, scripted_llm).answer(question)
+    rendered = load_prompt("answer").render(sources="", question="", cannot_answer=CANNOT_ANSWER)
+    (example_user, example_answer) = (text for _, text in rendered.turns)
+    fixed = f"{rendered.system}\n\n{example_user}\n{example_answer}\n\n<<<EXCERPTS\n"
+    for request in scripted_llm.requests_to("/v1/completions"):
+        prompt = request.json["prompt"]
+        assert prompt.startswith(fixed)  # the same prefix in both requests
+        tail = prompt[len(fixed) :]
+        ending = (
+            rf"\nEXCERPTS>>>\nQuestion: {re.escape(question)}\nAnswer from these excerpts[^\n]*\nAnswer:$"
+        )
+        assert re.search(ending, tail)
+
+
+def test_a_template_holds_an_example_exchange_and_the_reply_start() -> None:
+    template = parse_template(
+        "t",
+        "# comment\n[system]\nRules {x}.\n[user]\nExample question\n[assistant]\nExample answer\n"
+        "[user]\nReal question {y}\n[assistant]\nAnswer:\n",
+    )
+    assert template.placeholders == {"x", "y"}
+    prompt = template.render(x=1, y=2)
+    assert (prompt.system, prompt.turns, prompt.user, prompt.reply_prefix) == (
+        "Rules 1.",
+        (("user", "Example question"), ("assistant", "Example answer")),
+        "Real question 2",
+        "Answer:",
+    )
+    plain = parse_template("p", "[system]\ns\n[user]\nu {z}")
+    assert (plain.turns, plain.reply_prefix) == ((), "")
+    assert plain.version == parse_template("p", "[system]\ns\n[user]\nu {z}\n").version != template.version
+    for bad in (
+        "[system]\ns\n[assistant]\na\n[user]\nu",  # an answer before any question
+        "[system]\ns\n[user]\nu\n[user]\nv",  # two questions in a row
+        "[system]\ns\n[user]\nu\n[system]\nt\n[user]\nv",
+    ):
+        with pytest.raises(PromptError, match="alternate"):
+            parse_template("bad", bad)
 
 
 class RecordingProgress:
@@ -295,9 +472,8 @@ class RecordingProgress:
 async def test_progress_stages_and_the_final_generation_streams(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:
-    scripted_llm.script(
-        ScriptedReply("Answer: a [1]"), ScriptedReply("Answer: streamed answer [1]", chunk_chars=5)
-    )
+    streamed = "Answer: SHERL avoids backpropagating gradients through the large backbone [1]."
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply(streamed, chunk_chars=5))
     progress = RecordingProgress()
     answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?", progress=progress)
     assert progress.events == [
@@ -306,9 +482,9 @@ async def test_progress_stages_and_the_final_generation_streams(
         ("searching", 2, 2),
         ("thinking", 2, 2),
     ]
-    assert len(progress.partials) >= 3 and progress.partials[-1] == "Answer: streamed answer [1]"
+    assert len(progress.partials) >= 3 and progress.partials[-1] == streamed
     assert [bool(r.json.get("stream")) for r in scripted_llm.requests] == [False, True]
-    assert answer.text == "streamed answer [1]" and answer.completion_tokens > 0
+    assert answer.text == streamed.removeprefix("Answer: ") and answer.completion_tokens > 0
 
 
 @pytest.mark.llm

@@ -12,7 +12,7 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +34,9 @@ log = structlog.get_logger(__name__)
 
 ApiMode = Literal["chat", "completions"]
 Sleep = Callable[[float], Awaitable[None]]
+# Earlier turns of the conversation sent before `user`, e.g. a worked example: (role, text) pairs,
+# role "user" or "assistant".
+Turns = Sequence[tuple[str, str]]
 
 # openai refuses to build a client without a key; local servers ignore it.
 _PLACEHOLDER_KEY = "no-key"
@@ -95,8 +98,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def completion_prompt(system: str, user: str) -> str:
-    return f"{system}\n\n{user}" if system else user
+def completion_prompt(system: str, user: str, turns: Turns = (), reply_prefix: str = "") -> str:
+    """The messages as one text for a completions endpoint: a blank line before each user turn,
+    a line break before each assistant turn, and the reply's start (e.g. "Answer:") at the end."""
+    text = system
+    for role, content in [*turns, ("user", user)]:
+        separator = "\n" if role == "assistant" else "\n\n"
+        text = f"{text}{separator}{content}" if text else content
+    return f"{text}\n{reply_prefix}" if reply_prefix else text
 
 
 def _estimate_tokens(text: str) -> int:
@@ -211,15 +220,30 @@ class LLMClient:
     # ------------------------------------------------------------------ public API
 
     async def generate(
-        self, *, system: str, user: str, max_tokens: int, stop: list[str] | None = None
+        self,
+        *,
+        system: str,
+        user: str,
+        max_tokens: int,
+        stop: list[str] | None = None,
+        turns: Turns = (),
+        reply_prefix: str = "",
     ) -> Completion:
+        """`turns` go between the system message and `user`; `reply_prefix` ends a completions
+        prompt (chat mode leaves it out: the chat template starts the reply)."""
         async with self.queue.generation():  # the wait for a slot is not generation time
             started = time.monotonic()
             attempt = 0
             while True:
                 try:
                     response = await self._create(
-                        system=system, user=user, max_tokens=max_tokens, stop=stop, stream=False
+                        system=system,
+                        user=user,
+                        max_tokens=max_tokens,
+                        stop=stop,
+                        stream=False,
+                        turns=turns,
+                        reply_prefix=reply_prefix,
                     )
                     text, finish_reason, model, usage = self._parse_response(response)
                     break
@@ -232,29 +256,54 @@ class LLMClient:
             finish_reason=finish_reason,
             model=model,
             usage=usage,
-            prompt=self._prompt_text(system, user),
+            prompt=self._prompt_text(system, user, turns, reply_prefix),
             started=started,
             attempts=attempt + 1,
         )
         return completion
 
     def stream(
-        self, *, system: str, user: str, max_tokens: int, stop: list[str] | None = None
+        self,
+        *,
+        system: str,
+        user: str,
+        max_tokens: int,
+        stop: list[str] | None = None,
+        turns: Turns = (),
+        reply_prefix: str = "",
     ) -> CompletionStream:
         """Text deltas as they arrive: `async for delta in client.stream(...)`.
 
         Failures before the first delta are retried like `generate`; after it, an
         `LLMStreamInterrupted` carries the partial text. `.completion` is set once the stream ends.
         """
-        return CompletionStream(self, system=system, user=user, max_tokens=max_tokens, stop=stop)
+        return CompletionStream(
+            self,
+            system=system,
+            user=user,
+            max_tokens=max_tokens,
+            stop=stop,
+            turns=turns,
+            reply_prefix=reply_prefix,
+        )
 
     # ------------------------------------------------------------------ internals
 
-    def _prompt_text(self, system: str, user: str) -> str:
-        return completion_prompt(system, user) if self.api_mode == "completions" else f"{system}\n{user}"
+    def _prompt_text(self, system: str, user: str, turns: Turns = (), reply_prefix: str = "") -> str:
+        if self.api_mode == "completions":
+            return completion_prompt(system, user, turns, reply_prefix)
+        return "\n".join([system, *(content for _, content in turns), user])
 
     async def _create(
-        self, *, system: str, user: str, max_tokens: int, stop: list[str] | None, stream: bool
+        self,
+        *,
+        system: str,
+        user: str,
+        max_tokens: int,
+        stop: list[str] | None,
+        stream: bool,
+        turns: Turns = (),
+        reply_prefix: str = "",
     ) -> Any:
         options: dict[str, Any] = {
             "model": self.model,
@@ -268,12 +317,16 @@ class LLMClient:
             if self._stream_usage_supported:
                 options["stream_options"] = {"include_usage": True}
         if self.api_mode == "chat":
-            messages: list[ChatCompletionMessageParam] = [
-                {"role": "system", "content": system},
-                {"role": "user", "content": user},
-            ]
+            messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}]
+            for role, content in turns:
+                if role == "assistant":
+                    messages.append({"role": "assistant", "content": content})
+                else:
+                    messages.append({"role": "user", "content": content})
+            messages.append({"role": "user", "content": user})
             return await self._openai.chat.completions.create(messages=messages, **options)
-        return await self._openai.completions.create(prompt=completion_prompt(system, user), **options)
+        prompt = completion_prompt(system, user, turns, reply_prefix)
+        return await self._openai.completions.create(prompt=prompt, **options)
 
     def _parse_response(self, response: Any) -> tuple[str, str | None, str, Any]:
         choices = getattr(response, "choices", None)
@@ -420,11 +473,21 @@ class CompletionStream:
     """Async iterator of text deltas; `completion` holds the totals after the last delta."""
 
     def __init__(
-        self, client: LLMClient, *, system: str, user: str, max_tokens: int, stop: list[str] | None
+        self,
+        client: LLMClient,
+        *,
+        system: str,
+        user: str,
+        max_tokens: int,
+        stop: list[str] | None,
+        turns: Turns = (),
+        reply_prefix: str = "",
     ) -> None:
         self._client = client
         self._system = system
         self._user = user
+        self._turns = turns
+        self._reply_prefix = reply_prefix
         self._max_tokens = max_tokens
         self._stop = stop
         self.completion: Completion | None = None
@@ -497,7 +560,7 @@ class CompletionStream:
             finish_reason=state.finish_reason,
             model=state.model or client.model,
             usage=state.usage,
-            prompt=client._prompt_text(self._system, self._user),
+            prompt=client._prompt_text(self._system, self._user, self._turns, self._reply_prefix),
             started=started,
             attempts=attempt + 1,
         )
@@ -505,7 +568,13 @@ class CompletionStream:
     async def _attempt(self, state: _StreamState) -> AsyncIterator[str]:
         client = self._client
         response = await client._create(
-            system=self._system, user=self._user, max_tokens=self._max_tokens, stop=self._stop, stream=True
+            system=self._system,
+            user=self._user,
+            max_tokens=self._max_tokens,
+            stop=self._stop,
+            stream=True,
+            turns=self._turns,
+            reply_prefix=self._reply_prefix,
         )
         async with response:
             async for chunk in response:

@@ -1,45 +1,99 @@
-"""When no LLM answers: the sentences of the top sources that best match the question, cited."""
+"""When no LLM answers: the passages of the sources most relevant to the question, each cited.
+
+A passage is one whole sentence of an excerpt. Its relevance is the search model's cosine between
+the question and the sentence (MiniLM, as in search), plus `LEXICAL_WEIGHT` times the share of the
+question's content words it holds. The top-ranked paper always gives the first passage; then each
+other paper its best passage, the most relevant first; a second passage from any paper only once
+every paper has one. Beyond the top paper's first, a passage below `MIN_RELEVANCE` is not quoted.
+Each passage carries its source's [n], so the Sources list (the cited sources) holds every paper
+quoted, numbered as quoted.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from bot.rag.packing import Source
+from bot.rag.attribution import cosine, embed_sentences, terms
+from bot.rag.packing import Source, format_source
+from bot.retrieval.embedding import Embedder
 
 EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the most relevant passages:"
 UNUSABLE_LABEL = "The language model gave no usable answer, so here are the most relevant passages:"
 BUSY_LABEL = "The language model is busy with other questions, so here are the most relevant passages:"
+MAX_PASSAGES = 3
+MIN_PASSAGE_CHARS = 20
+# Word overlap is a tie-breaker and a fallback when there is no embedder, not the main signal: the
+# dense model knows "pointer networks" and "Ptr-Net" are one thing.
+LEXICAL_WEIGHT = 0.3
+# Unrelated sentences score about 0 to 0.3 on the seed papers, related ones 0.4 and up.
+MIN_RELEVANCE = 0.35
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    {
-        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "in",
-        "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "which", "who",
-        "why", "with", "paper", "papers",
+
+
+def passages(source: Source) -> list[str]:
+    """The source's whole sentences as the model would have seen them (instructions removed); not
+    the last one when the excerpt was cut inside it."""
+    sentences = [s.strip() for s in _SENTENCE.split(format_source(source).partition("\n")[2])]
+    if sentences and not re.search(r"[.!?][\"')\]”’]*$", sentences[-1]):
+        sentences.pop()
+    return [s for s in sentences if len(s) >= MIN_PASSAGE_CHARS]
+
+
+def _overlap(question: set[str], sentence: str) -> float:
+    return len(question & {t.stem for t in terms(sentence)}) / len(question) if question else 0.0
+
+
+async def rank_passages(
+    question: str, sources: Sequence[Source], embedder: Embedder | None
+) -> dict[int, list[tuple[float, str]]]:
+    """Source number → its passages with their relevance to the question, the best first."""
+    candidates = [(s.number, text) for s in sources for text in passages(s)]
+    vectors = await embed_sentences(embedder, [question, *(text for _, text in candidates)])
+    wanted = {t.stem for t in terms(question)}
+    ranked: dict[int, list[tuple[float, str]]] = {s.number: [] for s in sources}
+    for i, (number, text) in enumerate(candidates):
+        dense = 0.0
+        if vectors is not None:
+            dense = cosine(vectors[0], vectors[i + 1])
+        ranked[number].append((dense + LEXICAL_WEIGHT * _overlap(wanted, text), text))
+    for found in ranked.values():
+        found.sort(key=lambda scored: -scored[0])  # stable: an earlier sentence first on ties
+    return ranked
+
+
+def pick_passages(
+    ranked: dict[int, list[tuple[float, str]]], *, top: int, limit: int = MAX_PASSAGES
+) -> list[tuple[int, str]]:
+    """(source number, passage) to quote: the top-ranked paper's best, then one per other paper in
+    order of relevance, then second passages the same way, up to `limit`."""
+    relevant = {
+        n: [p for i, p in enumerate(found) if (n == top and i == 0) or p[0] >= MIN_RELEVANCE]
+        for n, found in ranked.items()
     }
-)  # fmt: skip
+    others = sorted((n for n in relevant if n != top and relevant[n]), key=lambda n: (-relevant[n][0][0], n))
+    order = ([top] if relevant.get(top) else []) + others
+    picked: list[tuple[int, str]] = []
+    depth = 0
+    while len(picked) < limit and any(len(relevant[n]) > depth for n in order):
+        for number in order:
+            if len(picked) < limit and len(relevant[number]) > depth:
+                picked.append((number, relevant[number][depth][1]))
+        depth += 1
+    return picked
 
 
-def _terms(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
-
-
-def extractive_answer(
-    question: str, sources: Sequence[Source], *, max_sentences: int = 3, label: str = EXTRACTIVE_LABEL
+async def extractive_answer(
+    question: str,
+    sources: Sequence[Source],
+    embedder: Embedder | None,
+    *,
+    max_passages: int = MAX_PASSAGES,
+    label: str = EXTRACTIVE_LABEL,
 ) -> str:
-    wanted = _terms(question)
-    scored: list[tuple[float, int, int, str]] = []
-    for source in sources:
-        for position, sentence in enumerate(_SENTENCE.split(source.text)):
-            sentence = sentence.strip()
-            if len(sentence) < 20:
-                continue
-            overlap = len(wanted & _terms(sentence))
-            # ties: stronger source first, earlier sentence first
-            scored.append(
-                (overlap - 0.01 * source.number - 0.001 * position, source.number, position, sentence)
-            )
-    best = sorted(scored, reverse=True)[:max_sentences]
-    lines = [f"> {sentence} [{number}]" for _, number, _, sentence in best]
+    if not sources:
+        return label
+    ranked = await rank_passages(question, sources, embedder)
+    top = min(s.number for s in sources)  # numbered by retrieval rank: 1 is the top-ranked paper
+    lines = [f"> {text} [{number}]" for number, text in pick_passages(ranked, top=top, limit=max_passages)]
     return label + "\n" + "\n".join(lines)

@@ -2,8 +2,9 @@
 plus that draft, generate again; the last generation is the answer.
 
 Each generation sees only its own iteration's sources. A conversation's follow-up is first made
-standalone. Citations are checked against the sources actually shown, and the Sources list comes
-from the retrieval results, never from the model's text.
+standalone. Each sentence of the answer shows the excerpt that supports it, checked in code
+(`bot.rag.attribution`), and a sentence none supports is dropped; the Sources list is the excerpts
+cited, taken from the retrieval results, never from the model's text.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from bot.core.config import MAX_ITERATIONS, MAX_TOP_K, LLMSettings, RagSettings
 from bot.core.errors import UserInputError
 from bot.core.papers import clean_user_text
 from bot.core.prompts import load_prompt
-from bot.llm.client import LLMClient
+from bot.llm.client import LLMClient, completion_prompt
 from bot.llm.errors import LLMBusyError, LLMError
+from bot.rag.attribution import attribute, is_refusal
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.echo import PromptEcho
 from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
@@ -89,7 +91,8 @@ class Answer:
     llm_seconds: float = 0.0  # time inside LLM calls; the rest is retrieval and prompt assembly
     fallback: bool = False  # extractive answer: the LLM was unavailable
     cannot_answer: bool = False
-    # False when the model cited nothing and `citations` lists every source it was shown instead.
+    # Kept for the JSON and the Sources heading: every sentence shown now cites the excerpt that
+    # supports it, so this is always True.
     cited: bool = True
     queue_seconds: float = 0.0  # waiting for the language model (part of `seconds`)
     trace: list[IterationTrace] = field(default_factory=list)
@@ -107,6 +110,7 @@ class Answer:
             "completion_tokens": self.completion_tokens,
             "seconds": round(self.seconds, 3),
             "fallback": self.fallback,
+            "cannot_answer": self.cannot_answer,
             "cited": self.cited,
             "queue_seconds": round(self.queue_seconds, 3),
         }
@@ -165,7 +169,7 @@ class AnswerService:
         # What the model must not show users even if it repeats it (or a paper asks it to).
         self._echo = PromptEcho(
             self._answer_prompt.system,
-            f"{self._answer_prompt.system}\n{self._answer_prompt.user}",
+            "\n".join(self._answer_prompt.parts),
             self._answer_prompt.render(sources="", question="", cannot_answer=CANNOT_ANSWER).system,
         )
 
@@ -182,8 +186,10 @@ class AnswerService:
     def source_budget(self, question: str) -> int:
         """Tokens left for sources: the prompt budget minus the prompt without sources."""
         empty = self._answer_prompt.render(sources="", question=question, cannot_answer=CANNOT_ANSWER)
-        fixed = count_tokens(empty.system + "\n\n" + empty.user, self._encoding)
-        return self._llm_settings.prompt_tokens - fixed - 16
+        text = completion_prompt(empty.system, empty.user, empty.turns, empty.reply_prefix)
+        fixed = count_tokens(text, self._encoding)
+        # and a few tokens per message for a chat template's role markers
+        return self._llm_settings.prompt_tokens - fixed - 16 - 4 * len(empty.turns)
 
     async def answer(
         self,
@@ -249,7 +255,7 @@ class AnswerService:
                 result.trace.append(IterationTrace(query=query, sources=[], generation=""))
                 break
             if self._llm is None:
-                return self._fallback(result, sources, started)
+                return await self._fallback(result, sources, started)
             if progress:
                 await progress.stage("thinking", t, t_max)
             try:
@@ -259,10 +265,10 @@ class AnswerService:
             except LLMError as exc:
                 log.warning("rag.llm_unavailable", error=str(exc), iteration=t)
                 label = BUSY_LABEL if isinstance(exc, LLMBusyError) else EXTRACTIVE_LABEL
-                return self._fallback(result, sources, started, label=label)
+                return await self._fallback(result, sources, started, label=label)
             result.trace.append(IterationTrace(query=query, sources=sources, generation=draft))
 
-        return self._finish(result, draft, sources, started)
+        return await self._finish(result, draft, sources, started)
 
     def _draft_signal(self, draft: str) -> str:
         """What of the previous draft steers the next retrieval. Nothing when the draft's answer is
@@ -316,6 +322,8 @@ class AnswerService:
         request = {
             "system": prompt.system,
             "user": prompt.user,
+            "turns": prompt.turns,
+            "reply_prefix": prompt.reply_prefix,
             "max_tokens": self._llm_settings.answer_tokens,
             "stop": ANSWER_STOPS,
         }
@@ -339,24 +347,23 @@ class AnswerService:
         result.prompt_tokens += prompt_tokens
         result.completion_tokens += completion_tokens
 
-    def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
+    async def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
         line = final_answer_line(generation)
         text = self._echo.strip(line)
         if self._echo.mostly_copied(text):
             text = ""  # a rewording of the worked example is no answer either
         if sources and line and not text:  # the model only repeated the prompt's example or rules
             log.warning("rag.answer_was_prompt_echo")
-            return self._fallback(result, sources, started, label=UNUSABLE_LABEL)
-        if not sources or not text or CANNOT_ANSWER.lower().rstrip(".") in text.lower():
+            return await self._fallback(result, sources, started, label=UNUSABLE_LABEL)
+        # Each sentence shows the excerpt that supports it; what no excerpt supports is dropped.
+        attributed = None
+        if sources and text and not is_refusal(text, CANNOT_ANSWER):
+            question = result.standalone_question
+            attributed = await attribute(text, sources, self._search.embedder, question=question)
+        if attributed is None or not attributed.text:
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
-            result.text, result.citations = verify_citations(text, sources)
-            if not result.citations:  # still say where the answer came from
-                result.citations = [
-                    Citation(n=s.number, paper_id=s.paper.paper_id, title=s.paper.title, url=s.paper.url)
-                    for s in sources
-                ]
-                result.cited = False
+            result.text, result.citations = verify_citations(attributed.text, sources)
         result.seconds = time.perf_counter() - started
         log.info(
             "rag.answered",
@@ -368,13 +375,14 @@ class AnswerService:
         )
         return result
 
-    def _fallback(
+    async def _fallback(
         self, result: Answer, sources: list[Source], started: float, label: str = EXTRACTIVE_LABEL
     ) -> Answer:
         result.fallback = True
-        result.text, result.citations = verify_citations(
-            extractive_answer(result.standalone_question, sources, label=label), sources
+        passages = await extractive_answer(
+            result.standalone_question, sources, self._search.embedder, label=label
         )
+        result.text, result.citations = verify_citations(passages, sources)
         result.seconds = time.perf_counter() - started
         log.info("rag.extractive_fallback", sources=len(sources))
         return result

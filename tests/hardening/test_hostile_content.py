@@ -194,9 +194,13 @@ async def test_a_user_asking_the_bot_to_ping_pings_nobody(world: World, request_
 
 
 def prompt_parts(body: dict[str, Any]) -> tuple[str, str]:
+    """The system message and this turn's user message; the worked example sits between them, as
+    the template wrote it (no paper text can reach it)."""
     messages = body["messages"]
-    assert [m["role"] for m in messages] == ["system", "user"]
-    return str(messages[0]["content"]), str(messages[1]["content"])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    example = load_prompt("answer").render(sources="", question="", cannot_answer=CANNOT_ANSWER).turns
+    assert [m["content"] for m in messages[1:3]] == [text for _, text in example]
+    return str(messages[0]["content"]), str(messages[3]["content"])
 
 
 def excerpt_block(user: str) -> str:
@@ -217,8 +221,13 @@ async def test_injected_abstract_stays_inside_the_data_block(world: World, case:
         assert system == SYSTEM_PROMPT and "untrusted data" in system and "ignore them" in system
         assert "PWNED" not in system
         # Exactly one block of ours after the worked example; the paper could not add or close one.
-        assert user.count("<<<EXCERPTS") == 2 and user.count("EXCERPTS>>>") == 2
-        assert user.endswith(f"\nEXCERPTS>>>\nQuestion: {question}\nReasoning:")
+        # After it come only the question and the instructions.
+        assert user.count("<<<EXCERPTS") == 1 and user.count("EXCERPTS>>>") == 1
+        template = load_prompt("answer").render(sources="", question=question, cannot_answer=CANNOT_ANSWER)
+        after_block = template.user.split("EXCERPTS>>>", 1)[1]
+        assert after_block.startswith(f"\nQuestion: {question}\n") and user.endswith(
+            "EXCERPTS>>>" + after_block
+        )
         block = excerpt_block(user)
         assert "PWNED" in block and user.count("PWNED") == block.count("PWNED")
         visible = re.sub(r"[\u200b-\u200f\u2060-\u2064\ufeff]", "", block)  # what the model reads

@@ -204,20 +204,24 @@ async def test_a_stream_cut_after_text_was_shown_falls_back_without_retrying(llm
     assert_labelled_and_cited(answer)
 
 
+# What the SHERL excerpt says: an answer sentence that it supports keeps its [1].
+GROUNDED = "SHERL avoids backpropagating gradients through the large backbone [1]."
+
+
 async def test_a_stream_cut_before_any_text_is_retried_and_the_answer_is_normal(llm_stack: LLMStack) -> None:
     llm_stack.server.script(
         ScriptedReply("Reasoning: SHERL decouples adaptation [1].\nAnswer: draft [1]"),
         ScriptedTruncatedStream("", chunk_chars=6),  # the connection drops before the first delta
         ScriptedMalformed('{"choices": [{"text": "unterminated'),  # an SSE event that is not JSON
-        ScriptedReply("Answer: SHERL adapts with a light side network [1]."),
+        ScriptedReply(f"Answer: {GROUNDED}"),
     )
     progress = RecordingProgress()
     answer = await llm_stack.service.answer(QUESTION, progress=progress)
     assert llm_stack.completions == 4
     assert_backoff(llm_stack.sleeps)
-    assert not answer.fallback and answer.text == "SHERL adapts with a light side network [1]."
+    assert not answer.fallback and answer.text == GROUNDED
     assert answer.citations and answer.citations[0].n == 1
-    assert progress.partials[-1] == "Answer: SHERL adapts with a light side network [1]."
+    assert progress.partials[-1] == f"Answer: {GROUNDED}"
 
 
 # =========================================================================== 2. Qdrant

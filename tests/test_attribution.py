@@ -1,0 +1,228 @@
+"""Sentence attribution and the extractive fallback's passage choice, on real seed papers with the
+real MiniLM embedder (the OpenAI-compatible one, failing, through the scripted server)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from bot.core.config import EmbeddingSettings
+from bot.core.papers import Paper
+from bot.ingest.sources import parse_path
+from bot.rag.attribution import attribute, is_refusal, score_sentences, split_sentences
+from bot.rag.extractive import MIN_RELEVANCE, pick_passages
+from bot.rag.packing import Source
+from bot.retrieval.embedding import OpenAIEmbedder
+from tests.conftest import SEED_PAGE
+from tests.support.scripted_llm import ScriptedError, ScriptedLLMServer
+
+CANNOT = "I can't answer that from these papers."
+
+
+@cache
+def paper(title_start: str) -> Paper:
+    (found,) = [p for p in parse_path(SEED_PAGE).papers if p.title.startswith(title_start)]
+    return found
+
+
+def shown(*titles: str) -> list[Source]:
+    """The excerpts as the answer prompt numbers them: [1] the first title, [2] the second…"""
+    return [
+        Source(number=n, paper=paper(t), text=paper(t).abstract, score=1.0 / n)
+        for n, t in enumerate(titles, start=1)
+    ]
+
+
+SHERL, TITANS, LANDMARK, BEAM, POINTER = "SHERL", "Titans", "Landmark Attention", "Diverse Beam", "Pointer"
+
+# Written for these excerpts while choosing the thresholds (bot/rag/attribution.py): paraphrases an
+# excerpt supports, and on-topic inventions it does not (names, numbers, claims it never makes).
+SUPPORTED = [
+    (POINTER, "Pointer networks output pointers to positions in their input sequence."),
+    (POINTER, "They use neural attention to deal with output dictionaries whose size depends on the input."),
+    (SHERL, "Memory-efficient transfer learning methods avoid sending gradients through the backbone."),
+    (TITANS, "Titans adds a neural long-term memory module that learns to memorize historical context."),
+    (TITANS, "Attention captures direct dependencies between all tokens but has a quadratic cost."),
+    (LANDMARK, "Landmark attention keeps random access to the full context."),
+    (BEAM, "Diverse Beam Search decodes a list of diverse outputs instead of nearly identical sequences."),
+]
+INVENTED = [
+    (POINTER, "Pointer networks were introduced by Google in 2012 to play chess."),
+    (POINTER, "Pointer networks are mainly used for image classification on ImageNet."),
+    (SHERL, "SHERL reduces memory by quantizing the backbone weights to 4 bits."),
+    (SHERL, "SHERL trains the full model with a larger batch size on 8 GPUs."),
+    (TITANS, "Titans stores the whole context in an external vector database at test time."),
+    (TITANS, "Titans was trained on 1 trillion tokens with reinforcement learning."),
+    (LANDMARK, "Landmark attention requires retraining the model from scratch on 10 million documents."),
+    (LANDMARK, "Landmark attention compresses the context into a single summary vector."),
+    (BEAM, "Diverse Beam Search was proposed for image segmentation in medical scans."),
+]
+OTHERS = [SHERL, TITANS, LANDMARK, BEAM, POINTER]
+
+
+@pytest.mark.parametrize(("title", "sentence"), SUPPORTED)
+async def test_a_paraphrase_is_attributed_to_its_excerpt(embedder, title: str, sentence: str) -> None:  # type: ignore[no-untyped-def]
+    # Its excerpt is not first: the number shown is the supporting excerpt's, not a default.
+    order = [*[t for t in OTHERS if t != title][:2], title]
+    result = await attribute(sentence, shown(*order), embedder)
+    assert result.text == sentence.removesuffix(".") + " [3]." and result.dropped == []
+
+
+@pytest.mark.parametrize(("title", "sentence"), INVENTED)
+async def test_an_invented_sentence_is_supported_by_no_excerpt(embedder, title: str, sentence: str) -> None:  # type: ignore[no-untyped-def]
+    order = [title, *[t for t in OTHERS if t != title][:2]]
+    result = await attribute(f"{sentence} [1]", shown(*order), embedder)
+    assert result.text == "" and result.supported == 0 and result.dropped == [f"{sentence} [1]"]
+
+
+# Real answers of Qwen2.5-Coder-0.5B-Instruct (chat mode, this prompt, T=2) over the seed papers,
+# with the excerpts it was shown, in order: (excerpts, its answer, what attribution shows).
+REAL_ANSWERS = [
+    pytest.param(
+        ("When to Retrieve", "Enhancing LLM's Cognition", "Long-Context LLMs Meet RAG"),
+        "An LLM should retrieve information instead of answering from memory [2].",
+        "An LLM should retrieve information instead of answering from memory [1].",
+        id="wrong-number-corrected",
+    ),
+    pytest.param(
+        (BEAM, "Autoregressive Search Engines", "How Does Generative Retrieval"),
+        "Diverse Beam Search (DBS) is an alternative to BS that decodes a list of diverse outputs [3].",
+        "Diverse Beam Search (DBS) is an alternative to BS that decodes a list of diverse outputs [1].",
+        id="wrong-number-corrected-2",
+    ),
+    pytest.param(
+        (SHERL, "Knowledge Composition", "Adapt-infty"),
+        "SHERL reduces memory in transfer learning by avoiding backpropagating gradients through the large "
+        "backbone [1].",
+        "SHERL reduces memory in transfer learning by avoiding backpropagating gradients through the large "
+        "backbone [1].",
+        id="right-number-kept",
+    ),
+    pytest.param(
+        (TITANS, "Attention as an RNN", "NIRVANA"), "Titans were trained on 1 GPU [3].", "", id="gpus"
+    ),
+    pytest.param(
+        (SHERL, "Low Rank Factorization", "NIRVANA"), "SHERL uses a learning rate of 0.01 [3].", "", id="lr"
+    ),
+    pytest.param(
+        ("Enhancing Retrieval-Augmented", "Improved Active Multi-Task", "Autoregressive Search Engines"),
+        "China won the 2018 FIFA World Cup [2].",
+        "",
+        id="off-topic",
+    ),
+]
+
+
+@pytest.mark.parametrize(("titles", "answer", "shown_text"), REAL_ANSWERS)
+async def test_real_small_model_answers(
+    embedder, titles: tuple[str, ...], answer: str, shown_text: str
+) -> None:  # type: ignore[no-untyped-def]
+    assert (await attribute(answer, shown(*titles), embedder)).text == shown_text
+
+
+async def test_the_model_number_stays_where_it_verifies_and_is_corrected_where_not(embedder) -> None:  # type: ignore[no-untyped-def]
+    sources = shown(TITANS, SHERL, BEAM)
+    answer = (
+        "Memory-efficient methods avoid backpropagating gradients through the large backbone [2]. "
+        "Diverse Beam Search decodes a list of diverse outputs [1]."
+    )
+    result = await attribute(answer, sources, embedder)
+    # [2] (SHERL) verifies and stays as written; [1] (Titans) does not support the second sentence,
+    # Diverse Beam Search [3] does.
+    assert result.text == (
+        "Memory-efficient methods avoid backpropagating gradients through the large backbone [2]. "
+        "Diverse Beam Search decodes a list of diverse outputs [3]."
+    )
+    # Numbers that were never shown go; a shown one that verifies stays in place.
+    result = await attribute("Titans learns to memorize at test time [1][7] by design.", sources, embedder)
+    assert result.text == "Titans learns to memorize at test time [1] by design."
+
+
+async def test_unsupported_sentences_go_and_the_layout_of_the_rest_stays(embedder) -> None:  # type: ignore[no-untyped-def]
+    sources = shown(TITANS, SHERL)
+    grounded = "Titans learns to memorize historical context at test time [1]."
+    answer = (
+        f"{grounded} It was trained on 4096 TPUs at NASA in 1998 [1].\n\n"
+        f"Paragraph two: {grounded} {grounded}\n"
+        "- SHERL avoids backpropagating gradients through the backbone."
+    )
+    result = await attribute(answer, sources, embedder)
+    assert result.text == (
+        f"{grounded}\n\nParagraph two: {grounded} {grounded}\n"
+        "- SHERL avoids backpropagating gradients through the backbone [2]."
+    )
+    assert result.dropped == ["It was trained on 4096 TPUs at NASA in 1998 [1]."]
+    assert result.supported == 4
+
+
+async def test_sentences_without_a_claim_stay_and_an_echoed_question_is_no_claim(embedder) -> None:  # type: ignore[no-untyped-def]
+    sources = shown(SHERL, TITANS)
+    question = "What does the gym measure?"
+    # Repeating the user's question and pointing at a source claims nothing to check …
+    pointer = f"About “{question}”: see the first paper [1]."
+    result = await attribute(pointer, sources, embedder, question=question)
+    assert result.text == pointer and result.supported == 0
+    # … but the same words not taken from the question are a claim, and no excerpt supports it.
+    assert (await attribute(pointer, sources, embedder, question="What is SHERL?")).text == ""
+    # Discord mentions are no claim either (and their ids are no numbers of a paper's); they stay.
+    pinged = "@everyone <@&123456> SHERL avoids backpropagating gradients through the backbone [1]."
+    assert (await attribute(pinged, sources, embedder)).text == pinged
+    # Without a cited source, a sentence without a claim is not an answer on its own.
+    assert (await attribute("Yes.", sources, embedder)).text == ""
+    kept = await attribute(
+        "Yes. SHERL avoids backpropagating gradients through the backbone.", sources, embedder
+    )
+    assert kept.text == "Yes. SHERL avoids backpropagating gradients through the backbone [1]."
+
+
+def test_refusals_are_recognised_and_claims_are_not() -> None:
+    assert is_refusal(f"Sorry. {CANNOT}", CANNOT)
+    assert is_refusal("The excerpts do not mention the learning rate of SHERL.", CANNOT)
+    assert is_refusal("This information is not provided in the excerpts. No details are given.", CANNOT)
+    assert not is_refusal("SHERL does not backpropagate through the backbone [1].", CANNOT)
+    assert not is_refusal(
+        "SHERL avoids backpropagation [1]. The excerpts do not mention its learning rate.", CANNOT
+    )
+
+
+def test_sentences_split_after_their_citations_and_join_back_to_the_answer() -> None:
+    text = "KVzip cuts the cache 3-4 times, e.g. on QA. [4] It is fast [1].\n[2] Next line, e.g. this one"
+    pieces = split_sentences(text)
+    assert [s for _, s in pieces] == [
+        "KVzip cuts the cache 3-4 times, e.g. on QA. [4]",
+        "It is fast [1].",
+        "[2] Next line, e.g. this one",
+    ]
+    assert "".join(sep + s for sep, s in pieces) == text
+
+
+async def test_without_the_dense_model_attribution_is_lexical(scripted_llm: ScriptedLLMServer) -> None:
+    embedder = OpenAIEmbedder(EmbeddingSettings(backend="openai", base_url=scripted_llm.base_url))
+    scripted_llm.script_embeddings(ScriptedError(400))
+    sources = shown(TITANS, SHERL)
+    scored = await score_sentences(
+        "SHERL avoids backpropagating gradients through the backbone.", sources, embedder
+    )
+    ((_, support),) = scored
+    assert support.dense == {} and support.supporters == [2]
+    await embedder.aclose()
+
+
+def test_passages_one_per_paper_before_a_second_and_the_top_paper_first() -> None:
+    high = MIN_RELEVANCE + 0.3
+    ranked = {
+        1: [(MIN_RELEVANCE - 0.2, "top a"), (MIN_RELEVANCE - 0.3, "top b")],  # the top paper, weakest
+        2: [(high, "two a"), (high - 0.01, "two b"), (high - 0.02, "two c")],
+        3: [(high + 0.1, "three a"), (MIN_RELEVANCE - 0.1, "three b")],
+        4: [(MIN_RELEVANCE - 0.05, "four a")],  # nothing relevant enough
+    }
+    assert pick_passages(ranked, top=1, limit=3) == [(1, "top a"), (3, "three a"), (2, "two a")]
+    # Second passages only once every paper with a relevant one has one; never a weak one.
+    assert pick_passages(ranked, top=1, limit=5) == [
+        (1, "top a"),
+        (3, "three a"),
+        (2, "two a"),
+        (2, "two b"),
+        (2, "two c"),
+    ]
