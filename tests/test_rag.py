@@ -508,6 +508,35 @@ async def test_end_to_end_with_the_embedded_gemma_server(index, embedder) -> Non
     assert answer.citations and {c.paper_id for c in answer.citations} <= set(shown)
 
 
+@pytest.mark.llm
+async def test_the_default_embedded_model_answers_with_verified_citations_and_refuses_the_rest(
+    index, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """The default embedded model (Qwen2.5-Coder-1.5B-Instruct, ~1 min an answer on 2 cores), through
+    the production path: a grounded answer whose every [n] its excerpt supports, then a refusal."""
+    from bot.llm import llm_session
+    from bot.rag.attribution import score_sentences
+    from tests.conftest import ROOT
+
+    llm_settings = LLMSettings(_env_file=None)  # type: ignore[call-arg]
+    async with llm_session(llm_settings, ROOT / "data" / "models") as client:
+        assert client.api_mode == "chat"  # an instruction-tuned model, served through its chat template
+        service = AnswerService(SearchService(index, embedder), client, RagSettings(), llm_settings)
+        question = "How does a neural long-term memory module learn to memorize at test time?"
+        answer = await service.answer(question)
+        refused = await service.answer("What is a good recipe for a sourdough starter?")
+    assert answer.llm_calls == 2 and answer.retrievals == 2 and answer.completion_tokens > 0
+    assert not answer.fallback and not answer.cannot_answer, answer.text
+    sources = answer.trace[-1].sources
+    cited = {c.paper_id: c.title for c in answer.citations}
+    assert any(title.startswith("Titans") for title in cited.values()), answer.text
+    scored = await score_sentences(answer.text, sources, embedder, question=question)
+    claims = [s for _, s in scored if s.claim]
+    assert claims and all(s.cited and all(s.supported_by(n) for n in s.cited) for s in claims), answer.text
+    assert refused.cannot_answer and refused.text == CANNOT_ANSWER and refused.citations == []
+    assert refused.to_json()["cannot_answer"] is True
+
+
 async def test_a_draft_that_copies_the_prompt_example_does_not_steer_retrieval(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:
