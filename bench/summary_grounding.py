@@ -112,7 +112,7 @@ async def model_rates(
     from bot.llm import LLMClient
 
     template = load_prompt("summary")
-    prompt_text = prompt_fixed_text([template.system, template.user])
+    prompt_text = prompt_fixed_text(template.parts)
     llm = LLMClient(
         base_url=base_url, api_key=None, model=model, api_mode=api_mode, timeout_s=300, max_retries=0
     )
@@ -128,6 +128,8 @@ async def model_rates(
             completion = await llm.generate(
                 system=prompt.system,
                 user=prompt.user,
+                turns=prompt.turns,
+                reply_prefix=prompt.reply_prefix,
                 max_tokens=max_tokens,
                 stop=["\nTitle:", "\nAbstract:"],
             )

@@ -121,6 +121,22 @@ async def test_a_good_summary_passes_unchanged_and_is_cached(stack: Stack) -> No
     assert (again.text, again.from_cache, stack.llm_calls) == (good, True, 1)
 
 
+async def test_the_request_is_a_chat_with_the_example_as_an_earlier_turn(stack: Stack) -> None:
+    vibe = PAPERS[VIBE]
+    stack.reply("TL;DR: VibeWorlding benchmarks and trains multimodal agents that construct 3D open worlds.")
+    await stack.summary(vibe)
+    (request,) = stack.llm_server.requests_to("/v1/chat/completions")
+    messages = request.json["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert "untrusted" in messages[0]["content"] and "Abstract" not in messages[0]["content"]
+    example_tldr = _example_lines()[0]
+    assert messages[2]["content"].startswith(example_tldr) and example_tldr not in messages[3]["content"]
+    paper = messages[3]["content"]
+    title = " ".join(vibe.title.split())
+    assert paper.startswith(f"Title: {title}\nAbstract: Constructing an interactive 3D")
+    assert paper.index("Summarize") > paper.index("Abstract:")  # the instructions come after the paper
+
+
 async def test_an_invented_sentence_is_dropped(stack: Stack) -> None:
     vibe = PAPERS[VIBE]
     tldr = "TL;DR: VibeWorlding benchmarks and trains multimodal agents that construct 3D open worlds."
@@ -161,15 +177,20 @@ async def test_the_prompts_worked_example_is_never_shown(stack: Stack) -> None:
     stack.reply("\n".join([tldr, *example_rest]))
     assert (await stack.summary(vibe)).text == tldr
 
-    # Even for the paper of the example, whose abstract supports "The Transformer architecture.",
-    # a line of the example is not a summary.
+    # Even for the paper of the example, whose abstract supports lines of the example, a line of
+    # the example is not a summary.
     tldr = (
         "TL;DR: Experiments on two machine translation tasks show that encoder-decoder models built on "
         "attention mechanisms are more parallelizable and need less time to train."
     )
-    stack.reply("\n".join([tldr, *example_rest]))
+    copied = [
+        "Key contribution: " + line.split(":", 1)[1].strip()
+        for line in _example_lines()
+        if check_summary(f"TL;DR: {line.split(':', 1)[1].strip()}", source=TRANSFORMER.abstract).holds_up
+    ]
+    assert copied, "no line of the example is supported by its paper's abstract: nothing to test"
+    stack.reply("\n".join([tldr, *copied]))
     assert (await stack.summary(TRANSFORMER)).text == tldr
-    assert check_summary("\n".join([tldr, *example_rest]), source=TRANSFORMER.abstract).text != tldr
 
 
 async def test_a_copy_of_the_whole_example_falls_back(stack: Stack) -> None:

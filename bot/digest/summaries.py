@@ -133,7 +133,7 @@ class SummaryService:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._max_tokens = max_tokens
         self._template = template or load_prompt("summary")
-        self._prompt_text = prompt_fixed_text([self._template.system, self._template.user])
+        self._prompt_text = prompt_fixed_text(self._template.parts)  # rules and worked example
         self._encoding = encoding
         self._inflight: dict[tuple[str, str, str], asyncio.Task[Summary]] = {}
 
@@ -203,7 +203,12 @@ class SummaryService:
         try:
             async with self._semaphore:
                 completion = await self._llm.generate(
-                    system=prompt.system, user=prompt.user, max_tokens=self._max_tokens, stop=_STOP
+                    system=prompt.system,
+                    user=prompt.user,
+                    turns=prompt.turns,
+                    reply_prefix=prompt.reply_prefix,
+                    max_tokens=self._max_tokens,
+                    stop=_STOP,
                 )
         except LLMError as exc:
             log.warning("digest.summary_fallback", paper_id=paper.paper_id, error=str(exc)[:300])
