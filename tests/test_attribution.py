@@ -137,6 +137,9 @@ async def test_the_model_number_stays_where_it_verifies_and_is_corrected_where_n
     # Numbers that were never shown go; a shown one that verifies stays in place.
     result = await attribute("Titans learns to memorize at test time [1][7] by design.", sources, embedder)
     assert result.text == "Titans learns to memorize at test time [1] by design."
+    # A dropped number takes the word that joined it to a kept one ("Papers [1] and improve…" before).
+    result = await attribute("Titans [1] and [7] learns to memorize at test time.", sources, embedder)
+    assert result.text == "Titans [1] learns to memorize at test time."
 
 
 async def test_unsupported_sentences_go_and_the_layout_of_the_rest_stays(embedder) -> None:  # type: ignore[no-untyped-def]

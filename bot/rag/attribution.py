@@ -52,6 +52,8 @@ _CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 _SENTENCE_END = re.compile(r"[.!?]+(?:[ \t]*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])*(?=[ \t]+[^a-z \t]|[ \t]*$)")
 _EXCERPT_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[^a-z\s])")
 # What a removed [n] can leave at the end of a sentence: "… memory [1] and [9]." → "… memory [1] and."
+# "[1] and [7]", "[1], [2]": one list of citations, so dropping a number drops its "and" too.
+_JOINED_GROUPS = re.compile(r"\][ \t]*(?:,|;|&|and|or)[ \t]*\[")
 _DANGLING = re.compile(r"(?:[ \t]*,|[ \t]+(?:and|or))+(?=[.!?]*$)")
 _ENUMERATOR = re.compile(r"\(\s*(?:\d|[ivx]{1,4})\s*\)")
 _LABEL = re.compile(r"^\s*(?:[-*•]\s*)?[^\W_]+(?:[ \t][^\W_]+)?:[ \t]+(?=\S)")
@@ -324,7 +326,7 @@ class Attribution:
 
 def _with_citations(sentence: str, numbers: Sequence[int]) -> str:
     """`sentence` with its markers replaced by `numbers`, placed before the final punctuation."""
-    bare = _CITATION_GROUP.sub("", sentence)
+    bare = _CITATION_GROUP.sub("", _JOINED_GROUPS.sub(", ", sentence))
     bare = re.sub(r"[ \t]+([.,;:!?])", r"\1", bare)
     bare = _DANGLING.sub("", bare.rstrip())
     markers = "".join(f"[{n}]" for n in numbers)
@@ -341,7 +343,7 @@ def _kept_as_written(sentence: str, keep: set[int]) -> str:
         numbers = [int(n) for n in re.split(r"[,;]", match.group(1))]
         return "".join(f"[{n}]" for n in numbers if n in keep)
 
-    text = _CITATION_GROUP.sub(keep_valid, sentence)
+    text = _CITATION_GROUP.sub(keep_valid, _JOINED_GROUPS.sub(", ", sentence))
     text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
     text = _DANGLING.sub("", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
