@@ -229,3 +229,13 @@ def test_passages_one_per_paper_before_a_second_and_the_top_paper_first() -> Non
         (2, "two b"),
         (2, "two c"),
     ]
+
+
+async def test_a_list_of_titles_is_one_item_per_title_each_cited_by_its_own_excerpt(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Small models answer "which papers…" with a bare list: "[1] Title A [2] Title B" (no sentence
+    ends). Checked as one sentence, each title covered half of it and the whole answer went."""
+    sources = shown(POINTER, TITANS, SHERL)
+    listed = f"[1] {paper(POINTER).title} [2] {paper(TITANS).title}"
+    result = await attribute(listed, sources, embedder, question="Which papers use attention?")
+    assert result.supported == 2, result
+    assert result.text == listed  # both verified: each stays where the model wrote it

@@ -50,6 +50,9 @@ _CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 # A sentence ends at . ! or ? (with any [n] written after it) before a space and a word that does
 # not start in lower case ("e.g. the" goes on), or at the end of the line.
 _SENTENCE_END = re.compile(r"[.!?]+(?:[ \t]*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])*(?=[ \t]+[^a-z \t]|[ \t]*$)")
+# A list of titles without sentence ends ("[1] HyperAttention: … Time [3] Retrieval Head …"): each
+# "[n] Title" is an item of its own, so each can be checked against its own excerpt.
+_LIST_ITEM = re.compile(r"(?<=[^\W_)])[ \t]+(?=\[\s*\d+\s*\][ \t]+[A-Z])")
 _EXCERPT_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[^a-z\s])")
 # What a removed [n] can leave at the end of a sentence: "… memory [1] and [9]." → "… memory [1] and."
 # "[1] and [7]", "[1], [2]": one list of citations, so dropping a number drops its "and" too.
@@ -258,6 +261,7 @@ def split_sentences(text: str) -> list[tuple[str, str]]:
     for line in re.finditer(r"[^\n]+", text):
         start = line.start()
         ends = [m.end() for m in _SENTENCE_END.finditer(line.group())]
+        ends = sorted({*ends, *(m.start() for m in _LIST_ITEM.finditer(line.group()))})
         if not ends or ends[-1] < len(line.group().rstrip()):
             ends.append(len(line.group()))
         for end in ends:
