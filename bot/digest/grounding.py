@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from bot.core.words import STOP_WORDS
+
 CHECK_VERSION = "g1"  # part of the summary cache key: change it with the rules, and summaries are made again
 MIN_SUPPORT = 0.7  # share of a sentence's content terms that must occur in the source
 ECHO_SHARE = 0.5  # this much of a sentence from the prompt's text, and more than from the source: an echo
@@ -63,23 +65,7 @@ _SUFFIXES = sorted(
     key=len,
     reverse=True,
 )  # fmt: skip
-_STOP = frozenset(
-    (
-        "a", "about", "above", "across", "after", "again", "against", "all", "also", "although",
-        "among", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being",
-        "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "done", "during",
-        "each", "either", "else", "et", "etc", "even", "ever", "every", "for", "from", "further", "had",
-        "has", "have", "having", "here", "how", "however", "i", "if", "in", "into", "is", "it", "its",
-        "itself", "just", "less", "many", "may", "might", "more", "most", "much", "must", "my", "no",
-        "nor", "not", "of", "off", "on", "once", "one", "only", "onto", "or", "other", "others", "our",
-        "ours", "out", "over", "own", "per", "rather", "same", "several", "should", "since", "so",
-        "some", "such", "than", "that", "the", "their", "them", "themselves", "then", "there",
-        "therefore", "these", "they", "this", "those", "though", "through", "thus", "to", "too",
-        "under", "until", "up", "upon", "us", "very", "via", "was", "we", "well", "were", "what",
-        "when", "where", "whether", "which", "while", "who", "whom", "whose", "why", "will", "with",
-        "within", "without", "would", "yet", "you", "your"
-    )
-)  # fmt: skip
+_STOP = STOP_WORDS | {"across", "ours", "without"}
 
 
 def stem(word: str) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from bot.core.words import STOP_WORDS
 from bot.rag.packing import Source, format_source
 from bot.retrieval.embedding import Embedder, EmbeddingError
 
@@ -72,16 +73,7 @@ _SUFFIXES = sorted(
     key=len,
     reverse=True,
 )  # fmt: skip
-_STOP_WORDS = """a about above after again against all also although among an and any are as at be because
-    been before being between both but by can could did do does doing done during each either else
-    et etc even ever every for from further had has have having here how however i if in into is it
-    its itself just less many may might more most much must my no nor not of off on once one only
-    onto or other others our out over own per rather same several should since so some such than
-    that the their them themselves then there therefore these they this those though through thus to
-    too under until up upon us very via was we well were what when where whether which while who
-    whom whose why will with within would yet yes you your
-"""
-_STOP = frozenset(_STOP_WORDS.split())
+_STOP = STOP_WORDS | {"yes"}  # "Yes, …" answers a question; it claims nothing
 # Words any answer uses to point at its sources or to frame itself: they neither support a sentence
 # nor count against it ("About X: see the first paper [1]").
 _FRAMING_WORDS = """answer answers question questions excerpt excerpts paper papers source sources passage
