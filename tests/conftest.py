@@ -36,6 +36,7 @@ _SETTING_PREFIXES = (
     "LOCAL_LLM_",
     "DISCORD_",
     "DIGEST_",
+    "MEMORY_",
     "DATABASE_",
     "HEALTH_",
 )

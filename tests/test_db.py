@@ -123,10 +123,11 @@ async def test_a_failed_migration_leaves_the_version_unchanged(database: Databas
 
 async def test_newer_or_unreachable_schemas_are_refused(database: Database) -> None:
     with pytest.raises(SchemaError, match="no migration"):
-        await upgrade_schema(database.engine, target=3, migrations={})
-    await upgrade_schema(database.engine, target=2, migrations={2: lambda conn: None})
+        await upgrade_schema(database.engine, target=SCHEMA_VERSION + 1, migrations={})
+    next_version = SCHEMA_VERSION + 1
+    await upgrade_schema(database.engine, target=next_version, migrations={next_version: lambda conn: None})
     with pytest.raises(SchemaError, match="newer than this paperbot"):
-        await upgrade_schema(database.engine, target=1)
+        await upgrade_schema(database.engine, target=SCHEMA_VERSION)
 
 
 async def test_the_bot_opens_its_database_in_the_data_dir_and_upgrades_it(clean_settings_env: Path) -> None:

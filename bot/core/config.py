@@ -235,6 +235,8 @@ class DigestSettings(BaseSettings):
     # On shutdown, a digest being posted gets this long to finish before it is cancelled (and
     # resumed on the next start).
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
+    # Weekly roundups (`cadence: weekly`): how long the "paper of the week" poll stays open.
+    roundup_poll_hours: int = Field(default=48, ge=1, le=768)
 
     @field_validator("default_time")
     @classmethod
@@ -250,6 +252,23 @@ class DigestSettings(BaseSettings):
     @classmethod
     def _valid_weekdays(cls, value: str) -> str:
         return format_weekdays(_as_setting("DIGEST_DEFAULT_WEEKDAYS", parse_weekdays, value))
+
+
+class MemorySettings(BaseSettings):
+    """Channel memory (`/memory`): what a channel that opted in keeps of its conversations with the bot."""
+
+    model_config = _config("MEMORY_")
+
+    # Days a remembered message is kept, unless `/memory enable retention_days:` says otherwise.
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    max_retention_days: int = Field(default=365, ge=1, le=3650)
+    # How often expired messages are deleted (they are never searched once expired in any case).
+    sweep_interval_s: float = Field(default=300.0, ge=5, le=86400)
+    # The Qdrant server collection (QDRANT_URL set); Qdrant Edge keeps memory in <data>/qdrant-memory.
+    collection: str = "paperbot_memory"
+    # Messages retrieved per Iter-RetGen step for `/ask scope:channel`, beside the papers.
+    top_k: int = Field(default=4, ge=1, le=20)
+    max_message_chars: int = Field(default=2000, ge=100, le=4000)
 
 
 def _as_setting(name: str, parse: Callable[[str], T], value: str) -> T:
@@ -321,6 +340,7 @@ class Settings(BaseModel):
     digest: DigestSettings = Field(default_factory=DigestSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @cached_property
     def secrets(self) -> list[str]:

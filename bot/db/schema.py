@@ -15,7 +15,8 @@ from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.core.errors import DependencyUnavailableError
-from bot.db.tables import Base, GuildTokenUsageRow, SchemaVersion
+from bot.db.library_tables import LIBRARY_TABLES
+from bot.db.tables import Base, ChannelMemoryRow, GuildTokenUsageRow, SchemaVersion
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +28,26 @@ def _add_guild_token_usage(connection: Connection) -> None:
     GuildTokenUsageRow.__table__.create(connection)  # type: ignore[attr-defined]
 
 
-SCHEMA_VERSION = 2
-MIGRATIONS: dict[int, Migration] = {2: _add_guild_token_usage}
+def _add_channel_memory_and_cadence(connection: Connection) -> None:
+    """Add channel_memory (channels opted in to /memory) and subscriptions.cadence (daily/weekly)."""
+    ChannelMemoryRow.__table__.create(connection)  # type: ignore[attr-defined]
+    connection.execute(
+        text("ALTER TABLE subscriptions ADD COLUMN cadence VARCHAR(8) NOT NULL DEFAULT 'daily'")
+    )
+
+
+def _add_personal_library(connection: Connection) -> None:
+    """Add library_papers, follows, personal_settings, personal_feedback (issue 16)."""
+    for table in LIBRARY_TABLES:
+        table.__table__.create(connection)  # type: ignore[attr-defined]
+
+
+SCHEMA_VERSION = 4
+MIGRATIONS: dict[int, Migration] = {
+    2: _add_guild_token_usage,
+    3: _add_channel_memory_and_cadence,
+    4: _add_personal_library,
+}
 # Any constant: only paperbot processes take this PostgreSQL advisory lock.
 _PG_LOCK_KEY = 0x70617065
 

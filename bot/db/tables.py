@@ -94,6 +94,7 @@ class SubscriptionRow(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     weekdays: Mapped[list[int]] = mapped_column()  # 0 = Monday … 6 = Sunday
     layout: Mapped[str] = mapped_column(String(32))
+    cadence: Mapped[str] = mapped_column(String(8), default="daily", server_default="daily")  # or weekly
     announce_empty: Mapped[bool] = mapped_column(Boolean, default=False)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[int | None] = mapped_column(BigInteger)
@@ -190,3 +191,15 @@ class GuildTokenUsageRow(Base):
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     requests: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChannelMemoryRow(Base):
+    """A channel that opted in to channel memory (`/memory enable`); no row → nothing is stored."""
+
+    __tablename__ = "channel_memory"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    enabled_by: Mapped[int | None] = mapped_column(BigInteger)
+    enabled_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

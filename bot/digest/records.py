@@ -19,6 +19,10 @@ from bot.core.timing import format_weekdays, parse_post_time, parse_weekdays, va
 
 Layout = Literal["thread_per_paper", "message_per_paper"]
 LAYOUTS: tuple[Layout, ...] = ("thread_per_paper", "message_per_paper")
+# daily: the day's papers on each chosen weekday; weekly: one roundup of the past 7 days with a
+# "paper of the week" poll, on one weekday.
+Cadence = Literal["daily", "weekly"]
+CADENCES: tuple[Cadence, ...] = ("daily", "weekly")
 RunTrigger = Literal["schedule", "manual", "recovery"]
 RunStatus = Literal[
     "running", "posted", "partial", "empty", "already_posted", "skipped", "failed", "interrupted"
@@ -72,6 +76,7 @@ class SubscriptionSettings(BaseModel):
     timezone: str = "UTC"
     weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
     layout: Layout = "thread_per_paper"
+    cadence: Cadence = "daily"
     announce_empty: bool = False
     paused: bool = False
     created_by: int | None = None
@@ -131,6 +136,8 @@ class SubscriptionSettings(BaseModel):
     def _has_a_source(self) -> SubscriptionSettings:
         if not self.hf_daily and not self.arxiv_categories:
             raise ValueError("a digest needs a source: Hugging Face daily papers and/or arXiv categories")
+        if self.cadence == "weekly" and len(self.weekdays) != 1:
+            raise ValueError("a weekly roundup is posted on one weekday: give weekday (e.g. fri)")
         return self
 
     @property
@@ -144,7 +151,8 @@ class SubscriptionSettings(BaseModel):
         ]
 
     def schedule_text(self) -> str:
-        return f"{self.post_time:%H:%M} {self.timezone} on {format_weekdays(self.weekdays)}"
+        every = "weekly on" if self.cadence == "weekly" else "on"
+        return f"{self.post_time:%H:%M} {self.timezone} {every} {format_weekdays(self.weekdays)}"
 
 
 class Subscription(SubscriptionSettings):
