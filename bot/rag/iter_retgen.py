@@ -49,6 +49,15 @@ class QuestionError(UserInputError, ValueError):
     """The question cannot be answered as asked; the message is for the user."""
 
 
+class Retriever(Protocol):
+    """Where an answer's excerpts come from: the paper search by default; `/ask scope:channel` adds the
+    channel's remembered messages (bot.memory), each shown as an excerpt like a paper's."""
+
+    async def __call__(
+        self, query: str, *, limit: int, search_filter: SearchFilter | None, max_query_tokens: int
+    ) -> list[ChunkHit]: ...
+
+
 class AnswerProgress(Protocol):
     """What a front end (Discord, CLI) is told while an answer is being made."""
 
@@ -158,13 +167,14 @@ class AnswerService:
         llm_settings: LLMSettings,
         *,
         encoding: str = "cl100k_base",
+        prompt: str = "answer",
     ) -> None:
         self._search = search
         self._llm = llm
         self._rag = rag
         self._llm_settings = llm_settings
         self._encoding = encoding
-        self._answer_prompt = load_prompt("answer")
+        self._answer_prompt = load_prompt(prompt)
         self._standalone_prompt = load_prompt("standalone_question")
         # What the model must not show users even if it repeats it (or a paper asks it to).
         self._echo = PromptEcho(
@@ -200,8 +210,9 @@ class AnswerService:
         top_k: int | None = None,
         search_filter: SearchFilter | None = None,
         progress: AnswerProgress | None = None,
+        retrieve: Retriever | None = None,
     ) -> Answer:
-        options = (question, history, iterations, top_k, search_filter, progress)
+        options = (question, history, iterations, top_k, search_filter, progress, retrieve)
         if self._llm is None:
             return await self._answer(*options)
         # One place in the LLM's queue for the whole answer: taken at its first generation, so the
@@ -219,6 +230,7 @@ class AnswerService:
         top_k: int | None,
         search_filter: SearchFilter | None,
         progress: AnswerProgress | None,
+        retrieve: Retriever | None = None,
     ) -> Answer:
         started = time.perf_counter()
         question = self.validate_question(question)
@@ -239,7 +251,7 @@ class AnswerService:
             query, _ = truncate_tokens(query, MAX_RETRIEVAL_QUERY_TOKENS, self._encoding)
             if progress:
                 await progress.stage("searching", t, t_max)
-            hits = await self._search.search_chunks(
+            hits = await (retrieve or self._search.search_chunks)(
                 query, limit=k, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
             )
             result.retrievals += 1
