@@ -152,3 +152,36 @@ def test_dedupe_keeps_first_seen_order() -> None:
     assert [p.paper_id for p in distinct] == ["2401.00002", "2401.00001", "2401.00003"]
     assert merged == 2
     assert dedupe([]) == ([], 0)
+
+
+def test_a_saved_page_paper_merges_into_its_hf_record_by_normalized_title(
+    hf_and_listings: tuple[list[Paper], list[Paper]],
+) -> None:
+    """The seed page has no ids; its two papers that are also HF daily papers take the HF id, in
+    either order of ingestion, and keep the page as a source."""
+    hf, _ = hf_and_listings
+    page = parse_path(SHARED / "seed" / "000_c48a4a4dc127d178.txt").papers
+    for records in ([*hf, *page], [*page, *hf]):
+        distinct, merged = dedupe(records)
+        assert merged == 2
+        assert len(distinct) == len(hf) + len(page) - 2
+        by_id = {p.paper_id: p for p in distinct}
+        sherl = by_id["2407.07523"]
+        assert sherl.title.startswith("SHERL")
+        assert set(sherl.sources) == {"hf", "page"}
+        assert sherl.hf_date is not None
+        assert "2407.02880" in by_id and "page" in by_id["2407.02880"].sources
+        assert sum(p.paper_id.startswith("title:") for p in distinct) == len(page) - 2
+
+
+def test_title_only_records_merge_only_on_the_same_normalized_title() -> None:
+    from bot.core.papers import title_paper_id
+
+    real = paper(title="Pointer  Networks\n")
+    same = Paper(paper_id=title_paper_id("pointer networks!"), title="pointer networks!", sources=["page"])
+    other = Paper(paper_id=title_paper_id("Pointer Networks 2"), title="Pointer Networks 2", sources=["page"])
+    distinct, merged = dedupe([same, other, real])
+    assert merged == 1
+    assert [p.paper_id for p in distinct] == ["2606.27378", other.paper_id]
+    assert distinct[0].sources == ["page"]
+    assert distinct[0].arxiv_id == "2606.27378"

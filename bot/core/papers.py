@@ -102,6 +102,11 @@ def title_paper_id(title: str) -> str:
     return "title:" + hashlib.sha1(normalized.encode()).hexdigest()[:16]
 
 
+def is_title_id(paper_id: str) -> bool:
+    """True for ids made by `title_paper_id`: the paper's real id is not known."""
+    return paper_id.startswith("title:")
+
+
 def point_id(paper_id: str, chunk_no: int) -> str:
     """Deterministic Qdrant point id, so re-ingesting the same paper overwrites, never duplicates."""
     return str(uuid.uuid5(_POINT_NAMESPACE, f"{paper_id}#{chunk_no}"))

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TypeVar
 
-from bot.core.papers import Paper
+from bot.core.papers import Paper, is_title_id, title_paper_id
 from bot.ingest.sources.base import ordered_union
 
 T = TypeVar("T")
@@ -43,10 +43,17 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
 
 
 def dedupe(papers: Iterable[Paper]) -> tuple[list[Paper], int]:
-    """Distinct papers in first-seen order, and how many duplicate records were merged into them."""
+    """Distinct papers in first-seen order, and how many duplicate records were merged into them.
+
+    A record known only by its title (a saved page's: `title:` id) merges into a record of the same
+    normalized title that has a real id, which it then takes."""
+    papers = list(papers)
+    real_ids = real_ids_by_title(papers)
     by_id: dict[str, Paper] = {}
     merged = 0
     for paper in papers:
+        if paper.paper_id in real_ids:
+            paper = paper.model_copy(update={"paper_id": real_ids[paper.paper_id]})
         seen = by_id.get(paper.paper_id)
         if seen is None:
             by_id[paper.paper_id] = paper
@@ -54,6 +61,15 @@ def dedupe(papers: Iterable[Paper]) -> tuple[list[Paper], int]:
             by_id[paper.paper_id] = merge_papers(seen, paper)
             merged += 1
     return list(by_id.values()), merged
+
+
+def real_ids_by_title(papers: Iterable[Paper]) -> dict[str, str]:
+    """`title:` id → the first real id among `papers` with that normalized title."""
+    found: dict[str, str] = {}
+    for paper in papers:
+        if not is_title_id(paper.paper_id):
+            found.setdefault(title_paper_id(paper.title), paper.paper_id)
+    return found
 
 
 def _first(*values: T | None) -> T | None:
