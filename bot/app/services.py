@@ -11,6 +11,7 @@ import structlog
 
 from bot.core.config import Settings
 from bot.db import Database, Repository, open_database
+from bot.db.memory_store import MemoryChannelStore
 from bot.digest.scheduler import DigestScheduler
 from bot.digest.service import DigestService
 from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
@@ -20,9 +21,11 @@ from bot.ingest.pipeline import Ingestor
 from bot.limits.budget import MemoryUsageStore, TokenBudget
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
 from bot.llm.models import resolve_llm_settings
+from bot.memory import MemoryService
 from bot.rag.iter_retgen import AnswerService
 from bot.retrieval.embedding import Embedder, open_embedder
 from bot.retrieval.index import PaperIndex, open_index
+from bot.retrieval.index.memory import MemoryIndex, open_memory_index
 from bot.retrieval.search import SearchService
 from bot.retrieval.tokens import ensure_tiktoken_cache
 
@@ -56,6 +59,8 @@ class Services:
     budget: TokenBudget
     cards: CardSummaries
     state: DigestServices | None
+    # Channel memory (/memory, /ask scope:channel): needs the state database and the memory index.
+    memory: MemoryService | None = None
 
 
 def build_services(
@@ -66,6 +71,7 @@ def build_services(
     llm: LLMClient | None,
     database: Database | None = None,
     fetch: SourceFetcher | None = None,
+    memory_index: MemoryIndex | None = None,
 ) -> Services:
     """Every service over clients that are already open. `fetch` reads digest sources (default: the
     live Hugging Face / arXiv APIs)."""
@@ -79,6 +85,14 @@ def build_services(
     budget = TokenBudget(
         settings.discord.guild_daily_token_budget, state.repo if state is not None else MemoryUsageStore()
     )
+    memory = None
+    if database is not None and memory_index is not None:
+        channel_answers = AnswerService(
+            search, llm, settings.rag, settings.llm, encoding=settings.tokenizer.encoding, prompt="answer_channel"
+        )
+        memory = MemoryService(
+            memory_index, MemoryChannelStore(database), embedder, search, channel_answers, settings.memory
+        )
     return Services(
         settings=settings,
         index=index,
@@ -90,6 +104,7 @@ def build_services(
         budget=budget,
         cards=CardSummaries(state.summaries if state is not None else None, budget),
         state=state,
+        memory=memory,
     )
 
 
@@ -155,9 +170,15 @@ async def open_services(
             except LocalLLMUnavailable as exc:
                 log.warning("llm.unavailable_using_extractive_answers", error=str(exc))
         database = await stack.enter_async_context(open_database(settings)) if with_database else None
+        memory_index = None
+        if database is not None:  # channel memory keeps its opt-ins in the state database
+            memory_index = open_memory_index(settings)
+            stack.push_async_callback(memory_index.close)
+            await memory_index.ensure_collection(embedder.dimensions)
         yield build_services(
-            settings, index=index, embedder=embedder, llm=llm, database=database, fetch=fetch
-        )
+            settings, index=index, embedder=embedder, llm=llm, database=database, fetch=fetch,
+            memory_index=memory_index,
+        )  # fmt: skip
 
 
 def build_digest_service(

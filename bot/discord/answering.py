@@ -3,12 +3,15 @@ progress, stream, then the answer with its Sources."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import discord
 
 from bot.discord.errors import SHOWS_PROGRESS
 from bot.discord.formatting import NO_MENTIONS, answer_messages
 from bot.discord.progress import ThrottledProgress
 from bot.discord.protocol import Paperbot
+from bot.rag.iter_retgen import Answer, AnswerProgress
 from bot.retrieval.index import SearchFilter
 
 
@@ -19,8 +22,10 @@ async def answer_interaction(
     *,
     private: bool,
     search_filter: SearchFilter | None = None,
+    answer_with: Callable[[AnswerProgress], Awaitable[Answer]] | None = None,
 ) -> None:
-    """Defer at once, show progress, stream, then the answer with its Sources. Shared by /ask and buttons."""
+    """Defer at once, show progress, stream, then the answer with its Sources. Shared by /ask and buttons.
+    `answer_with` answers instead of the paper search (e.g. `/ask scope:channel`), given the progress."""
     bot.services.answers.validate_question(question)  # refuse bad input before deferring
     await bot.admit_llm_request(interaction.user.id, interaction.guild_id)
     await interaction.response.defer(thinking=True, ephemeral=private)
@@ -30,7 +35,10 @@ async def answer_interaction(
         interval_s=bot.settings.discord.stream_edit_interval_s,
     )
     try:
-        answer = await bot.services.answers.answer(question, progress=progress, search_filter=search_filter)
+        if answer_with is not None:
+            answer = await answer_with(progress)
+        else:
+            answer = await bot.services.answers.answer(question, progress=progress, search_filter=search_filter)
     finally:
         await progress.aclose()  # no progress edit may land after the answer
     await bot.services.budget.spend(interaction.guild_id, answer.prompt_tokens + answer.completion_tokens)

@@ -33,6 +33,7 @@ EXTENSIONS = (
     "bot.discord.cogs.help",
     "bot.discord.cogs.chat",
     "bot.discord.cogs.digest",
+    "bot.discord.cogs.memory",
 )
 PosterFactory = Callable[[discord.Client], DigestPoster]
 

@@ -639,6 +639,32 @@ class FakeDiscord:
             await self.gateway.dispatch("MESSAGE_CREATE", self._visible(message), intent=intent)
         return copy.deepcopy(message)
 
+    async def dispatch_message_edit(self, message_id: int, content: str) -> dict[str, Any]:
+        """Its author edits a message's text: stored, and sent as MESSAGE_UPDATE."""
+        channel_id = self.state.message_channel[message_id]
+        message = self.state.edit_message(message_id, {"content": content})
+        if self._bot_sees(channel_id):
+            event = self.rest._gateway_message(message)
+            await self.gateway.dispatch("MESSAGE_UPDATE", event, intent=self.rest._message_intent(channel_id))
+        return copy.deepcopy(message)
+
+    async def dispatch_message_delete(self, message_id: int) -> None:
+        """Someone deletes a message: gone from history, and sent as MESSAGE_DELETE."""
+        await self.rest._echo_delete(self.state.delete_message(message_id))
+
+    async def dispatch_bulk_delete(self, channel_id: int, message_ids: Sequence[int]) -> None:
+        """A moderator bulk-deletes messages (MESSAGE_DELETE_BULK, one event for all of them)."""
+        for message_id in message_ids:
+            self.state.delete_message(message_id)
+        event: dict[str, Any] = {"ids": [str(m) for m in message_ids], "channel_id": str(channel_id)}
+        guild_id = self.state.guild_of(channel_id)
+        if guild_id is not None:
+            event["guild_id"] = str(guild_id)
+        if self._bot_sees(channel_id):
+            await self.gateway.dispatch(
+                "MESSAGE_DELETE_BULK", event, intent=self.rest._message_intent(channel_id)
+            )
+
     def reaction_event(self, message_id: int, emoji: Mapping[str, Any], user_id: int) -> dict[str, Any]:
         state = self.state
         message = state.message(message_id)
