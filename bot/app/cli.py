@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import ValidationError
@@ -22,6 +22,9 @@ from bot.core.logs import configure_logging
 from bot.core.papers import clean_text
 from bot.db.engine import DatabaseUnavailableError
 from bot.retrieval.search import QueryError, SearchResult
+
+if TYPE_CHECKING:
+    from bot.app.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sources",
         nargs="+",
         help="files (HF JSON/JSONL, arXiv Atom XML or listing JSONL, saved page text, generic JSONL), "
-        "folders of them, or live sources hf:YYYY-MM-DD and arxiv:CATEGORY",
+        "folders of them, or live sources hf:YYYY-MM-DD and arxiv:CATEGORY; a paper's full text: "
+        "FILE.pdf, FILE.html (arxiv.org/html), a LaTeX source folder or e-print FILE.tar.gz",
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -169,12 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _expand(sources: Sequence[str]) -> list[str]:
+    from bot.fulltext.files import is_fulltext_path
     from bot.ingest.fetch import is_live_source
 
     expanded: list[str] = []
     for spec in sources:
         path = Path(spec)
-        if not is_live_source(spec) and path.is_dir():
+        if not is_live_source(spec) and path.is_dir() and not is_fulltext_path(path):
             expanded.extend(
                 str(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")
             )
@@ -187,13 +192,18 @@ async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from bot.app.services import open_services
+    from bot.fulltext.files import is_fulltext_path
     from bot.ingest.fetch import FetchError, fetch_source, is_live_source
     from bot.ingest.sources import ParseResult, Rejected, parse_path
 
     papers = []
     rejected: list[Rejected] = []
+    fulltexts: list[Path] = []
     read = 0
     for spec in _expand(args.sources):
+        if not is_live_source(spec) and is_fulltext_path(Path(spec)):
+            fulltexts.append(Path(spec))  # after the paper lists, so a full text finds its record
+            continue
         try:
             if is_live_source(spec):
                 result = await fetch_source(spec, settings.sources)
@@ -216,9 +226,37 @@ async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             report = await services.ingestor.ingest(papers, progress=bar.update)
         report.read = read
         report.rejected = rejected
+        failed_fulltexts = await _ingest_fulltexts(services, fulltexts)
         stored = await services.index.count_papers()
-    print(f"{report.summary()} (stored papers: {stored}, {report.seconds:.1f}s)")
-    return EXIT_REJECTED if rejected else EXIT_OK
+    if papers or not fulltexts:
+        print(f"{report.summary()} (stored papers: {stored}, {report.seconds:.1f}s)")
+    return EXIT_REJECTED if rejected or failed_fulltexts else EXIT_OK
+
+
+async def _ingest_fulltexts(services: Services, paths: Sequence[Path]) -> int:
+    """Each full text is added to its stored paper (or becomes one); a bad file is one line on
+    stderr and the others still go in. Returns how many failed."""
+    failed = 0
+    for path in paths:
+        assert services.fulltext is not None
+        try:
+            result = await services.fulltext.ingest_path(path)
+        except FileNotFoundError:
+            print(f"rejected {path}: no such file or directory", file=sys.stderr)
+            failed += 1
+            continue
+        except UserInputError as exc:
+            print(f"rejected {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        record = result.record
+        into = "new paper" if result.new_paper else "added to"
+        print(
+            f"full text {path}: {into} {result.paper.paper_id} ({result.paper.title[:80]}) — "
+            f"{record.source_format}, {len(record.sections)} sections, {record.passages} passages, "
+            f"parsed in {record.parse_seconds:.2f}s"
+        )
+    return failed
 
 
 # --- search -------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ from bot.digest.service import DigestService
 from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
 from bot.digest.subscriptions import SubscriptionService
 from bot.digest.summaries import CardSummaries, SummaryService
+from bot.fulltext.fetch import ArxivFullTextFetcher
+from bot.fulltext.service import FullTextService
+from bot.fulltext.store import FullTextStore
 from bot.ingest.pipeline import Ingestor
 from bot.limits.budget import MemoryUsageStore, TokenBudget
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
@@ -61,6 +64,8 @@ class Services:
     state: DigestServices | None
     # Channel memory (/memory, /ask scope:channel): needs the state database and the memory index.
     memory: MemoryService | None = None
+    # Papers' full texts (ingest from files; fetched from arXiv on demand, FULLTEXT_MODE).
+    fulltext: FullTextService | None = None
 
 
 def build_services(
@@ -105,6 +110,21 @@ def build_services(
         cards=CardSummaries(state.summaries if state is not None else None, budget),
         state=state,
         memory=memory,
+        fulltext=build_fulltext_service(settings, index, embedder, search, ingestor),
+    )
+
+
+def build_fulltext_service(
+    settings: Settings, index: PaperIndex, embedder: Embedder, search: SearchService, ingestor: Ingestor
+) -> FullTextService:
+    fetcher = None
+    if settings.fulltext.mode != "off":
+        fetcher = ArxivFullTextFetcher(
+            settings.fulltext, settings.core.cache_dir / "fulltext", user_agent=settings.sources.user_agent
+        )
+    store = FullTextStore(settings.core.data_dir / "fulltext")
+    return FullTextService(
+        index, embedder, search, ingestor, settings.fulltext, settings.tokenizer, store, fetcher
     )
 
 

@@ -205,6 +205,25 @@ class DatabaseSettings(BaseSettings):
     def url_for(self, data_dir: Path) -> str:
         configured = self.url.get_secret_value().strip() if self.url else ""
         return configured or f"sqlite+aiosqlite:///{(data_dir / 'paperbot.db').resolve()}"
+class FulltextSettings(BaseSettings):
+    """Papers' full texts (bot/fulltext): when to fetch them from arXiv, how to chunk them, the caps."""
+
+    model_config = _config("FULLTEXT_")
+
+    # off: abstracts only; on_demand: fetched when a paper is opened or asked about; eager: also
+    # fetched for every paper a digest posts.
+    mode: Literal["off", "on_demand", "eager"] = "on_demand"
+    arxiv_base_url: str = Field(default="https://arxiv.org", alias="ARXIV_BASE_URL")
+    chunk_tokens: int = Field(default=160, ge=32, le=512)
+    chunk_overlap: int = Field(default=32, ge=0, le=128)
+    max_file_mb: float = Field(default=50.0, gt=0)  # a PDF, HTML page or e-print larger is refused
+    max_expanded_mb: float = Field(default=200.0, gt=0)  # an e-print expanding past this is refused
+    cache_mb: float = Field(default=500.0, ge=0)  # downloaded files kept on disk (oldest go first)
+    request_interval_s: float = Field(default=3.0, ge=0)  # arXiv asks for one request every 3 s
+    retries: int = Field(default=3, ge=0, le=10)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
 
     @property
     def password(self) -> str | None:
@@ -356,3 +375,4 @@ class Settings(BaseModel):
 
 def load_settings() -> Settings:
     return Settings()
+    fulltext: FulltextSettings = Field(default_factory=FulltextSettings)

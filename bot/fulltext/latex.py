@@ -238,6 +238,11 @@ def latex_text(fragment: str) -> str:
     return tidy(text)
 
 
+def _cite_text(match: re.Match[str]) -> str:
+    """\\cite{a,b} → "[a, b]": the keys stay readable and say that a claim is cited."""
+    return "[" + ", ".join(key.strip() for key in match.group(1).split(",")) + "]"
+
+
 def _table_text(body: str) -> str:
     tabular = re.search(r"\\begin\{(tabular\*?|tabularx|longtable)\}(.*?)\\end\{\1\}", body, re.DOTALL)
     if not tabular:
@@ -294,7 +299,7 @@ def _sections(body: str) -> list[Section]:
 
     def take_float(match: re.Match[str]) -> str:
         nonlocal figure_no, table_no
-        environment, content = match.group(1), match.group(2)
+        environment, content = match.group(1), _CITE.sub(_cite_text, match.group(2))
         is_table = environment.startswith(("table", "wraptable"))
         if is_table:
             table_no += 1
@@ -344,9 +349,7 @@ def _sections(body: str) -> list[Section]:
 
     def readable(fragment: str) -> str:
         fragment = _REF.sub(lambda m: labels.get(m.group(1).split(",")[0], "?"), fragment)
-        fragment = _CITE.sub(
-            lambda m: "[" + ", ".join(k.strip() for k in m.group(1).split(",")) + "]", fragment
-        )
+        fragment = _CITE.sub(_cite_text, fragment)
         return latex_text(_LABEL.sub("", fragment))
 
     sections: list[Section] = []

@@ -15,6 +15,7 @@ from bot.ingest.sources import Rejected
 from bot.retrieval.chunking import chunk_paper
 from bot.retrieval.embedding import Embedder
 from bot.retrieval.index import IndexedChunk, PaperIndex
+from bot.retrieval.index.base import FULLTEXT_FIRST_CHUNK
 from bot.retrieval.sparse import sparse_document
 
 log = structlog.get_logger(__name__)
@@ -142,5 +143,7 @@ class Ingestor:
             counts[chunk.paper_id] = counts.get(chunk.paper_id, 0) + 1
         for paper, previously_stored in items:
             if previously_stored:  # a new version may have fewer chunks than the old one
-                await self._index.delete_chunks(paper.paper_id, counts[paper.paper_id])
+                await self._index.delete_chunks(
+                    paper.paper_id, counts[paper.paper_id], until_chunk=FULLTEXT_FIRST_CHUNK
+                )
         return len(indexed)

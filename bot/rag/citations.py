@@ -17,6 +17,17 @@ class Citation:
     paper_id: str
     title: str
     url: str | None
+    # Where in the paper, for full-text passages: "§3.2 Training (p. 4)" (None for an abstract), and
+    # the passage text the LLM was shown.
+    section: str | None = None
+    passage: str = ""
+
+
+def source_url(source: Source) -> str | None:
+    """The passage's section on arxiv.org/html when its anchor is known, else the paper's page."""
+    if source.anchor and source.paper.arxiv_id:
+        return f"https://arxiv.org/html/{source.paper.arxiv_id}#{source.anchor}"
+    return source.paper.url
 
 
 def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[Citation]]:
@@ -41,7 +52,9 @@ def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[
             n=n,
             paper_id=by_number[n].paper.paper_id,
             title=by_number[n].paper.title,
-            url=by_number[n].paper.url,
+            url=source_url(by_number[n]),
+            section=by_number[n].where or None,
+            passage=by_number[n].text,
         )
         for n in used
     ]
@@ -51,5 +64,6 @@ def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[
 def format_sources_list(citations: Sequence[Citation]) -> str:
     lines = []
     for c in citations:
-        lines.append(f"[{c.n}] {c.title} — {c.url}" if c.url else f"[{c.n}] {c.title}")
+        label = f"{c.title} {c.section}" if c.section else c.title
+        lines.append(f"[{c.n}] {label} — {c.url}" if c.url else f"[{c.n}] {label}")
     return "\n".join(lines)

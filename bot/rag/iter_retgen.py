@@ -110,7 +110,15 @@ class Answer:
         return {
             "answer": self.text,
             "citations": [
-                {"n": c.n, "paper_id": c.paper_id, "title": c.title, "url": c.url} for c in self.citations
+                {
+                    "n": c.n,
+                    "paper_id": c.paper_id,
+                    "title": c.title,
+                    "url": c.url,
+                    "section": c.section,
+                    "passage": c.passage,
+                }
+                for c in self.citations
             ],
             "iterations": self.iterations,
             "llm_calls": self.llm_calls,

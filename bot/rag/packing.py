@@ -25,6 +25,21 @@ class Source:
     paper: Paper
     text: str
     score: float
+    # A full-text passage's place in the paper (None for title + abstract chunks): "§3.2 Training",
+    # body/caption/table, its PDF page, its arXiv HTML anchor.
+    section: str | None = None
+    kind: str | None = None
+    page: int | None = None
+    anchor: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where in the paper: "§3.2 Training (p. 4)", "§4 Results, table"; "" for an abstract."""
+        if not self.section:
+            return ""
+        kind = f", {self.kind}" if self.kind in ("caption", "table") else ""
+        page = f" (p. {self.page})" if self.page else ""
+        return f"{self.section}{kind}{page}"
 
 
 # A sentence of paper text that addresses the model instead of the reader: it starts with an
@@ -67,13 +82,16 @@ def _safe_line(text: str, *, drop_instructions: bool) -> str:
 
 def format_source(source: Source) -> str:
     body = _safe_line(source.text, drop_instructions=True)
-    return f"[{source.number}] {_safe_line(source.paper.title, drop_instructions=False)}\n{body}"
+    title = _safe_line(source.paper.title, drop_instructions=False)
+    where = f" — {_safe_line(source.where, drop_instructions=False)}" if source.where else ""
+    return f"[{source.number}] {title}{where}\n{body}"
 
 
 def pack_sources(
     hits: Sequence[ChunkHit], *, budget_tokens: int, encoding: str, share_among: int = 1
 ) -> list[Source]:
-    """Keep the best hits whose formatted text fits in `budget_tokens` (one chunk per paper).
+    """Keep the best hits whose formatted text fits in `budget_tokens`: one title + abstract chunk
+    per paper, and any distinct full-text passages (a question about one paper's body needs several).
 
     With `share_among` = k, each excerpt is first cut to about budget/k tokens, so a tight budget
     holds k short excerpts rather than one long one.
@@ -83,15 +101,21 @@ def pack_sources(
     used = 0
     seen: set[str] = set()
     for hit in hits:
-        if hit.paper.paper_id in seen:
+        section = hit.extra.get("section")
+        key = f"{hit.paper.paper_id}#{hit.chunk_no}" if section else hit.paper.paper_id
+        if key in seen:
             continue
         body, _ = truncate_tokens(hit.text.removeprefix(hit.paper.title).strip(), per_source, encoding)
-        candidate = Source(number=len(chosen) + 1, paper=hit.paper, text=body, score=hit.score)
+        candidate = Source(
+            number=len(chosen) + 1, paper=hit.paper, text=body, score=hit.score,
+            section=section, kind=hit.extra.get("kind"), page=hit.extra.get("page"),
+            anchor=hit.extra.get("anchor"),
+        )  # fmt: skip
         cost = count_tokens(format_source(candidate), encoding) + 2  # the blank line between sources
         if used + cost > budget_tokens:
             continue  # a shorter, weaker source may still fit
         chosen.append(candidate)
-        seen.add(hit.paper.paper_id)
+        seen.add(key)
         used += cost
     return chosen
 

@@ -85,7 +85,8 @@ class SearchService:
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
         text, truncated = self.prepare_query(query)
-        search_filter = SearchFilter(since=since, until=until, categories=categories)
+        # One result per paper: full-text passages stay out of /search (answers rank them).
+        search_filter = SearchFilter(since=since, until=until, categories=categories, abstracts_only=True)
         chunks = await self.search_chunks(text, limit=limit * 3, search_filter=search_filter, mode=mode)
         best: dict[str, SearchHit] = {}
         for chunk in chunks:  # already sorted by score: the first chunk of a paper is its best

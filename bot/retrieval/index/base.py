@@ -25,6 +25,12 @@ HYBRID_DEPTH = 50
 RRF_K = 2
 Fusion = Literal["convex", "rrf"]
 
+# Chunks numbered from here are full-text passages (bot/fulltext); below it, title + abstract windows.
+# /search ranks only the latter (one result per paper, as before full texts); answers rank both.
+FULLTEXT_FIRST_CHUNK = 1000
+# Payload fields a full-text passage adds (ChunkHit.extra): section label, kind, page, HTML anchor.
+PASSAGE_FIELDS = ("section", "kind", "page", "anchor")
+
 # Payload fields with an index, and their kind.
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
     "paper_id": "keyword",
@@ -77,6 +83,7 @@ class SearchFilter:
     sources: tuple[str, ...] = ()
     paper_ids: tuple[str, ...] = ()
     exclude_paper_ids: tuple[str, ...] = ()
+    abstracts_only: bool = False  # title + abstract chunks only, no full-text passages
 
     @property
     def empty(self) -> bool:
@@ -87,6 +94,7 @@ class SearchFilter:
             or self.sources
             or self.paper_ids
             or self.exclude_paper_ids
+            or self.abstracts_only
         )
 
     def conditions(self, *, first_chunk_only: bool = False) -> tuple[list[Condition], list[Condition]]:
@@ -101,6 +109,8 @@ class SearchFilter:
                 must.append(FieldIn(key, list(values)))
         if first_chunk_only:
             must.append(FieldIn("chunk_no", [0]))
+        elif self.abstracts_only:
+            must.append(FieldRange("chunk_no", None, FULLTEXT_FIRST_CHUNK - 1))
         excluded = self.exclude_paper_ids
         must_not: list[Condition] = [FieldIn("paper_id", list(excluded))] if excluded else []
         return must, must_not
@@ -114,6 +124,7 @@ class IndexedChunk:
     text: str
     dense: list[float]
     sparse: SparseVec
+    passage: dict[str, Any] = field(default_factory=dict)  # PASSAGE_FIELDS of a full-text passage
 
     def payload(self) -> dict[str, Any]:
         data = self.paper.to_payload()
@@ -123,6 +134,7 @@ class IndexedChunk:
             published_day=day_number(self.paper.published),
             hf_day=day_number(self.paper.hf_date),
         )
+        data.update({key: value for key, value in self.passage.items() if key in PASSAGE_FIELDS})
         return data
 
 
@@ -182,6 +194,7 @@ def hit_from_payload(payload: dict[str, Any], score: float) -> ChunkHit:
         chunk_no=int(payload.get("chunk_no", 0)),
         text=str(payload.get("chunk_text", "")),
         score=float(score),
+        extra={key: payload[key] for key in PASSAGE_FIELDS if payload.get(key) is not None},
     )
 
 
@@ -213,8 +226,9 @@ class PaperIndex(ABC):
         """Overwrite metadata on all chunks of each paper without re-embedding."""
 
     @abstractmethod
-    async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
-        """Delete chunks numbered >= from_chunk (after a new version got shorter)."""
+    async def delete_chunks(self, paper_id: str, from_chunk: int, until_chunk: int | None = None) -> None:
+        """Delete chunks numbered >= from_chunk (after a new version got shorter), and < until_chunk
+        when given (so shortening the abstract's chunks leaves the full-text passages)."""
 
     async def query(
         self,

@@ -158,11 +158,12 @@ class EdgePaperIndex(PaperIndex):
             payload.update(published_day=day_number(paper.published), hf_day=day_number(paper.hf_date))
             await asyncio.to_thread(self._update, qe.UpdateOperation.set_payload_by_filter(flt, payload))
 
-    async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
+    async def delete_chunks(self, paper_id: str, from_chunk: int, until_chunk: int | None = None) -> None:
+        below = until_chunk - 1 if until_chunk is not None else None
         flt = qe.Filter(
             must=[
                 qe.FieldCondition(key="paper_id", match=qe.MatchValue(paper_id)),
-                qe.FieldCondition(key="chunk_no", range=qe.RangeFloat(gte=from_chunk)),
+                qe.FieldCondition(key="chunk_no", range=qe.RangeFloat(gte=from_chunk, lte=below)),
             ]
         )
         await asyncio.to_thread(self._update, qe.UpdateOperation.delete_points_by_filter(flt))

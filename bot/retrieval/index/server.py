@@ -169,11 +169,12 @@ class ServerPaperIndex(PaperIndex):
             with self._reachable("set payload"):
                 await self._client.set_payload(self._collection, payload=payload, points=flt, wait=True)
 
-    async def delete_chunks(self, paper_id: str, from_chunk: int) -> None:
+    async def delete_chunks(self, paper_id: str, from_chunk: int, until_chunk: int | None = None) -> None:
+        below = until_chunk - 1 if until_chunk is not None else None
         flt = models.Filter(
             must=[
                 models.FieldCondition(key="paper_id", match=models.MatchValue(value=paper_id)),
-                models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk)),
+                models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk, lte=below)),
             ]
         )
         with self._reachable("delete"):
