@@ -40,8 +40,19 @@ ALLOWED: dict[str, set[str]] = {
     "discord": {"core", "retrieval", "limits", "llm", "rag", "digest", "memory"},
     "ops": {"core", "retrieval", "llm", "db", "discord"},
     "app": {
-        "core", "retrieval", "limits", "llm", "ingest", "fulltext", "rag", "db", "digest", "memory", "discord", "ops",
-    },  # fmt: skip
+        "core",
+        "retrieval",
+        "limits",
+        "llm",
+        "ingest",
+        "fulltext",
+        "rag",
+        "db",
+        "digest",
+        "memory",
+        "discord",
+        "ops",
+    },
 }
 # Module-level exceptions, each with its reason.
 ALLOWED_MODULES: dict[str, set[str]] = {

@@ -193,18 +193,6 @@ class RagSettings(BaseSettings):
     max_question_chars: int = Field(default=1000, ge=16)
 
 
-class DatabaseSettings(BaseSettings):
-    """Unset `DATABASE_URL` → SQLite at $PAPERBOT_DATA_DIR/paperbot.db. PostgreSQL: postgresql://..."""
-
-    model_config = _config("DATABASE_")
-
-    url: SecretStr | None = None  # may carry a password
-    pool_size: int = Field(default=5, ge=1)
-    busy_timeout_ms: int = Field(default=10_000, ge=0)
-
-    def url_for(self, data_dir: Path) -> str:
-        configured = self.url.get_secret_value().strip() if self.url else ""
-        return configured or f"sqlite+aiosqlite:///{(data_dir / 'paperbot.db').resolve()}"
 class FulltextSettings(BaseSettings):
     """Papers' full texts (bot/fulltext): when to fetch them from arXiv, how to chunk them, the caps."""
 
@@ -224,6 +212,18 @@ class FulltextSettings(BaseSettings):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+class DatabaseSettings(BaseSettings):
+    """Unset `DATABASE_URL` → SQLite at $PAPERBOT_DATA_DIR/paperbot.db. PostgreSQL: postgresql://..."""
+
+    model_config = _config("DATABASE_")
+
+    url: SecretStr | None = None  # may carry a password
+    pool_size: int = Field(default=5, ge=1)
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+    def url_for(self, data_dir: Path) -> str:
+        configured = self.url.get_secret_value().strip() if self.url else ""
+        return configured or f"sqlite+aiosqlite:///{(data_dir / 'paperbot.db').resolve()}"
 
     @property
     def password(self) -> str | None:
@@ -355,6 +355,7 @@ class Settings(BaseModel):
     sources: SourceSettings = Field(default_factory=SourceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    fulltext: FulltextSettings = Field(default_factory=FulltextSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
@@ -375,4 +376,3 @@ class Settings(BaseModel):
 
 def load_settings() -> Settings:
     return Settings()
-    fulltext: FulltextSettings = Field(default_factory=FulltextSettings)
