@@ -12,6 +12,7 @@ import structlog
 from bot.core.config import Settings
 from bot.db import Database, Repository, open_database
 from bot.db.memory_store import MemoryChannelStore
+from bot.digest.roundup import RoundupService
 from bot.digest.scheduler import DigestScheduler
 from bot.digest.service import DigestService
 from bot.digest.sources import SourceFetcher, SourceLoader, live_fetcher
@@ -45,6 +46,7 @@ class DigestServices:
     scheduler: DigestScheduler
     subscriptions: SubscriptionService
     summaries: SummaryService
+    roundups: RoundupService  # weekly roundups' poll end: the paper-of-the-week discussion thread
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def build_digest_services(
         scheduler=scheduler,
         subscriptions=SubscriptionService(repo, settings.digest, digests=digests, scheduler=scheduler),
         summaries=digests.summaries,
+        roundups=RoundupService(repo, search, llm),
     )
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import column, delete, func, select, table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -459,3 +459,31 @@ class Repository:
             await session.execute(statement)
             row = await session.get(GuildTokenUsageRow, (guild_id, day), populate_existing=True)
             return row.tokens if row is not None else tokens
+
+    # ---------------------------------------------------------------- weekly roundups
+
+    async def channel_engagement(
+        self, channel_id: int, paper_ids: Collection[str]
+    ) -> dict[str, tuple[int, int]]:
+        """Per paper: (net 👍 − 👎 votes in this channel, how many of the channel's voters saved it to
+        their library). The channel's voters are the members who reacted on its posts; counts only,
+        never who."""
+        ids = list(dict.fromkeys(paper_ids))
+        if not ids:
+            return {}
+        library = table("library_papers", column("user_id"), column("paper_id"))
+        voters = select(FeedbackRow.user_id).where(FeedbackRow.channel_id == channel_id).distinct()
+        async with self.database.snapshot() as session:
+            votes = await session.execute(
+                select(FeedbackRow.paper_id, func.sum(FeedbackRow.value))
+                .where(FeedbackRow.channel_id == channel_id, FeedbackRow.paper_id.in_(ids))
+                .group_by(FeedbackRow.paper_id)
+            )
+            saves = await session.execute(
+                select(library.c.paper_id, func.count())
+                .where(library.c.paper_id.in_(ids), library.c.user_id.in_(voters))
+                .group_by(library.c.paper_id)
+            )
+            net = {str(p): int(v or 0) for p, v in votes.all()}
+            saved = {str(p): int(n) for p, n in saves.all()}
+        return {p: (net.get(p, 0), saved.get(p, 0)) for p in ids if p in net or p in saved}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bot.core.papers import Paper
 from bot.digest.records import DigestCounts, Layout
@@ -43,6 +43,43 @@ def parse_marker(text: str) -> tuple[dt.date, str] | None:
         return None
 
 
+POLL_ANSWER_CHARS = 55  # Discord's limit on a poll answer's text
+POLL_QUESTION = "Paper of the week?"
+
+
+@dataclass(frozen=True)
+class DigestPoll:
+    """The weekly roundup's native poll: one answer per top paper, open for `hours`."""
+
+    answers: tuple[tuple[str, str], ...]  # (paper id, answer text of at most 55 characters)
+    hours: int
+    question: str = POLL_QUESTION
+
+    @classmethod
+    def for_papers(cls, papers: list[Paper], hours: int) -> DigestPoll:
+        answers = []
+        for rank, paper in enumerate(papers, 1):
+            text = f"{rank}. {' '.join(paper.title.split())}"
+            if len(text) > POLL_ANSWER_CHARS:
+                text = text[: POLL_ANSWER_CHARS - 1].rstrip() + "…"
+            answers.append((paper.paper_id, text))
+        return cls(tuple(answers), hours)
+
+    @property
+    def paper_ids(self) -> list[str]:
+        return [paper_id for paper_id, _ in self.answers]
+
+    def to_content(self) -> dict[str, Any]:
+        return {"answers": [list(a) for a in self.answers], "hours": self.hours, "question": self.question}
+
+    @classmethod
+    def from_content(cls, data: dict[str, Any] | None) -> DigestPoll | None:
+        if not data:
+            return None
+        answers = tuple((str(a[0]), str(a[1])) for a in data.get("answers", []))
+        return cls(answers, int(data.get("hours", 24)), str(data.get("question", POLL_QUESTION)))
+
+
 @dataclass(frozen=True)
 class DigestHeader:
     """The first message of a digest, or (with `empty_message`) the one line of an empty day."""
@@ -55,11 +92,16 @@ class DigestHeader:
     layout: Layout
     marker: str
     empty_message: str | None = None
+    weekly: bool = False  # a weekly roundup: the week up to `digest_date`
+    poll: DigestPoll | None = None  # the roundup's "paper of the week" poll
 
     @property
     def title(self) -> str:
         """`Paper digest · Tuesday 18 August 2026 · 5 papers` (no count on an empty day)."""
         date = self.digest_date.strftime("%A %d %B %Y")
+        if self.weekly:
+            count = f" · {self.paper_count} {'paper' if self.paper_count == 1 else 'papers'}"
+            return f"Weekly roundup · week to {date}" + ("" if self.empty_message is not None else count)
         if self.empty_message is not None:
             return f"Paper digest · {date}"
         return f"Paper digest · {date} · {self.paper_count} {'paper' if self.paper_count == 1 else 'papers'}"
@@ -110,4 +152,42 @@ class DigestPoster(Protocol):
     async def find_recent_digest_messages(self, channel_id: int, marker: str) -> list[tuple[int, str]]:
         """(message id, full marker) of the bot's recent messages in the channel (and its digest
         threads) whose marker starts with `marker`."""
+        ...
+
+
+@dataclass(frozen=True)
+class GuideSource:
+    """An excerpt of the winning paper a reading-guide question is grounded in."""
+
+    number: int
+    label: str  # where in the paper: "Abstract", a section title, or the chunk's place
+    text: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class GuideQuestion:
+    text: str
+    source: int  # the GuideSource number it cites
+
+
+@dataclass(frozen=True)
+class ReadingGuide:
+    """The discussion thread opened on the poll's winner: 3 questions, each citing its excerpt."""
+
+    paper: Paper
+    votes: int
+    total_votes: int
+    questions: tuple[GuideQuestion, ...]
+    sources: tuple[GuideSource, ...]
+    marker: str
+    note: str | None = None  # e.g. that the questions are quotes because the LLM was unavailable
+
+
+@runtime_checkable
+class DiscussionPoster(Protocol):
+    """Opens the paper-of-the-week discussion; implemented by the Discord layer. Must not ping anyone."""
+
+    async def open_discussion(self, channel_id: int, poll_message_id: int, guide: ReadingGuide) -> int:
+        """Start a thread on the poll message with the reading guide in it; return the thread's id."""
         ...

@@ -30,6 +30,10 @@ class PaperSignals:
     topic_similarity: Mapping[str, float] = field(default_factory=dict)
     liked_similarity: float = 0.0
     disliked_similarity: float = 0.0
+    # The channel's own engagement with this very paper (weekly roundups): net 👍 − 👎 on its posts
+    # here, and how many of the channel's voters saved it to their library.
+    channel_votes: int = 0
+    saves: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class RankWeights:
     # candidates (papers of one field all look a little alike), the same for the disliked ones.
     feedback: float = 0.6  # times (relative liked similarity − relative disliked similarity)
     feedback_note_threshold: float = 0.2  # mention feedback in "why" from this relative similarity on
+    votes: float = 0.2  # per net 👍 on the paper in this channel, at most `engagement_cap` of them
+    saves: float = 0.2  # per save by the channel's voters, at most `engagement_cap` of them
+    engagement_cap: int = 5
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,14 @@ def _why(
     upvotes: int | None,
     liked_closeness: float,
     weights: RankWeights,
+    channel_votes: int = 0,
+    saves: int = 0,
 ) -> str:
     parts: list[str] = []
+    if channel_votes > 0:
+        parts.append(f"{channel_votes} 👍 here")
+    if saves > 0:
+        parts.append(f"saved by {saves} here")
     if topic is not None:
         parts.append(f"matches “{topic}” ({similarity:.2f})")
     if keywords:
@@ -152,6 +165,8 @@ def rank_papers(
             + (weights.keyword * (1 + (len(keywords) - 1) / 3) if keywords else 0.0)
             + weights.upvotes * _upvote_score(paper.upvotes, weights.upvotes_scale)
             + weights.feedback * net_feedback
+            + weights.votes * max(-weights.engagement_cap, min(signal.channel_votes, weights.engagement_cap))
+            + weights.saves * min(signal.saves, weights.engagement_cap)
         )
         why = _why(
             topic=best_topic if on_topic else None,
@@ -160,6 +175,8 @@ def rank_papers(
             upvotes=paper.upvotes,
             liked_closeness=liked_closeness,
             weights=weights,
+            channel_votes=signal.channel_votes,
+            saves=signal.saves,
         )
         scored.append(
             Pick(

@@ -27,7 +27,7 @@ RunTrigger = Literal["schedule", "manual", "recovery"]
 RunStatus = Literal[
     "running", "posted", "partial", "empty", "already_posted", "skipped", "failed", "interrupted"
 ]
-LedgerKind = Literal["header", "paper", "notice"]
+LedgerKind = Literal["header", "paper", "notice", "guide"]  # guide: a roundup's discussion thread
 LedgerState = Literal["intent", "posted", "failed"]
 
 _ARXIV_CATEGORY = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[a-z]+)?)?$")

@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -27,13 +27,14 @@ from bot.digest.delivery import (
     HEADER_ITEM,
     NOTICE_ITEM,
     DigestHeader,
+    DigestPoll,
     DigestPoster,
     PaperPost,
     digest_marker,
     item_marker,
 )
 from bot.digest.empty import EmptyReason, empty_reason, explain_empty
-from bot.digest.picking import Pick, PickRules, gather_signals, rank_papers
+from bot.digest.picking import PaperSignals, Pick, PickRules, gather_signals, rank_papers
 from bot.digest.records import (
     DigestCounts,
     LedgerEntry,
@@ -49,6 +50,8 @@ from bot.llm import Priority, llm_priority
 from bot.retrieval.search import SearchService
 
 log = structlog.get_logger(__name__)
+
+ROUNDUP_POLL_PAPERS = 5  # the weekly roundup's poll offers its top 5
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Composition:
     errors: list[str]
     empty: EmptyReason | None = None
     empty_message: str | None = None
+    poll: DigestPoll | None = None  # a weekly roundup's "paper of the week" poll
 
 
 @dataclass(frozen=True)
@@ -175,9 +179,13 @@ class DigestService:
 
     async def compose(self, subscription: SubscriptionSettings, digest_date: dt.date) -> Composition:
         """Fetch and ingest the day's sources, then pick and summarize the channel's papers."""
-        day = await self.sources.day_papers(
-            subscription, digest_date, arxiv_lookback_days=self.settings.arxiv_lookback_days
-        )
+        weekly = subscription.cadence == "weekly"
+        if weekly:  # the roundup: the week up to the digest date
+            day = await self.sources.week_papers(subscription, digest_date)
+        else:
+            day = await self.sources.day_papers(
+                subscription, digest_date, arxiv_lookback_days=self.settings.arxiv_lookback_days
+            )
         already = await self.repo.posted_paper_ids(subscription.channel_id, [p.paper_id for p in day.papers])
         candidates = [p for p in day.papers if p.paper_id not in already]
         counts = DigestCounts(
@@ -185,9 +193,10 @@ class DigestService:
             new=len(candidates),
             duplicates=day.repeated + len(day.papers) - len(candidates),
         )
-        result = rank_papers(
-            candidates, await self._signals(subscription, candidates), self._rules(subscription)
-        )
+        signals = await self._signals(subscription, candidates)
+        if weekly:
+            signals = await self._with_engagement(subscription, candidates, signals)
+        result = rank_papers(candidates, signals, self._rules(subscription))
         counts.filtered = result.filtered
         picked = [pick.paper for pick in result.picks]
         with llm_priority(Priority.BACKGROUND):  # questions go first (bot/llm/queue.py)
@@ -202,6 +211,9 @@ class DigestService:
             dropped=result.dropped,
             errors=day.errors,
         )
+        if weekly and len(result.picks) >= 2:  # a poll needs a choice
+            top = [pick.paper for pick in result.picks[:ROUNDUP_POLL_PAPERS]]
+            composition.poll = DigestPoll.for_papers(top, self.settings.roundup_poll_hours)
         if not result.picks:
             composition.empty = empty_reason(
                 counts,
@@ -261,7 +273,7 @@ class DigestService:
         poster: DigestPoster,
     ) -> RunOutcome:
         entries = await self.repo.digest_entries(subscription.channel_id, digest_date)
-        planned = [e for e in entries if e.kind != "notice"]
+        planned = [e for e in entries if e.kind in ("header", "paper")]
         if planned:
             return await self._resume(subscription, planned, run_id, counts, bound, poster)
         composition = await self.compose(subscription, digest_date)
@@ -278,7 +290,7 @@ class DigestService:
             run_id=run_id,
             items=self._plan(composition),
         )
-        planned = [e for e in entries if e.kind != "notice"]
+        planned = [e for e in entries if e.kind in ("header", "paper")]
         return await self._deliver_and_finish(
             subscription, planned, run_id, counts, composition.errors, bound, poster, details
         )
@@ -446,6 +458,20 @@ class DigestService:
             self.search, candidates, topics=subscription.topics, liked=liked, disliked=disliked
         )
 
+    async def _with_engagement(
+        self, subscription: SubscriptionSettings, candidates: list[Paper], signals: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The channel's own 👍 and saves of each candidate, added to its signals."""
+        engagement = await self.repo.channel_engagement(
+            subscription.channel_id, [p.paper_id for p in candidates]
+        )
+        merged = dict(signals)
+        for paper_id, (votes, saves) in engagement.items():
+            merged[paper_id] = replace(
+                signals.get(paper_id, PaperSignals()), channel_votes=votes, saves=saves
+            )
+        return merged
+
     def _plan(self, composition: Composition) -> list[PlannedItem]:
         date = composition.digest_date
         header = PlannedItem(
@@ -457,6 +483,8 @@ class DigestService:
                 "counts": composition.counts.as_dict(),
                 "sources": list(composition.sources),
                 "paper_count": len(composition.picks),
+                "weekly": composition.subscription.cadence == "weekly",
+                "poll": composition.poll.to_content() if composition.poll else None,
             },
         )
         papers = []
@@ -491,6 +519,8 @@ class DigestService:
             layout=subscription.layout,
             marker=item_marker(composition.digest_date, NOTICE_ITEM if composition.empty else HEADER_ITEM),
             empty_message=composition.empty_message,
+            weekly=subscription.cadence == "weekly",
+            poll=composition.poll,
         )
 
     def _paper_post(self, composition: Composition, rank: int, pick: Pick) -> PaperPost:
@@ -518,6 +548,8 @@ class DigestService:
             layout=subscription.layout,
             marker=entry.marker,
             empty_message=content.get("message") if entry.kind == "notice" else None,
+            weekly=bool(content.get("weekly")),
+            poll=DigestPoll.from_content(content.get("poll")),
         )
 
     def _post_from(self, entry: LedgerEntry, subscription: Subscription) -> PaperPost:

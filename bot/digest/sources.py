@@ -142,6 +142,17 @@ class SourceLoader:
         batches = [await self.load(spec) for spec in source_specs(subscription, digest_date)]
         return select_day(batches, digest_date, arxiv_lookback_days=arxiv_lookback_days)
 
+    async def week_papers(
+        self, subscription: SubscriptionSettings, end_date: dt.date, *, days: int = 7
+    ) -> DayPapers:
+        """A weekly roundup's papers: the Hugging Face lists of the `days` days up to `end_date` and
+        the arXiv papers first submitted in them."""
+        specs = [f"hf:{end_date - dt.timedelta(days=back)}" for back in range(days - 1, -1, -1)]
+        specs = specs if subscription.hf_daily else []
+        specs += [f"arxiv:{category}" for category in subscription.arxiv_categories]
+        batches = [await self.load(spec) for spec in specs]
+        return select_day(batches, end_date, arxiv_lookback_days=days - 1)
+
 
 def select_day(
     batches: Sequence[SourceBatch], digest_date: dt.date, *, arxiv_lookback_days: int

@@ -34,6 +34,7 @@ EXTENSIONS = (
     "bot.discord.cogs.chat",
     "bot.discord.cogs.digest",
     "bot.discord.cogs.memory",
+    "bot.discord.cogs.roundup",
 )
 PosterFactory = Callable[[discord.Client], DigestPoster]
 

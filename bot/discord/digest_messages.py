@@ -11,10 +11,12 @@ the service can find what was already sent by reading the channel's recent messa
 
 from __future__ import annotations
 
+import datetime as dt
+
 import discord
 import structlog
 
-from bot.digest.delivery import DigestHeader, PaperPost
+from bot.digest.delivery import DigestHeader, PaperPost, ReadingGuide
 from bot.discord.formatting import (
     BRAND_COLOUR,
     EMBED_DESCRIPTION,
@@ -50,6 +52,48 @@ def header_embed(header: DigestHeader) -> discord.Embed:
     return embed
 
 
+def roundup_header_text(header: DigestHeader) -> str:
+    """A weekly roundup's first message, which carries the poll (so no embed): title, tally, what the
+    poll is for, and the marker as a small line."""
+    lines = [f"**{header.title}**", header.tally]
+    if header.sources:
+        lines.append(f"Sources: {', '.join(header.sources)}")
+    if header.poll is not None:
+        lines.append(
+            f"Vote below for the paper of the week (open {header.poll.hours} h). When the poll closes "
+            "I open a discussion thread on the winner with a short reading guide."
+        )
+    lines.append(f"-# {header.marker}")
+    return clip("\n".join(lines), 2000)
+
+
+def reading_guide_embed(guide: ReadingGuide) -> discord.Embed:
+    """The paper of the week: its title → link, the vote, 3 questions each citing its excerpt."""
+    votes = (
+        f"Paper of the week with {guide.votes} of {guide.total_votes} votes."
+        if guide.total_votes
+        else "Paper of the week (no votes were cast: the roundup's top pick)."
+    )
+    questions = "\n".join(f"{n}. {q.text} [{q.source}]" for n, q in enumerate(guide.questions, 1))
+    description = f"{votes}\n\n**Reading guide**\n{questions}"
+    if guide.note:
+        description += f"\n{note_line(guide.note)}"
+    embed = discord.Embed(
+        title=clip(f"📖 {guide.paper.title}", 256),
+        url=guide.paper.url,
+        description=clip(description, EMBED_DESCRIPTION),
+        colour=BRAND_COLOUR,
+    )
+    for source in guide.sources[:10]:
+        embed.add_field(
+            name=clip(f"[{source.number}] {source.label}", 256),
+            value=clip(source.text, 300),
+            inline=False,
+        )
+    embed.set_footer(text=clip(guide.marker, EMBED_FOOTER))
+    return fit_embed(embed)
+
+
 def digest_paper_embed(post: PaperPost) -> discord.Embed:
     """Title → arXiv link, authors, upvotes, the summary (labelled when it is not the LLM's), why."""
     summary = post.summary + (f"\n{note_line(post.summary_note)}" if post.summary_note else "")
@@ -77,8 +121,24 @@ class DiscordDigestPoster:
 
     async def post_header(self, channel_id: int, header: DigestHeader) -> int:
         channel = await self._channel(channel_id)
+        if header.poll is not None:  # the weekly roundup: its header carries the native poll
+            poll = discord.Poll(question=header.poll.question, duration=dt.timedelta(hours=header.poll.hours))
+            for _, text in header.poll.answers:
+                poll.add_answer(text=text)
+            message = await channel.send(roundup_header_text(header), poll=poll, allowed_mentions=NO_MENTIONS)
+            return message.id
         message = await channel.send(embed=header_embed(header), allowed_mentions=NO_MENTIONS)
         return message.id
+
+    async def open_discussion(self, channel_id: int, poll_message_id: int, guide: ReadingGuide) -> int:
+        """A thread on the roundup's poll message, named after the winner, with the reading guide."""
+        channel = await self._channel(channel_id)
+        if not isinstance(channel, discord.TextChannel):
+            raise TypeError(f"channel {channel_id} cannot hold threads")
+        name = clip(f"Paper of the week: {guide.paper.title}", THREAD_NAME_LIMIT)
+        thread = await channel.get_partial_message(poll_message_id).create_thread(name=name)
+        await thread.send(embed=reading_guide_embed(guide), allowed_mentions=NO_MENTIONS)
+        return thread.id
 
     async def post_paper(self, channel_id: int, post: PaperPost, parent_message_id: int | None) -> int:
         channel = await self._channel(channel_id)
@@ -125,4 +185,8 @@ class DiscordDigestPoster:
                 footer = embed.footer.text or ""
                 if footer.startswith(marker):
                     found.append((message.id, footer))
+            if message.poll is not None:  # a weekly roundup's header: the marker ends its text
+                last = message.content.rsplit("\n", 1)[-1].removeprefix("-# ").strip()
+                if last.startswith(marker):
+                    found.append((message.id, last))
         return found

@@ -160,6 +160,8 @@ class RestApi:
                 self.remove_reaction,
             ),
             ("POST", "/channels/{channel_id}/threads", self.create_thread),
+            ("POST", "/channels/{channel_id}/polls/{message_id}/expire", self.expire_poll),
+            ("GET", "/channels/{channel_id}/polls/{message_id}/answers/{answer_id}", self.get_answer_voters),
             ("PUT", "/channels/{channel_id}/thread-members/@me", self.join_thread),
             ("POST", "/channels/{channel_id}/typing", self.typing),
             ("GET", "/guilds/{guild_id}", self.get_guild),
@@ -719,6 +721,36 @@ class RestApi:
         await self.fake.gateway.dispatch_if_connected(
             "MESSAGE_DELETE", event, intent=self._message_intent(channel_id)
         )
+
+    # -- polls ----------------------------------------------------------------------------------
+
+    def _poll_message(self, request: web.Request) -> tuple[int, dict[str, Any]]:
+        channel_id = self._channel(request)
+        self._require(channel_id, "view_channel", "read_message_history")
+        message = self.state.message(self._message_in(channel_id, request))
+        if not message.get("poll"):
+            raise DiscordError(400, 520001, "Invalid poll: this message has no poll")
+        return channel_id, message
+
+    async def expire_poll(self, request: web.Request, rec: RecordedRequest) -> web.Response:
+        """Only the poll's author may end it early; ending an ended poll is an error (520002)."""
+        _, message = self._poll_message(request)
+        if int(message["author"]["id"]) != self.state.bot_user_id:
+            raise DiscordError(403, 50005, "Cannot expire a poll authored by another user")
+        if message["poll"]["results"]["is_finalized"]:
+            raise DiscordError(400, 520002, "Poll has already ended")
+        return json_response(await self.fake.end_poll(int(message["id"])))
+
+    async def get_answer_voters(self, request: web.Request, rec: RecordedRequest) -> web.Response:
+        _, message = self._poll_message(request)
+        answer_id = int(request.match_info["answer_id"])
+        votes = self.state.poll_votes.get(int(message["id"]), {})
+        if answer_id not in votes:
+            raise DiscordError(400, 520001, "Invalid poll answer")
+        limit = int(rec.query_value("limit") or 25)
+        after = int(rec.query_value("after") or 0)
+        users = [u for u in sorted(votes[answer_id]) if u > after][:limit]
+        return json_response({"users": [self.state.user(u) for u in users]})
 
     # -- threads --------------------------------------------------------------------------------
 

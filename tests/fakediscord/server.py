@@ -34,6 +34,7 @@ from .checks import (
     message_problems,
     ping_problems,
 )
+from . import polls
 from .gateway import Gateway
 from .interactions import InteractionBuilder, InteractionHandle, InteractionType, iter_components
 from .records import RecordedRequest, UploadedFile, Violation, ViolationKind
@@ -490,6 +491,9 @@ class FakeDiscord:
         problems: list[Problem] = []
         for payload, base, _ in self._message_payloads(key, rec.json):
             problems += message_problems(payload, base)
+            poll = payload.get("poll") if isinstance(payload, Mapping) else None
+            if isinstance(poll, Mapping):
+                problems += [Problem((*base, "poll"), "BASE_TYPE_MAX_LENGTH", text) for text in polls.limit_problems(poll)]
         body = rec.json if isinstance(rec.json, Mapping) else {}
         if key.endswith("/callback") and body.get("type") == 8:
             problems += autocomplete_problems(body.get("data"))
@@ -664,6 +668,53 @@ class FakeDiscord:
             await self.gateway.dispatch(
                 "MESSAGE_DELETE_BULK", event, intent=self.rest._message_intent(channel_id)
             )
+
+    async def dispatch_poll_vote(self, message_id: int, answer_id: int, *, user_id: int | None = None) -> None:
+        """A member votes in a poll (MESSAGE_POLL_VOTE_ADD, with the GUILD_MESSAGE_POLLS intent)."""
+        user = self._default_user(user_id)
+        message = self.state.message(message_id)
+        poll = message.get("poll")
+        if not poll or poll["results"]["is_finalized"]:
+            raise ValueError(f"message {message_id} has no open poll")
+        votes = self.state.poll_votes[message_id]
+        if not poll["allow_multiselect"]:
+            for voters in votes.values():
+                if user in voters:
+                    raise ValueError("this poll takes one answer per member")
+        votes[answer_id].append(user)
+        poll["results"]["answer_counts"] = polls.counts(poll, votes, self.state.bot_user_id)
+        channel_id = int(message["channel_id"])
+        event = {"user_id": str(user), "channel_id": str(channel_id), "message_id": str(message_id),
+                 "answer_id": answer_id}  # fmt: skip
+        guild_id = self.state.guild_of(channel_id)
+        if guild_id is not None:
+            event["guild_id"] = str(guild_id)
+        if self._bot_sees(channel_id):
+            await self.gateway.dispatch("MESSAGE_POLL_VOTE_ADD", event, intent=Intent.GUILD_MESSAGE_POLLS)
+
+    async def end_poll(self, message_id: int) -> dict[str, Any]:
+        """The poll closes (its time is up, or its author expired it): the counts are finalized and
+        sent as MESSAGE_UPDATE, then Discord's POLL_RESULT message (type 46) replies to the poll."""
+        message = self.state.message(message_id)
+        votes = self.state.poll_votes[message_id]
+        channel_id = int(message["channel_id"])
+        polls.finalize(message["poll"], votes, self.state.bot_user_id, now=time.time())
+        message["edited_timestamp"] = None
+        if self._bot_sees(channel_id):
+            event = self.rest._gateway_message(message)
+            await self.gateway.dispatch("MESSAGE_UPDATE", event, intent=self.rest._message_intent(channel_id))
+        result = self.state.create_message(
+            channel_id,
+            author_id=int(message["author"]["id"]),
+            embeds=[polls.result_embed(message["poll"], votes)],
+            message_reference={"message_id": str(message_id), "channel_id": str(channel_id), "type": 0},
+            type=polls.POLL_RESULT_TYPE,
+        )
+        if self._bot_sees(channel_id):
+            await self.gateway.dispatch(
+                "MESSAGE_CREATE", self.rest._gateway_message(result), intent=self.rest._message_intent(channel_id)
+            )
+        return copy.deepcopy(message)
 
     def reaction_event(self, message_id: int, emoji: Mapping[str, Any], user_id: int) -> dict[str, Any]:
         state = self.state

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .checks import effective_mentions
+from .polls import poll_from_request
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 
@@ -39,6 +40,7 @@ class Intent:
     GUILD_PRESENCES = 1 << 8
     GUILD_MESSAGES = 1 << 9
     GUILD_MESSAGE_REACTIONS = 1 << 10
+    GUILD_MESSAGE_POLLS = 1 << 24
     DIRECT_MESSAGES = 1 << 12
     DIRECT_MESSAGE_REACTIONS = 1 << 13
     MESSAGE_CONTENT = 1 << 15
@@ -204,6 +206,7 @@ class FakeDiscordState:
         self.global_commands: dict[int, dict[str, Any]] = {}
         self.guild_commands: dict[int, dict[int, dict[str, Any]]] = {}
         self.interactions: dict[int, Interaction] = {}
+        self.poll_votes: dict[int, dict[int, list[int]]] = {}  # poll message → answer id → voters
         self.privileged_intents = Intent.PRIVILEGED  # as toggled in the developer portal
         self.cdn_base = "https://cdn.discordapp.com"
         self.users[self.bot_user_id] = self._user_payload(self.bot_user_id, bot_name, bot=True)
@@ -785,7 +788,8 @@ class FakeDiscordState:
                     "user": self.user(interaction.user_id),
                 }
         if poll:
-            message["poll"] = dict(poll)
+            message["poll"] = poll_from_request(poll, snowflake_time(message_id))
+            self.poll_votes[message_id] = {a["answer_id"]: [] for a in message["poll"]["answers"]}
         self.messages.setdefault(channel_id, {})[message_id] = message
         self.message_channel[message_id] = channel_id
         channel = self.channels.get(channel_id)

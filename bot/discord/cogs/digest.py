@@ -23,7 +23,7 @@ from discord.ext import commands
 from bot.core.config import DigestSettings
 from bot.core.timing import timezone_suggestions
 from bot.digest.categories import category_suggestions
-from bot.digest.records import LAYOUTS, GuildSettings, Subscription
+from bot.digest.records import CADENCES, LAYOUTS, GuildSettings, Subscription
 from bot.digest.status import describe_run
 from bot.digest.subscriptions import SubscriptionService
 from bot.discord.digest_messages import FEEDBACK_EMOJI, digest_paper_embed, header_embed
@@ -34,6 +34,11 @@ from bot.discord.protocol import Paperbot, as_paperbot
 log = structlog.get_logger(__name__)
 
 LAYOUT_CHOICES = [app_commands.Choice(name=layout.replace("_", " "), value=layout) for layout in LAYOUTS]
+CADENCE_CHOICES = [app_commands.Choice(name=cadence, value=cadence) for cadence in CADENCES]
+WEEKDAY_CHOICES = [
+    app_commands.Choice(name=name, value=name[:3].lower())
+    for name in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+]
 admin_only = app_commands.checks.has_permissions(manage_guild=True)
 
 
@@ -53,6 +58,8 @@ def settings_text(sub: Subscription) -> str:
         f"**Excluded keywords:** {', '.join(sub.negative_keywords) or '—'}",
         f"**Min upvotes:** {sub.min_upvotes} · **max papers:** {sub.max_papers}",
         f"**Layout:** {sub.layout.replace('_', ' ')}",
+        f"**Cadence:** {sub.cadence}"
+        + (" (the week's papers, ranked, with a paper-of-the-week poll)" if sub.cadence == "weekly" else ""),
         f"**Announce empty days:** {'yes' if sub.announce_empty else 'no'}",
         f"**Paused:** {'yes' if sub.paused else 'no'}",
     ]
@@ -138,8 +145,10 @@ class DigestCog(
         min_upvotes="Leave out Hugging Face papers with fewer upvotes",
         max_papers="At most this many papers per digest",
         announce_empty="Post one line saying why on days with nothing to post",
+        cadence="daily: the day's papers; weekly: a roundup of the week with a paper-of-the-week poll",
+        weekday="The day of a weekly roundup",
     )
-    @app_commands.choices(layout=LAYOUT_CHOICES)
+    @app_commands.choices(layout=LAYOUT_CHOICES, cadence=CADENCE_CHOICES, weekday=WEEKDAY_CHOICES)
     @admin_only
     async def subscribe(
         self,
@@ -156,15 +165,17 @@ class DigestCog(
         min_upvotes: app_commands.Range[int, 0, 100_000] | None = None,
         max_papers: app_commands.Range[int, 1, 50] | None = None,
         announce_empty: bool | None = None,
+        cadence: str | None = None,
+        weekday: str | None = None,
     ) -> None:
         channel_id = self._channel_id(interaction)
         if isinstance(interaction.channel, discord.Thread):
             raise UserFacingError("Subscribe a text channel, not a thread.")
         options: dict[str, Any] = {
             "topics": topics, "hf_daily": hf_daily, "arxiv_categories": arxiv, "post_time": time,
-            "timezone": timezone, "weekdays": weekdays, "layout": layout, "keywords": keywords,
+            "timezone": timezone, "layout": layout, "keywords": keywords,
             "negative_keywords": negative_keywords, "min_upvotes": min_upvotes, "max_papers": max_papers,
-            "announce_empty": announce_empty,
+            "announce_empty": announce_empty, "cadence": cadence, "weekdays": weekday or weekdays,
         }  # fmt: skip
         result = await self.subscriptions.subscribe(
             guild_id=self._guild_id(interaction), channel_id=channel_id, options=options,
