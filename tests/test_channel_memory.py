@@ -111,12 +111,16 @@ class World:
         return await final_message(handle, within=60)
 
     async def stored(self, channel: str = "general") -> int:
-        return await self.memory.index.count(MemoryScope(guild_id=self.guild, channel_id=self.channel(channel)))
+        return await self.memory.index.count(
+            MemoryScope(guild_id=self.guild, channel_id=self.channel(channel))
+        )
 
     async def wait_stored(self, count: int, channel: str = "general", within: float = 30.0) -> None:
         deadline = asyncio.get_running_loop().time() + within
         while await self.stored(channel) != count:
-            assert asyncio.get_running_loop().time() < deadline, f"stored {await self.stored(channel)} ≠ {count}"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"stored {await self.stored(channel)} ≠ {count}"
+            )
             await asyncio.sleep(0.05)
 
 
@@ -229,9 +233,13 @@ async def test_a_channel_without_memory_says_so_and_memory_never_crosses_channel
 
         await world.command("memory enable", channel="general")
         await world.command("memory enable", channel="papers")
-        secret = await mention(world, "In papers we decided the Titans memory module is overrated.", channel="papers")
+        secret = await mention(
+            world, "In papers we decided the Titans memory module is overrated.", channel="papers"
+        )
         await world.wait_stored(2, channel="papers")
-        answer = await world.ask_channel("What did we decide about the Titans memory module?", channel="general")
+        answer = await world.ask_channel(
+            "What did we decide about the Titans memory module?", channel="general"
+        )
         assert str(secret["id"]) not in sources_text(answer) + answer["content"]
         assert "overrated" not in answer["content"]
         hits = await world.memory.search(
@@ -287,7 +295,9 @@ async def test_forget_deletes_a_members_messages_and_only_theirs(world: World) -
         await world.wait_stored(4)
         refused = await world.command("memory forget", {"user": world.user("alice")}, user="bob")
         assert "Manage Server" in refused
-        assert "Forgot your messages in this server: 1 deleted." in await world.command("memory forget", user="bob")
+        assert "Forgot your messages in this server: 1 deleted." in await world.command(
+            "memory forget", user="bob"
+        )
         scope = MemoryScope(guild_id=world.guild, author_id=world.user("bob"))
         assert await world.memory.index.count(scope) == 0
         assert await world.stored() == 3  # alice's question and the bot's answers stay
@@ -302,11 +312,15 @@ async def test_messages_past_retention_are_not_searched_and_are_swept(world: Wor
         assert "30 days" in enabled
         question = await mention(world, LORA)
         await world.wait_stored(2)
-        hits = await world.memory.search(guild_id=world.guild, channel_id=world.channel(), query="LoRA rank", limit=5)
+        hits = await world.memory.search(
+            guild_id=world.guild, channel_id=world.channel(), query="LoRA rank", limit=5
+        )
         assert int(question["id"]) in {h.message.message_id for h in hits}
 
         world.clock.offset = dt.timedelta(days=31)
-        hits = await world.memory.search(guild_id=world.guild, channel_id=world.channel(), query="LoRA rank", limit=5)
+        hits = await world.memory.search(
+            guild_id=world.guild, channel_id=world.channel(), query="LoRA rank", limit=5
+        )
         assert hits == []  # expired: never found, even before the sweep runs
         await world.wait_stored(0, within=20)  # the sweep (every 5 s here) deletes them
         assert "Stored now:** 0 messages" in await world.command("memory status")

@@ -64,10 +64,9 @@ def guide_responder(copy_example: bool = False) -> Any:
         for position, line in enumerate(block):
             match = re.match(r"^\[(\d+)\] ", line)
             if match and position + 1 < len(block):
-                words = block[position + 1].split()[:12]
-                questions.append(
-                    f"{len(questions) + 1}. Why does the paper claim that {' '.join(words)}? [{match.group(1)}]"
-                )
+                words = " ".join(block[position + 1].split()[:12])
+                number = len(questions) + 1
+                questions.append(f"{number}. Why does the paper claim that {words}? [{match.group(1)}]")
         questions.append("4. What does this mean for the weather on Mars? [1]")  # grounded in nothing
         return "\n".join(questions[:2] + questions[-1:])
 

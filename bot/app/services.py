@@ -95,8 +95,9 @@ def build_services(
     memory = None
     if database is not None and memory_index is not None:
         channel_answers = AnswerService(
-            search, llm, settings.rag, settings.llm, encoding=settings.tokenizer.encoding, prompt="answer_channel"
-        )
+            search, llm, settings.rag, settings.llm,
+            encoding=settings.tokenizer.encoding, prompt="answer_channel",
+        )  # fmt: skip
         memory = MemoryService(
             memory_index, MemoryChannelStore(database), embedder, search, channel_answers, settings.memory
         )

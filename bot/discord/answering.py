@@ -38,7 +38,9 @@ async def answer_interaction(
         if answer_with is not None:
             answer = await answer_with(progress)
         else:
-            answer = await bot.services.answers.answer(question, progress=progress, search_filter=search_filter)
+            answer = await bot.services.answers.answer(
+                question, progress=progress, search_filter=search_filter
+            )
     finally:
         await progress.aclose()  # no progress edit may land after the answer
     await bot.services.budget.spend(interaction.guild_id, answer.prompt_tokens + answer.completion_tokens)

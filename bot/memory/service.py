@@ -133,9 +133,7 @@ class MemoryService:
     def check_retention(self, retention_days: int | None) -> int:
         days = retention_days or self.settings.retention_days
         if not 1 <= days <= self.settings.max_retention_days:
-            raise UserInputError(
-                f"retention_days must be between 1 and {self.settings.max_retention_days}"
-            )
+            raise UserInputError(f"retention_days must be between 1 and {self.settings.max_retention_days}")
         return days
 
     async def enable(

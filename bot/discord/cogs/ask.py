@@ -38,12 +38,15 @@ class AskCog(commands.Cog, name="Ask"):
         await answer_interaction(self.bot, interaction, question, private=private)
 
     async def _ask_channel(self, interaction: discord.Interaction, question: str, *, private: bool) -> None:
-        """From this channel's memory (a thread asks its parent channel's) plus papers, cited with jump links."""
+        """From this channel's memory (a thread asks its parent channel's) plus papers, cited with jump
+        links."""
         memory = self.bot.services.memory
         channel = interaction.channel
         channel_id = channel.parent_id if isinstance(channel, discord.Thread) else interaction.channel_id
         if memory is None or interaction.guild_id is None or channel_id is None:
-            raise UserFacingError("Channel memory is not available here; ask without scope to search the papers.")
+            raise UserFacingError(
+                "Channel memory is not available here; ask without scope to search the papers."
+            )
         guild_id = interaction.guild_id
         if await memory.channel(channel_id) is None:
             raise UserFacingError(

@@ -48,7 +48,10 @@ def can_manage(interaction: discord.Interaction) -> bool:
 
 @app_commands.guild_only()
 class MemoryCog(
-    commands.GroupCog, name="Memory", group_name="memory", group_description="Channel memory: opt-in, status, forget"
+    commands.GroupCog,
+    name="Memory",
+    group_name="memory",
+    group_description="Channel memory: opt-in, status, forget",
 ):
     def __init__(self, bot: Paperbot) -> None:
         if bot.services.memory is None:
@@ -95,11 +98,16 @@ class MemoryCog(
             raise UserFacingError("Turning channel memory on needs the Manage Server permission.")
         guild_id, channel_id = self._where(interaction)
         status = await self.memory.enable(
-            guild_id=guild_id, channel_id=channel_id, user_id=interaction.user.id, retention_days=retention_days
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=interaction.user.id,
+            retention_days=retention_days,
         )
         await self._reply(interaction, status_text(status))
 
-    @app_commands.command(name="disable", description="Stop remembering this channel and delete what was kept")
+    @app_commands.command(
+        name="disable", description="Stop remembering this channel and delete what was kept"
+    )
     async def disable(self, interaction: discord.Interaction) -> None:
         if not can_manage(interaction):
             raise UserFacingError("Turning channel memory off needs the Manage Server permission.")
@@ -113,7 +121,9 @@ class MemoryCog(
     @app_commands.command(name="status", description="What this channel's memory keeps, and for how long")
     async def status(self, interaction: discord.Interaction) -> None:
         guild_id, channel_id = self._where(interaction)
-        await self._reply(interaction, status_text(await self.memory.status(guild_id=guild_id, channel_id=channel_id)))
+        await self._reply(
+            interaction, status_text(await self.memory.status(guild_id=guild_id, channel_id=channel_id))
+        )
 
     @app_commands.command(name="forget", description="Delete your remembered messages in this server")
     @app_commands.describe(user="Whose messages (default: yours; someone else's needs Manage Server)")

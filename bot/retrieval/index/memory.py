@@ -399,8 +399,12 @@ class ServerMemoryIndex(MemoryIndex):
     ) -> list[tuple[str, float]]:
         from qdrant_client import models
 
-        query: Any = dense if dense is not None else models.SparseVector(
-            indices=sparse.indices if sparse else [], values=sparse.values if sparse else []
+        query: Any = (
+            dense
+            if dense is not None
+            else models.SparseVector(
+                indices=sparse.indices if sparse else [], values=sparse.values if sparse else []
+            )
         )
         response = await self._client.query_points(
             self._collection,
