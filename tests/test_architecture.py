@@ -37,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "db": {"core"},
     "digest": {"core", "retrieval", "limits", "llm", "ingest", "rag", "db"},
     "memory": {"core", "retrieval", "llm", "rag", "db"},
-    "discord": {"core", "retrieval", "limits", "llm", "rag", "digest", "memory"},
+    "library": {"core", "retrieval", "limits", "llm", "ingest", "rag", "db", "digest"},
+    "discord": {"core", "retrieval", "limits", "llm", "rag", "digest", "memory", "library"},
     "ops": {"core", "retrieval", "llm", "db", "discord"},
     "app": {
         "core",
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "db",
         "digest",
         "memory",
+        "library",
         "discord",
         "ops",
     },
@@ -58,7 +60,7 @@ ALLOWED: dict[str, set[str]] = {
 ALLOWED_MODULES: dict[str, set[str]] = {
     # The repository stores the digest's records (subscriptions, runs, ledger): it knows their types,
     # not the digest's logic.
-    "db": {"bot.digest.records"},
+    "db": {"bot.digest.records", "bot.library.records"},
 }
 TYPE_ONLY: dict[str, set[str]] = {"discord": {"bot.app.services"}}
 

@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_digest_arguments(sub)
 
+    cite = sub.add_parser("cite", help="citations of papers in the index (BibTeX, RIS, CSL-JSON or Markdown)")
+    cite.add_argument("ids", nargs="+", metavar="ID", help="arXiv ids (2405.15738) or arxiv.org links")
+    cite.add_argument(
+        "--format", choices=["bibtex", "ris", "csl-json", "markdown"], default="bibtex", dest="fmt"
+    )
+
     sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
 
     from bot.ops.doctor import add_arguments as add_doctor_arguments
@@ -152,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "search": cmd_search,
         "ask": cmd_ask,
         "digest": cmd_digest,
+        "cite": cmd_cite,
         "run": cmd_run,
     }[args.command]
     try:
@@ -365,6 +372,19 @@ async def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if answer.citations:
         print("\nSources:")
         print(format_sources_list(answer.citations))
+    return EXIT_OK
+
+
+# --- cite ---------------------------------------------------------------------------------------
+
+
+async def cmd_cite(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app.services import open_services
+    from bot.library.service import cite_papers
+
+    async with open_services(settings) as services:
+        text = await cite_papers(services.index, args.ids, args.fmt)
+    sys.stdout.write(text)
     return EXIT_OK
 
 

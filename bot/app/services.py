@@ -11,6 +11,7 @@ import structlog
 
 from bot.core.config import Settings
 from bot.db import Database, Repository, open_database
+from bot.db.library import LibraryRepository
 from bot.db.memory_store import MemoryChannelStore
 from bot.digest.roundup import RoundupService
 from bot.digest.scheduler import DigestScheduler
@@ -22,6 +23,8 @@ from bot.fulltext.fetch import ArxivFullTextFetcher
 from bot.fulltext.service import FullTextService
 from bot.fulltext.store import FullTextStore
 from bot.ingest.pipeline import Ingestor
+from bot.library.digests import PersonalDigestService
+from bot.library.service import FollowService, LibraryService
 from bot.limits.budget import MemoryUsageStore, TokenBudget
 from bot.llm import LLMClient, LocalLLMUnavailable, llm_session
 from bot.llm.models import resolve_llm_settings
@@ -46,6 +49,9 @@ class DigestServices:
     scheduler: DigestScheduler
     subscriptions: SubscriptionService
     summaries: SummaryService
+    library: LibraryService  # each user's saved papers (/library, Save, `cite`)
+    follows: FollowService
+    personal: PersonalDigestService  # DM digests of what users follow
     roundups: RoundupService  # weekly roundups' poll end: the paper-of-the-week discussion thread
 
 
@@ -141,6 +147,7 @@ def build_digest_services(
     fetch: SourceFetcher | None = None,
 ) -> DigestServices:
     repo = Repository(database)
+    library = LibraryRepository(database)
     digests = build_digest_service(
         settings, repo=repo, search=search, ingestor=ingestor, llm=llm, fetch=fetch
     )
@@ -162,6 +169,15 @@ def build_digest_services(
         scheduler=scheduler,
         subscriptions=SubscriptionService(repo, settings.digest, digests=digests, scheduler=scheduler),
         summaries=digests.summaries,
+        library=LibraryService(library, search.index, search, settings.library),
+        follows=FollowService(library, settings.library),
+        personal=PersonalDigestService(
+            library=library,
+            repo=repo,
+            digests=digests,
+            settings=settings.library,
+            digest_settings=settings.digest,
+        ),
         roundups=RoundupService(repo, search, llm),
     )
 

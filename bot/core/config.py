@@ -330,6 +330,33 @@ class DiscordSettings(BaseSettings):
         return value
 
 
+class LibrarySettings(BaseSettings):
+    """Personal research tools (`/library`, `/follow`, DM digests): limits and the DM digest's time."""
+
+    model_config = _config("LIBRARY_")
+
+    max_saved: int = Field(default=1000, ge=1, le=100_000)
+    max_follows: int = Field(default=50, ge=1, le=1000)
+    max_bib_bytes: int = Field(default=5_000_000, ge=1000, le=50_000_000)
+    # Personal DM digests go out once a day at this UTC time (weekly ones on `weekly_day`).
+    digest_time: str = "08:00"
+    weekly_day: str = "mon"
+    digest_max_papers: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("digest_time")
+    @classmethod
+    def _valid_time(cls, value: str) -> str:
+        return f"{_as_setting('LIBRARY_DIGEST_TIME', parse_post_time, value):%H:%M}"
+
+    @field_validator("weekly_day")
+    @classmethod
+    def _valid_day(cls, value: str) -> str:
+        days = _as_setting("LIBRARY_WEEKLY_DAY", parse_weekdays, value)
+        if len(days) != 1:
+            raise ValueError("LIBRARY_WEEKLY_DAY: one day, such as mon")
+        return format_weekdays(days)
+
+
 class OpsSettings(BaseSettings):
     """The health/metrics HTTP endpoint (/healthz, /readyz, /metrics); port 0 → off."""
 
@@ -358,6 +385,7 @@ class Settings(BaseModel):
     fulltext: FulltextSettings = Field(default_factory=FulltextSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
+    library: LibrarySettings = Field(default_factory=LibrarySettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)

@@ -33,6 +33,8 @@ EXTENSIONS = (
     "bot.discord.cogs.help",
     "bot.discord.cogs.chat",
     "bot.discord.cogs.digest",
+    "bot.discord.cogs.library",
+    "bot.discord.cogs.follow",
     "bot.discord.cogs.memory",
     "bot.discord.cogs.roundup",
 )

@@ -29,6 +29,7 @@ from bot.discord.formatting import (
     note_line,
     paper_embed,
 )
+from bot.discord.library_ui import save_view
 
 log = structlog.get_logger(__name__)
 
@@ -148,12 +149,17 @@ class DiscordDigestPoster:
                 message_id=parent_message_id, channel_id=channel_id, fail_if_not_exists=False
             )
         embed = digest_paper_embed(post)
+        view = save_view(post.paper.paper_id)  # 🔖 Save: into the reader's own library
         if reference is not None:
             message = await channel.send(
-                embed=embed, allowed_mentions=NO_MENTIONS, reference=reference, mention_author=False
+                embed=embed,
+                allowed_mentions=NO_MENTIONS,
+                reference=reference,
+                mention_author=False,
+                view=view,
             )
         else:
-            message = await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
+            message = await channel.send(embed=embed, allowed_mentions=NO_MENTIONS, view=view)
         # Extras after the post: failing them must not make the service think the paper was not sent.
         if post.layout == "thread_per_paper" and isinstance(channel, discord.TextChannel):
             try:

@@ -651,6 +651,8 @@ class RestApi:
             raise DiscordError(400, 50008, "Cannot send messages in a non-text channel")
         send = "send_messages_in_threads" if state.is_thread(channel_id) else "send_messages"
         self._require(channel_id, "view_channel", send)
+        if state.dm_recipient(channel_id) in state.closed_dms:
+            raise DiscordError(403, 50007, "Cannot send messages to this user")
         if rec.files:
             self._require(channel_id, "attach_files")
         body = rec.json or {}

@@ -206,6 +206,7 @@ class FakeDiscordState:
         self.global_commands: dict[int, dict[str, Any]] = {}
         self.guild_commands: dict[int, dict[int, dict[str, Any]]] = {}
         self.interactions: dict[int, Interaction] = {}
+        self.closed_dms: set[int] = set()  # users who accept no DMs from the bot (→ 403 50007)
         self.poll_votes: dict[int, dict[int, list[int]]] = {}  # poll message → answer id → voters
         self.privileged_intents = Intent.PRIVILEGED  # as toggled in the developer portal
         self.cdn_base = "https://cdn.discordapp.com"
@@ -428,6 +429,17 @@ class FakeDiscordState:
             {"id": str(target_id), "type": 1 if member else 0, "allow": str(allow), "deny": str(deny)}
         )
         channel["permission_overwrites"] = overwrites
+
+    def close_dms(self, user_id: int, closed: bool = True) -> None:
+        """The user turns off direct messages from server members (or blocks the bot): opening the
+        DM channel still works, sending in it is 403 50007, as on Discord."""
+        (self.closed_dms.add if closed else self.closed_dms.discard)(user_id)
+
+    def dm_recipient(self, channel_id: int) -> int | None:
+        channel = self.channels.get(channel_id) or {}
+        if channel.get("type") != ChannelType.DM:
+            return None
+        return int(channel["recipients"][0]["id"])
 
     def deny_bot(self, channel_id: int, *permissions: str) -> None:
         """Take permissions (names as in discord.Permissions) from the bot in one channel."""

@@ -20,10 +20,15 @@ class AskCog(commands.Cog, name="Ask"):
     @app_commands.describe(
         question="Your question about the papers",
         private="Only you see the answer",
-        scope="papers (default), or channel: this channel's remembered discussion plus papers",
+        scope="papers (default); channel: this channel's remembered discussion plus papers; "
+        "library: only the papers you saved",
     )
     @app_commands.choices(
-        scope=[app_commands.Choice(name="papers", value="papers"), app_commands.Choice(name="channel", value="channel")]
+        scope=[
+            app_commands.Choice(name="papers", value="papers"),
+            app_commands.Choice(name="channel", value="channel"),
+            app_commands.Choice(name="library", value="library"),
+        ]
     )
     async def ask(
         self,
@@ -32,6 +37,9 @@ class AskCog(commands.Cog, name="Ask"):
         private: bool = False,
         scope: str = "papers",
     ) -> None:
+        if scope == "library":
+            await self._ask_library(interaction, question, private=private)
+            return
         if scope == "channel":
             await self._ask_channel(interaction, question, private=private)
             return
@@ -58,6 +66,16 @@ class AskCog(commands.Cog, name="Ask"):
             return await memory.answer(question, guild_id=guild_id, channel_id=channel_id, progress=progress)
 
         await answer_interaction(self.bot, interaction, question, private=private, answer_with=from_channel)
+
+    async def _ask_library(self, interaction: discord.Interaction, question: str, *, private: bool) -> None:
+        """Iter-RetGen over the asker's saved papers only (`/library`), with the same citations."""
+        state = self.bot.services.state
+        if state is None:
+            raise UserFacingError("Saved papers need the bot's state database; ask without scope.")
+        search_filter = await state.library.library_filter(interaction.user.id)
+        await answer_interaction(
+            self.bot, interaction, question, private=private, search_filter=search_filter
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

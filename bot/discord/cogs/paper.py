@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.core.papers import clean_user_text, parse_arxiv_id
 from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, card_summary_text, paper_embed, quoted_input
+from bot.discord.library_ui import save_view
 from bot.discord.protocol import Paperbot, as_paperbot
 
 ALLOWED_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.co", "www.huggingface.co"}
@@ -62,7 +63,9 @@ class PaperCog(commands.Cog, name="Paper"):
             return
         summary = await self.bot.services.cards.for_card(paper, interaction.guild_id)
         await interaction.followup.send(
-            embed=paper_embed(paper, summary=card_summary_text(summary)), allowed_mentions=NO_MENTIONS
+            embed=paper_embed(paper, summary=card_summary_text(summary)),
+            allowed_mentions=NO_MENTIONS,
+            view=save_view(paper.paper_id),
         )
 
 

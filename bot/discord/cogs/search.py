@@ -22,6 +22,7 @@ from bot.discord.formatting import (
     paper_embed,
     quoted_input,
 )
+from bot.discord.library_ui import SaveButton
 from bot.discord.log_context import bind_interaction
 from bot.discord.protocol import Paperbot, as_paperbot
 from bot.retrieval.index import SearchFilter
@@ -103,12 +104,13 @@ class AskAboutPaper(discord.ui.Modal, title="Ask about this paper"):
 
 
 def results_view(papers: Sequence[Paper]) -> discord.ui.View:
-    """Summarize / Ask / Similar for the first five papers, one row each. Fully dynamic: the view
-    is never stored, the buttons are routed by their custom_id."""
+    """Summarize / Ask / Similar / 🔖 Save for the first five papers, one row each. Fully dynamic:
+    the view is never stored, the buttons are routed by their custom_id."""
     view = discord.ui.View(timeout=None)
     for rank, paper in enumerate(papers[:ROWS_WITH_BUTTONS], 1):
         for action in ("sum", "ask", "sim"):
             view.add_item(PaperButton(action, paper.paper_id, rank, row=rank - 1))
+        view.add_item(SaveButton(paper.paper_id, row=rank - 1, label=f"🔖 Save #{rank}"))
     return view
 
 
