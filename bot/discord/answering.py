@@ -38,6 +38,10 @@ async def answer_interaction(
         if answer_with is not None:
             answer = await answer_with(progress)
         else:
+            if bot.services.fulltext is not None:  # on demand: the papers it is asked about
+                await bot.services.fulltext.ensure_for_question(
+                    question, paper_ids=search_filter.paper_ids if search_filter else ()
+                )
             answer = await bot.services.answers.answer(
                 question, progress=progress, search_filter=search_filter
             )

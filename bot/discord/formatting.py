@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 import discord
 
@@ -139,6 +140,36 @@ def paper_embed(paper: Paper, *, summary: str | None = None, footer: str | None 
         embed.add_field(name="Links", value=links, inline=False)
     embed.set_footer(text=clip(footer or paper.paper_id, EMBED_FOOTER))
     return fit_embed(embed)
+
+
+FULLTEXT_FIELD = "Full text"
+
+
+def with_fulltext_field(
+    embed: discord.Embed, record: FullTextStatus | None, *, fetching: bool
+) -> discord.Embed:
+    """The card's "Full text" field: the sections when it is indexed, else whether it is on its way."""
+    if record is not None:
+        sections = " · ".join(record.sections)
+        value = f"Indexed ({record.source_format}, {len(record.sections)} sections): {sections}"
+    elif fetching:
+        value = "Fetching the full text from arXiv…"
+    else:
+        value = "Not indexed: answers use the abstract only."
+    value = clip(defang_links(value), EMBED_FIELD_VALUE)
+    index = next((i for i, f in enumerate(embed.fields) if f.name == FULLTEXT_FIELD), None)
+    if index is None:
+        embed.add_field(name=FULLTEXT_FIELD, value=value, inline=False)
+    else:
+        embed.set_field_at(index, name=FULLTEXT_FIELD, value=value, inline=False)
+    return fit_embed(embed)
+
+
+class FullTextStatus(Protocol):
+    """What the card shows of a paper's indexed full text (bot.fulltext.store.FullTextRecord)."""
+
+    source_format: str
+    sections: list[str]
 
 
 def fit_embed(embed: discord.Embed) -> discord.Embed:

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from bot.retrieval.search import SearchService
 from bot.retrieval.sparse import sparse_document
 
 log = structlog.get_logger(__name__)
+
+# New-style arXiv ids as people paste them: "2310.06825", "arXiv:2310.06825v2", arxiv.org links.
+_ARXIV_ID = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d])")
+MAX_NAMED_PAPERS = 3  # a question naming more does not fetch them all
 
 
 def title_key(title: str) -> str:
@@ -73,6 +78,15 @@ class FullTextService:
 
     def status(self, paper_id: str) -> FullTextRecord | None:
         return self.store.get(paper_id)
+
+    def can_fetch(self, paper: Paper) -> bool:
+        """Whether `ensure` would try arXiv for this paper (on demand or eager, an arXiv id)."""
+        return (
+            self._settings.mode != "off"
+            and self._fetcher is not None
+            and paper.arxiv_id is not None
+            and parse_arxiv_id(paper.arxiv_id) is not None
+        )
 
     def read_path(self, path: Path) -> tuple[Document, float]:
         started = time.perf_counter()
@@ -176,10 +190,8 @@ class FullTextService:
         """On demand: the paper's full text, fetched from arXiv and indexed if it is not yet. Never
         raises: a paper without full text is still a paper (the reason is logged)."""
         record = self.store.get(paper.paper_id)
-        if record is not None or self._settings.mode == "off" or self._fetcher is None:
+        if record is not None or not self.can_fetch(paper):
             return record
-        if not paper.arxiv_id or parse_arxiv_id(paper.arxiv_id) is None:
-            return None
         lock = self._locks.setdefault(paper.paper_id, asyncio.Lock())
         async with lock:
             record = self.store.get(paper.paper_id)
@@ -192,6 +204,19 @@ class FullTextService:
                 return None
             finally:
                 self._locks.pop(paper.paper_id, None)
+
+    async def ensure_for_question(
+        self, question: str, *, paper_ids: Sequence[str] = (), context: str = ""
+    ) -> list[FullTextRecord]:
+        """On demand before an answer: the full texts of the papers a question is about — those it
+        is asked through (a card's Ask button: `paper_ids`) and those its text or its thread
+        (`context`, e.g. the digest post a thread hangs off) names by arXiv id or link."""
+        wanted = list(dict.fromkeys([*paper_ids, *_ARXIV_ID.findall(f"{question}\n{context}")]))
+        if not wanted or self._settings.mode == "off":
+            return []
+        stored = await self._index.fetch_papers(wanted[:MAX_NAMED_PAPERS])
+        records = [await self.ensure(paper) for paper in stored.values()]
+        return [r for r in records if r is not None]
 
     async def _fetch_and_add(self, paper: Paper) -> FullTextRecord:
         assert self._fetcher is not None and paper.arxiv_id

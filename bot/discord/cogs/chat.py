@@ -109,6 +109,10 @@ class ChatCog(commands.Cog, name="Chat"):
             )
             try:
                 async with destination.typing():
+                    if self.bot.services.fulltext is not None:  # on demand: papers it or its thread names
+                        await self.bot.services.fulltext.ensure_for_question(
+                            question, context="\n".join(turn.text for turn in history)
+                        )
                     answer = await self.bot.services.answers.answer(
                         question, history=history, progress=notice
                     )

@@ -11,7 +11,13 @@ from discord.ext import commands
 
 from bot.core.papers import clean_user_text, parse_arxiv_id
 from bot.discord.errors import UserFacingError
-from bot.discord.formatting import NO_MENTIONS, card_summary_text, paper_embed, quoted_input
+from bot.discord.formatting import (
+    NO_MENTIONS,
+    card_summary_text,
+    paper_embed,
+    quoted_input,
+    with_fulltext_field,
+)
 from bot.discord.library_ui import save_view
 from bot.discord.protocol import Paperbot, as_paperbot
 
@@ -62,11 +68,20 @@ class PaperCog(commands.Cog, name="Paper"):
             )
             return
         summary = await self.bot.services.cards.for_card(paper, interaction.guild_id)
-        await interaction.followup.send(
-            embed=paper_embed(paper, summary=card_summary_text(summary)),
+        embed = paper_embed(paper, summary=card_summary_text(summary))
+        fulltext = self.bot.services.fulltext
+        record = fulltext.status(paper.paper_id) if fulltext is not None else None
+        # On demand: the card goes out at once, then shows the sections once the full text is in.
+        fetching = record is None and fulltext is not None and fulltext.can_fetch(paper)
+        message = await interaction.followup.send(
+            embed=with_fulltext_field(embed, record, fetching=fetching),
             allowed_mentions=NO_MENTIONS,
             view=save_view(paper.paper_id),
+            wait=True,
         )
+        if fetching and fulltext is not None:
+            record = await fulltext.ensure(paper)
+            await message.edit(embed=with_fulltext_field(embed, record, fetching=False))
 
 
 async def setup(bot: commands.Bot) -> None:
