@@ -272,7 +272,7 @@ class PersonalDigestService:
         async def plan_and_deliver(settings: PersonalSettings, picks: list[PersonalPick]) -> None:
             entries = await self.repo.plan_digest(
                 guild_id=PERSONAL_GUILD_ID, channel_id=settings.user_id, digest_date=digest_date,
-                run_id=None,  # type: ignore[arg-type]  # personal digests have no channel run
+                run_id=None,  # personal digests have no channel run
                 items=self._plan(digest_date, picks, summaries, settings.cadence),
             )  # fmt: skip
             await deliver(settings, entries)

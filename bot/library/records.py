@@ -16,6 +16,31 @@ Delivery = Literal["dm", "off"]
 Cadence = Literal["daily", "weekly"]
 MAX_NOTE_CHARS = 1000
 MAX_FOLLOW_CHARS = 100
+# arXiv's archives (a category is an archive, or archive.SUBJECT): https://arxiv.org/category_taxonomy
+ARXIV_ARCHIVES = frozenset(
+    [
+        "cs",
+        "econ",
+        "eess",
+        "math",
+        "stat",
+        "q-bio",
+        "q-fin",
+        "astro-ph",
+        "cond-mat",
+        "gr-qc",
+        "hep-ex",
+        "hep-lat",
+        "hep-ph",
+        "hep-th",
+        "math-ph",
+        "nlin",
+        "nucl-ex",
+        "nucl-th",
+        "physics",
+        "quant-ph",
+    ]
+)
 _CATEGORY = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[a-z]+)?)?$")
 
 
@@ -78,7 +103,7 @@ def clean_follow(kind: str, value: str) -> tuple[FollowKind, str]:
         raise ValueError("the value is empty")
     if len(text) > MAX_FOLLOW_CHARS:
         raise ValueError(f"the value is longer than {MAX_FOLLOW_CHARS} characters")
-    if kind == "category" and not _CATEGORY.match(text):
+    if kind == "category" and not (_CATEGORY.match(text) and text.split(".")[0] in ARXIV_ARCHIVES):
         raise ValueError(f"{text!r} is not an arXiv category such as cs.CL or hep-th")
     if kind == "author" and not fold(text):
         raise ValueError("an author is a name with letters")
