@@ -269,7 +269,7 @@ class Repository:
         guild_id: int,
         channel_id: int,
         digest_date: dt.date,
-        run_id: int,
+        run_id: int | None,
         items: Sequence[PlannedItem],
     ) -> list[LedgerEntry]:
         """Record the intent to post `items`; items already planned for that channel and date are kept.

@@ -30,7 +30,7 @@ from bot.digest.delivery import (
     ReadingGuide,
     item_marker,
 )
-from bot.digest.records import PlannedItem
+from bot.digest.records import LedgerEntry, PlannedItem
 from bot.llm import LLMClient, Priority, llm_priority
 from bot.llm.errors import LLMError
 from bot.rag.packing import remove_instructions, sanitize_source_text
@@ -130,7 +130,7 @@ class RoundupService:
         bound.info("roundup.discussion_opened", thread_id=thread_id, votes=result.votes, total=result.total)
         return thread_id
 
-    async def _paper(self, paper_id: str, entries: list) -> Paper:  # type: ignore[type-arg]
+    async def _paper(self, paper_id: str, entries: list[LedgerEntry]) -> Paper:
         stored = await self.search.index.fetch_papers([paper_id])
         if paper_id in stored:
             return stored[paper_id]
@@ -148,7 +148,7 @@ class RoundupService:
             search_filter=SearchFilter(paper_ids=(paper.paper_id,)),
         )
         chunks = sorted({h.chunk_no: h for h in hits}.values(), key=lambda h: h.chunk_no)[:MAX_EXCERPTS]
-        sources = []
+        sources: list[GuideSource] = []
         for hit in chunks:
             text = remove_instructions(sanitize_source_text(hit.text.removeprefix(paper.title)))
             if not text:

@@ -52,7 +52,7 @@ class RoundupCog(commands.Cog, name="Roundup"):
         author = (payload.data.get("author") or {}).get("id")
         if payload.guild_id is None or me is None or author is None or int(author) != me.id:
             return
-        counts = final_counts(payload.data.get("poll"))  # type: ignore[arg-type]
+        counts = final_counts(payload.data.get("poll"))
         if counts is not None:
             await self._closed(payload.channel_id, payload.message_id, counts)
 

@@ -216,7 +216,7 @@ class EdgeMemoryIndex(MemoryIndex):
     def _filter(self, scope: MemoryScope) -> Any:
         import qdrant_edge as qe
 
-        must = []
+        must: list[Any] = []
         for key, value in scope.conditions():
             if isinstance(value, tuple):
                 gte, lt = value
@@ -264,7 +264,7 @@ class EdgeMemoryIndex(MemoryIndex):
         import qdrant_edge as qe
 
         if message_ids:
-            ids = [message_point_id(m) for m in message_ids]
+            ids: list[Any] = [message_point_id(m) for m in message_ids]
             await asyncio.to_thread(self._update, qe.UpdateOperation.delete_points(ids))
 
     async def delete_scope(self, scope: MemoryScope) -> None:
@@ -378,7 +378,7 @@ class ServerMemoryIndex(MemoryIndex):
         from qdrant_client import models
 
         if message_ids:
-            ids = [message_point_id(m) for m in message_ids]
+            ids: list[Any] = [message_point_id(m) for m in message_ids]
             await self._client.delete(
                 self._collection, points_selector=models.PointIdsList(points=ids), wait=True
             )
