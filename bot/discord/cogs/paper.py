@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.utils import MISSING
 
 from bot.core.papers import clean_user_text, parse_arxiv_id
 from bot.discord.errors import UserFacingError
@@ -76,7 +77,7 @@ class PaperCog(commands.Cog, name="Paper"):
         message = await interaction.followup.send(
             embed=with_fulltext_field(embed, record, fetching=fetching),
             allowed_mentions=NO_MENTIONS,
-            view=save_view(paper.paper_id),
+            view=save_view(paper.paper_id) if self.bot.services.state is not None else MISSING,
             wait=True,
         )
         if fetching and fulltext is not None:

@@ -103,14 +103,15 @@ class AskAboutPaper(discord.ui.Modal, title="Ask about this paper"):
         await report_interaction_error(interaction, error)
 
 
-def results_view(papers: Sequence[Paper]) -> discord.ui.View:
-    """Summarize / Ask / Similar / 🔖 Save for the first five papers, one row each. Fully dynamic:
-    the view is never stored, the buttons are routed by their custom_id."""
+def results_view(papers: Sequence[Paper], *, save: bool = False) -> discord.ui.View:
+    """Summarize / Ask / Similar (and 🔖 Save when the bot keeps libraries) for the first five papers,
+    one row each. Fully dynamic: the view is never stored, the buttons are routed by their custom_id."""
     view = discord.ui.View(timeout=None)
     for rank, paper in enumerate(papers[:ROWS_WITH_BUTTONS], 1):
         for action in ("sum", "ask", "sim"):
             view.add_item(PaperButton(action, paper.paper_id, rank, row=rank - 1))
-        view.add_item(SaveButton(paper.paper_id, row=rank - 1, label=f"🔖 Save #{rank}"))
+        if save:
+            view.add_item(SaveButton(paper.paper_id, row=rank - 1, label=f"🔖 Save #{rank}"))
     return view
 
 
@@ -149,9 +150,10 @@ class SearchCog(commands.Cog, name="Search"):
             return
         embeds = [paper_embed(p, footer=f"#{rank} · {p.paper_id}") for rank, p in enumerate(papers, 1)]
         groups = fit_embeds(embeds)
+        saves = self.bot.services.state is not None  # 🔖 Save needs the state database
         for index, group in enumerate(groups):
             last = index == len(groups) - 1
-            kwargs: dict[str, Any] = {"view": results_view(papers)} if last else {}
+            kwargs: dict[str, Any] = {"view": results_view(papers, save=saves)} if last else {}
             await interaction.followup.send(
                 embeds=group, ephemeral=private, allowed_mentions=NO_MENTIONS, **kwargs
             )
