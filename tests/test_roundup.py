@@ -13,7 +13,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from bot.app.services import Services, build_services
 from bot.core.config import Settings
 from bot.db import Database, upgrade_schema
 from bot.digest.records import SubscriptionSettings
-from bot.digest.roundup import content_words, grounded
+from bot.digest.roundup import RoundupService, content_words, grounded
 from bot.digest.sources import directory_fetcher
 from bot.ingest.sources import parse_bytes
 from tests.fakediscord import FakeDiscord, run_client
@@ -257,3 +257,28 @@ async def test_a_guide_falls_back_to_quotes_when_the_model_only_copies_its_examp
     assert len(questions) == 3 and all(q.startswith("The paper says: “") for q, _ in questions)
     assert "compute-optimal" not in embed["description"].lower()  # the example never reaches users
     assert "quote the paper" in embed["description"]
+
+
+async def test_a_poll_that_ended_while_the_bot_was_down_still_gets_its_discussion(world: World) -> None:
+    async with world.bot():
+        header, papers = await post_roundup(world)
+    poll_id = int(header["id"])
+    await world.fake.dispatch_poll_vote(poll_id, 2, user_id=world.user("bob"))
+    await world.fake.end_poll(poll_id)  # nobody is connected: both poll-end events are missed
+    assert world.services.state is not None
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=world.settings.digest.roundup_poll_hours, minutes=6)
+    roundups = RoundupService(
+        world.services.state.repo, world.services.search, world.services.llm, clock=lambda: later
+    )
+    assert await roundups.due_polls(dt.datetime.now(dt.UTC)) == []  # not yet due an hour after posting
+    world.services = replace(world.services, state=replace(world.services.state, roundups=roundups))
+    assert await roundups.due_polls() == [(world.channel(), poll_id)]
+    async with world.bot() as bot:
+        cog = bot.get_cog("Roundup")
+        await cog.missed_polls()  # what its loop runs every 10 minutes
+        guide = await world.fake.wait_for_message(poll_id, timeout=60)
+    assert (
+        guide["embeds"][0]["url"] == papers[1]["embeds"][0]["url"]
+        and "1 of 1 votes" in guide["embeds"][0]["description"]
+    )
+    assert await roundups.due_polls() == []  # done: not looked for again

@@ -487,3 +487,12 @@ class Repository:
             net = {str(p): int(v or 0) for p, v in votes.all()}
             saved = {str(p): int(n) for p, n in saves.all()}
         return {p: (net.get(p, 0), saved.get(p, 0)) for p in ids if p in net or p in saved}
+
+    async def posted_headers(self, since: dt.datetime) -> list[tuple[LedgerEntry, dt.datetime]]:
+        """Digest headers posted since `since`, with when (weekly roundups' polls are among them)."""
+        query = select(LedgerRow).where(
+            LedgerRow.kind == "header", LedgerRow.state == "posted", LedgerRow.posted_at >= since
+        )
+        async with self.database.snapshot() as session:
+            rows = (await session.execute(query)).scalars()
+            return [(_ledger(row), row.posted_at) for row in rows if row.posted_at is not None]

@@ -12,8 +12,9 @@ restart) opens nothing twice.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -40,6 +41,9 @@ from bot.retrieval.search import SearchService
 log = structlog.get_logger(__name__)
 
 GUIDE_ITEM = "#guide"
+MAX_POLL_HOURS = 768  # Discord's longest poll
+POLL_CLOSE_SLACK = dt.timedelta(minutes=5)  # Discord finalizes a poll shortly after it expires
+MISSED_POLL_WINDOW = dt.timedelta(days=7)  # a missed poll end is looked for this long
 GUIDE_QUESTIONS = 3
 MAX_EXCERPTS = 6
 EXCERPT_CHARS = 700
@@ -80,8 +84,16 @@ def poll_winner(poll: DigestPoll, counts: Mapping[int, int]) -> PollResult:
 
 
 class RoundupService:
-    def __init__(self, repo: Repository, search: SearchService, llm: LLMClient | None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        search: SearchService,
+        llm: LLMClient | None,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.repo = repo
+        self._clock = clock
         self.search = search
         self.llm = llm
         self._prompt = load_prompt("reading_guide")
@@ -129,6 +141,24 @@ class RoundupService:
         await self.repo.mark_posted(guide_entry.id, thread_id)
         bound.info("roundup.discussion_opened", thread_id=thread_id, votes=result.votes, total=result.total)
         return thread_id
+
+    async def due_polls(self, now: dt.datetime | None = None) -> list[tuple[int, int]]:
+        """(channel id, poll message id) of roundup polls that should have closed by `now` and have
+        no discussion thread yet: the poll ends that were missed (the bot was down), to check again."""
+        now = now or self._clock()
+        since = now - dt.timedelta(hours=MAX_POLL_HOURS) - MISSED_POLL_WINDOW
+        due = []
+        for entry, posted_at in await self.repo.posted_headers(since):
+            poll = DigestPoll.from_content(entry.content.get("poll"))
+            if poll is None or entry.message_id is None:
+                continue
+            closes = posted_at + dt.timedelta(hours=poll.hours) + POLL_CLOSE_SLACK
+            if not closes <= now <= closes + MISSED_POLL_WINDOW:
+                continue
+            entries = await self.repo.digest_entries(entry.channel_id, entry.digest_date)
+            if not any(e.item == GUIDE_ITEM and e.posted for e in entries):
+                due.append((entry.channel_id, entry.message_id))
+        return due
 
     async def _paper(self, paper_id: str, entries: list[LedgerEntry]) -> Paper:
         stored = await self.search.index.fetch_papers([paper_id])

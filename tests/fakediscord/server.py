@@ -700,9 +700,10 @@ class FakeDiscord:
         channel_id = int(message["channel_id"])
         polls.finalize(message["poll"], votes, self.state.bot_user_id, now=time.time())
         message["edited_timestamp"] = None
-        if self._bot_sees(channel_id):
+        intent = self.rest._message_intent(channel_id)
+        if self._bot_sees(channel_id):  # a bot that is offline misses both events, as on Discord
             event = self.rest._gateway_message(message)
-            await self.gateway.dispatch("MESSAGE_UPDATE", event, intent=self.rest._message_intent(channel_id))
+            await self.gateway.dispatch_if_connected("MESSAGE_UPDATE", event, intent=intent)
         result = self.state.create_message(
             channel_id,
             author_id=int(message["author"]["id"]),
@@ -711,9 +712,8 @@ class FakeDiscord:
             type=polls.POLL_RESULT_TYPE,
         )
         if self._bot_sees(channel_id):
-            await self.gateway.dispatch(
-                "MESSAGE_CREATE", self.rest._gateway_message(result), intent=self.rest._message_intent(channel_id)
-            )
+            event = self.rest._gateway_message(result)
+            await self.gateway.dispatch_if_connected("MESSAGE_CREATE", event, intent=intent)
         return copy.deepcopy(message)
 
     def reaction_event(self, message_id: int, emoji: Mapping[str, Any], user_id: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 import structlog
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.digest.roundup import RoundupService
 from bot.discord.digest_messages import DiscordDigestPoster
@@ -37,6 +37,37 @@ class RoundupCog(commands.Cog, name="Roundup"):
         self.bot = bot
         self.roundups: RoundupService = bot.services.state.roundups
         self.poster = poster
+
+    async def cog_load(self) -> None:
+        self.missed_polls.start()
+
+    async def cog_unload(self) -> None:
+        self.missed_polls.cancel()
+
+    @tasks.loop(minutes=10)
+    async def missed_polls(self) -> None:
+        """Poll ends Discord reported while the bot was down: read the finalized poll instead."""
+        try:
+            due = await self.roundups.due_polls()
+        except Exception:
+            log.exception("roundup.missed_polls_failed")
+            return
+        for channel_id, message_id in due:
+            try:
+                channel = await self.bot.fetch_channel(channel_id)
+                if not isinstance(channel, discord.abc.Messageable):
+                    continue
+                message = await channel.fetch_message(message_id)
+            except discord.HTTPException as exc:
+                log.warning("roundup.poll_fetch_failed", message_id=message_id, error=str(exc)[:200])
+                continue
+            if message.poll is not None and message.poll.is_finalized():
+                counts = {answer.id: answer.vote_count for answer in message.poll.answers}
+                await self._closed(channel_id, message_id, counts)
+
+    @missed_polls.before_loop
+    async def _after_ready(self) -> None:
+        await self.poster.client.wait_until_ready()
 
     async def _closed(self, channel_id: int, message_id: int, counts: dict[int, int]) -> None:
         try:
