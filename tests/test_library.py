@@ -363,3 +363,38 @@ async def test_forget_me_leaves_no_row_about_the_user(world: World) -> None:
         "personal_settings.user_id",
         "feedback.user_id",
     } <= set(kept)
+
+
+class Crash(BaseException):
+    """Stands for the process being killed mid-digest (no `except Exception` catches it)."""
+
+
+async def test_a_crash_mid_digest_resumes_without_sending_anything_twice(world: World) -> None:
+    await world.state.follows.add(ALICE, "author", "Parsa Mazaheri")
+    await world.state.follows.add(ALICE, "topic", "GUI agents")
+
+    class CrashingDMs(RecordingDMs):
+        async def send_paper(self, user_id: int, post: PaperPost) -> int:
+            message_id = await super().send_paper(user_id, post)
+            if len(self.papers_to(user_id)) == 2:
+                raise Crash  # the DM went out; its message id was never recorded
+            return message_id
+
+        async def find_recent(self, user_id: int, marker: str) -> list[tuple[int, str]]:
+            return [
+                (5000 + n, item.marker) for n, (user, _, item) in enumerate(self.sent, 1) if user == user_id
+            ]
+
+    dms = CrashingDMs()
+    with pytest.raises(Crash):
+        await world.state.personal.run(HF_DAY, poster=dms)
+    first = [p.paper.paper_id for p in dms.papers_to(ALICE)]
+    assert len(first) == 2
+
+    resumed = CrashingDMs(sent=list(dms.sent))  # the same DM channel: what was sent before is there
+    report = await world.state.personal.run(HF_DAY, poster=resumed)
+    papers = [p.paper.paper_id for p in resumed.papers_to(ALICE)]
+    assert report.delivered == 1 and len(papers) == len(set(papers))  # nothing twice
+    assert papers[:2] == first and len(papers) > 2  # the rest, after the two found in the DM
+    entries = await world.state.repo.digest_entries(ALICE, HF_DAY)
+    assert all(e.posted for e in entries) and len(entries) == 1 + len(papers)

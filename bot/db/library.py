@@ -6,6 +6,7 @@ guild 0 (no guild has id 0), so `forget_user` deletes those rows too.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -16,7 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from bot.core.papers import Paper
 from bot.db.engine import Database
 from bot.db.library_tables import FollowRow, LibraryPaperRow, PersonalFeedbackRow, PersonalSettingsRow
+from bot.db.repository import _ledger as ledger_entry  # the same package: one row → record mapping
 from bot.db.tables import FeedbackRow, LedgerRow, SubscriptionRow, utcnow
+from bot.digest.records import LedgerEntry
 from bot.library.records import Follow, FollowKind, PersonalSettings, SavedPaper, fold
 
 PERSONAL_GUILD_ID = 0  # the ledger's guild for personal DM digests
@@ -232,6 +235,83 @@ class LibraryRepository:
                 if len(target) < limit:
                     target.append(row.paper_id)
         return found
+
+    # ---------------------------------------------------------------- personal digests' ledger
+
+    async def personal_ledger(
+        self, user_ids: Collection[int], digest_date: dt.date
+    ) -> dict[int, list[LedgerEntry]]:
+        """The day's planned personal digests of these users (one query for all of them)."""
+        found: dict[int, list[LedgerEntry]] = {}
+        ids = list(user_ids)
+        async with self.database.snapshot() as session:
+            for start in range(0, len(ids), 500):
+                query = (
+                    select(LedgerRow)
+                    .where(
+                        LedgerRow.guild_id == PERSONAL_GUILD_ID,
+                        LedgerRow.channel_id.in_(ids[start : start + 500]),
+                        LedgerRow.digest_date == digest_date,
+                    )
+                    .order_by(LedgerRow.channel_id, LedgerRow.position, LedgerRow.id)
+                )
+                for row in (await session.execute(query)).scalars():
+                    found.setdefault(row.channel_id, []).append(ledger_entry(row))
+        return found
+
+    async def sent_papers(self, user_ids: Collection[int], paper_ids: Collection[str]) -> dict[int, set[str]]:
+        """Which of `paper_ids` each user's personal digests already planned (one query for all)."""
+        found: dict[int, set[str]] = {}
+        ids = list(user_ids)
+        async with self.database.snapshot() as session:
+            for start in range(0, len(ids), 500):
+                query = select(LedgerRow.channel_id, LedgerRow.item).where(
+                    LedgerRow.guild_id == PERSONAL_GUILD_ID,
+                    LedgerRow.channel_id.in_(ids[start : start + 500]),
+                    LedgerRow.kind == "paper",
+                    LedgerRow.item.in_(list(paper_ids)),
+                )
+                for user_id, item in await session.execute(query):
+                    found.setdefault(user_id, set()).add(item)
+        return found
+
+    async def saved_ids(self, user_ids: Collection[int], limit: int) -> dict[int, list[str]]:
+        """Each user's most recently saved paper ids, `limit` each (one query for all)."""
+        found: dict[int, list[str]] = {}
+        query = (
+            select(LibraryPaperRow.user_id, LibraryPaperRow.paper_id)
+            .where(LibraryPaperRow.user_id.in_(list(user_ids)))
+            .order_by(LibraryPaperRow.saved_at.desc())
+        )
+        async with self.database.snapshot() as session:
+            for user_id, paper_id in await session.execute(query):
+                items = found.setdefault(user_id, [])
+                if len(items) < limit:
+                    items.append(paper_id)
+        return found
+
+    async def mark_attempts(self, entry_ids: Collection[int]) -> None:
+        """Durably note that these items are about to be sent (one transaction): after a crash, each
+        is looked for in the DM before it is sent again."""
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(LedgerRow)
+                .where(LedgerRow.id.in_(list(entry_ids)))
+                .values(attempts=LedgerRow.attempts + 1)
+            )
+
+    async def mark_sent(self, message_ids: dict[int, int]) -> None:
+        """Record the message id of each item sent (entry id → message id), in one transaction."""
+        if not message_ids:
+            return
+        now = utcnow()
+        async with self.database.transaction() as session:
+            for entry_id, message_id in message_ids.items():
+                await session.execute(
+                    update(LedgerRow)
+                    .where(LedgerRow.id == entry_id)
+                    .values(state="posted", message_id=message_id, posted_at=now, error=None)
+                )
 
     # ---------------------------------------------------------------- forget
 

@@ -22,6 +22,7 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import structlog
@@ -45,7 +46,6 @@ log = structlog.get_logger(__name__)
 
 FEEDBACK_HISTORY = 20
 DEFAULT_WEIGHTS = RankWeights()
-DELIVERY_CONCURRENCY = 8
 
 
 class DMClosedError(Exception):
@@ -120,7 +120,7 @@ def pick_for_user(
     picks = []
     for paper in papers:
         reasons: list[tuple[float, str]] = []
-        names = {fold(a) for a in paper.authors}
+        names = author_keys(paper)
         reasons += [(1.0, f"follows author {f.value}") for f in authors if fold(f.value) in names]
         reasons += [(0.8, f"follows category {f.value}") for f in categories if f.value in paper.categories]
         signal = signals.get(paper.paper_id, PaperSignals())
@@ -140,6 +140,16 @@ def pick_for_user(
         picks.append(PersonalPick(paper, round(score, 6), why))
     picks.sort(key=lambda p: (-p.score, -(p.paper.upvotes or 0), p.paper.paper_id))
     return picks[:max_papers]
+
+
+@lru_cache(maxsize=4096)
+def _author_keys(authors: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(fold(a) for a in authors)
+
+
+def author_keys(paper: Paper) -> frozenset[str]:
+    """The paper's authors, folded for matching (cached: a run matches the same papers per user)."""
+    return _author_keys(tuple(paper.authors))
 
 
 def is_due(settings: PersonalSettings, digest_date: dt.date, weekly_day: int) -> bool:
@@ -235,18 +245,24 @@ class PersonalDigestService:
         all_papers = {p.paper_id: p for papers in papers_by_cadence.values() for p in papers}
         topics = sorted({f.value for _, follows in users for f in follows if f.kind == "topic"})
         signals = await self._topic_signals(list(all_papers.values()), topics)
-        feedback = await self.library.feedback([s.user_id for s, _ in users], FEEDBACK_HISTORY)
+        due = [s.user_id for s, _ in users]
+        feedback = await self.library.feedback(due, FEEDBACK_HISTORY)
+        saved = await self.library.saved_ids(due, FEEDBACK_HISTORY)
+        ledger = await self.library.personal_ledger(due, digest_date)
+        sent = await self.library.sent_papers(due, list(all_papers))
         plans: list[tuple[PersonalSettings, list[PersonalPick]]] = []
         resumed: list[tuple[PersonalSettings, list[LedgerEntry]]] = []
         for settings, follows in users:
-            planned = await self.repo.digest_entries(settings.user_id, digest_date)
+            planned = ledger.get(settings.user_id, [])
             if planned:  # an earlier run picked this user's digest: finish it, never re-pick
                 resumed.append((settings, planned))
                 continue
             candidates = papers_by_cadence[settings.cadence]
-            already = await self.repo.posted_paper_ids(settings.user_id, [p.paper_id for p in candidates])
+            already = sent.get(settings.user_id, set())
             candidates = [p for p in candidates if p.paper_id not in already]
-            user_signals = await self._with_feedback(settings.user_id, candidates, signals, feedback)
+            user_signals = await self._with_feedback(
+                candidates, signals, feedback.get(settings.user_id, ([], [])), saved.get(settings.user_id, [])
+            )
             picks = pick_for_user(
                 candidates, follows, user_signals,
                 min_topic_similarity=self.digest_settings.min_topic_similarity,
@@ -263,7 +279,8 @@ class PersonalDigestService:
         report.llm_summaries = sum(
             1 for s in summaries.values() if not s.from_cache and s.note != SUMMARIZER_UNAVAILABLE
         )
-        slots = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+        # Users' DMs go out a few at a time, as channel digests run (SQLite has one writer).
+        slots = asyncio.Semaphore(self.digest_settings.max_concurrent_runs)
 
         async def deliver(settings: PersonalSettings, entries: list[LedgerEntry]) -> None:
             async with slots:
@@ -308,17 +325,18 @@ class PersonalDigestService:
 
     async def _with_feedback(
         self,
-        user_id: int,
         candidates: list[Paper],
         signals: dict[str, PaperSignals],
-        feedback: dict[int, tuple[list[str], list[str]]],
+        votes: tuple[list[str], list[str]],
+        saved_ids: list[str],
     ) -> dict[str, PaperSignals]:
-        liked_ids, disliked_ids = feedback.get(user_id, ([], []))
-        saved = [s.paper for s in await self.library.list_saved(user_id, limit=FEEDBACK_HISTORY)]
-        if not candidates or not (liked_ids or disliked_ids or saved):
+        """The day's signals plus this user's closeness to what they 👍 or saved and 👎."""
+        liked_ids = list(dict.fromkeys([*votes[0], *saved_ids]))
+        disliked_ids = votes[1]
+        if not candidates or not (liked_ids or disliked_ids):
             return signals
         stored = await self.digests.search.index.fetch_papers([*liked_ids, *disliked_ids])
-        liked = [stored[p] for p in liked_ids if p in stored] + saved
+        liked = [stored[p] for p in liked_ids if p in stored]
         disliked = [stored[p] for p in disliked_ids if p in stored]
         own = await gather_signals(self.digests.search, candidates, topics=(), liked=liked, disliked=disliked)
         merged = dict(signals)
@@ -381,21 +399,32 @@ class PersonalDigestService:
                 (m, i) for i, m in await poster.find_recent(user_id, digest_marker(pending[0].digest_date))
             )
         sent = 0
+        to_send = []
+        recovered: dict[int, int] = {}
         for entry in pending:
             if entry.attempts > 0 and entry.marker in found:
-                await self.repo.mark_posted(entry.id, found[entry.marker])
-                continue
-            await self.repo.mark_attempt(entry.id)
-            try:
-                if entry.kind == "header":
-                    message_id = await poster.send_header(user_id, self._header_from(user_id, entry))
-                else:
-                    message_id = await poster.send_paper(user_id, self._post_from(entry))
-            except DMClosedError:
-                await self.repo.mark_failed(entry.id, "50007: the user does not accept direct messages")
-                raise
-            await self.repo.mark_posted(entry.id, message_id)
-            sent += entry.kind == "paper"
+                recovered[entry.id] = found[entry.marker]
+            else:
+                to_send.append(entry)
+        await self.library.mark_sent(recovered)
+        # One durable "about to send" for the user's items, then one record of what was sent: a crash
+        # in between leaves them attempted, and the next run looks each up in the DM before sending.
+        await self.library.mark_attempts([e.id for e in to_send])
+        posted: dict[int, int] = {}
+        try:
+            for entry in to_send:
+                try:
+                    if entry.kind == "header":
+                        message_id = await poster.send_header(user_id, self._header_from(user_id, entry))
+                    else:
+                        message_id = await poster.send_paper(user_id, self._post_from(entry))
+                except DMClosedError:
+                    await self.repo.mark_failed(entry.id, "50007: the user does not accept direct messages")
+                    raise
+                posted[entry.id] = message_id
+                sent += entry.kind == "paper"
+        finally:
+            await self.library.mark_sent(posted)
         return sent
 
     @staticmethod
