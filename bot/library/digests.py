@@ -30,6 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.core.config import DigestSettings, LibrarySettings
+from bot.core.errors import UserInputError
 from bot.core.papers import Paper
 from bot.db.library import PERSONAL_GUILD_ID, LibraryRepository
 from bot.db.repository import Repository
@@ -48,8 +49,9 @@ FEEDBACK_HISTORY = 20
 DEFAULT_WEIGHTS = RankWeights()
 
 
-class DMClosedError(Exception):
-    """Discord refused the DM (50007: the user does not accept direct messages from the bot)."""
+class DMClosedError(UserInputError):
+    """Discord refused the DM (50007: the user does not accept direct messages from the bot). On the
+    user's side, as their input is: the service keeps their follows and tells them (DM_CLOSED_NOTICE)."""
 
 
 @dataclass(frozen=True)
