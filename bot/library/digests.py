@@ -289,12 +289,13 @@ class PersonalDigestService:
                 await self._deliver_user(settings, entries, poster, report)
 
         async def plan_and_deliver(settings: PersonalSettings, picks: list[PersonalPick]) -> None:
-            entries = await self.repo.plan_digest(
-                guild_id=PERSONAL_GUILD_ID, channel_id=settings.user_id, digest_date=digest_date,
-                run_id=None,  # personal digests have no channel run
-                items=self._plan(digest_date, picks, summaries, settings.cadence),
-            )  # fmt: skip
-            await deliver(settings, entries)
+            async with slots:  # planning writes too: within the same bound
+                entries = await self.repo.plan_digest(
+                    guild_id=PERSONAL_GUILD_ID, channel_id=settings.user_id, digest_date=digest_date,
+                    run_id=None,  # personal digests have no channel run
+                    items=self._plan(digest_date, picks, summaries, settings.cadence),
+                )  # fmt: skip
+                await self._deliver_user(settings, entries, poster, report)
 
         await asyncio.gather(
             *(plan_and_deliver(s, picks) for s, picks in plans if picks),
