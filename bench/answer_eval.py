@@ -104,7 +104,7 @@ async def sentence_checks(answer, embedder) -> dict[str, int]:  # type: ignore[n
     counts = {"claims": 0, "grounded": 0, "overlap_grounded": 0, "raw_claims": 0, "raw_supported": 0}
     if not answer.trace or answer.fallback:
         return counts
-    sources = answer.trace[-1].sources
+    sources = answer.sources or answer.trace[-1].sources
     text = {s.number: f"{s.paper.title}\n{s.text}" for s in sources}
     question = answer.standalone_question
     if not answer.cannot_answer:
@@ -117,12 +117,126 @@ async def sentence_checks(answer, embedder) -> dict[str, int]:  # type: ignore[n
                 overlap(support.text, text[n], question) >= OVERLAP_MIN for n in support.cited
             )
     raw = final_answer_line(answer.trace[-1].generation)
-    for _, support in await score_sentences(raw, sources, embedder, question=question):
+    for _, support in await score_sentences(raw, answer.trace[-1].sources, embedder, question=question):
         if not support.claim or is_refusal(support.text, CANNOT_ANSWER):
             continue
         counts["raw_claims"] += 1
         counts["raw_supported"] += bool(support.supporters)
     return counts
+
+
+def source_json(source) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """A shown excerpt as recorded, enough to rebuild it for --replay."""
+    return {
+        "number": source.number, "text": source.text, "score": source.score,
+        "section": source.section, "kind": source.kind, "page": source.page, "anchor": source.anchor,
+        "paper": source.paper.model_dump(mode="json", exclude={"abs_url", "pdf_url", "url"}),
+    }  # fmt: skip
+
+
+def source_from_json(body: dict):  # type: ignore[no-untyped-def,type-arg]
+    from bot.core.papers import Paper
+    from bot.rag.packing import Source
+
+    paper = Paper.model_validate({k: v for k, v in body["paper"].items() if k in Paper.model_fields})
+    fields = {k: body.get(k) for k in ("section", "kind", "page", "anchor")}
+    return Source(number=body["number"], paper=paper, text=body["text"], score=body["score"], **fields)
+
+
+async def answer_record(name: str, t: int, kind: str, item: dict, answer, embedder) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """One answer's record: the answer, its checks and the whole trace (queries, excerpts shown,
+    generations), so that --replay can check the same generations again without the model."""
+    from bot.rag.iter_retgen import CANNOT_ANSWER
+
+    refused = answer.cannot_answer or answer.text.strip() == CANNOT_ANSWER
+    cited_titles = [c.title for c in answer.citations]
+    shown = answer.sources or (answer.trace[-1].sources if answer.trace else [])
+    final_titles = {s.paper.title for s in shown}
+    checks = await sentence_checks(answer, embedder)
+    record = {
+        "model": name, "T": t, "kind": kind, "split": item.get("split"), "q": item["q"],
+        "answer": answer.text, "citations": cited_titles, "cited": answer.cited,
+        "fallback": answer.fallback, "cannot_answer": answer.cannot_answer,
+        "refused": refused,
+        "llm_calls": answer.llm_calls, "retrievals": answer.retrievals,
+        "tokens": answer.prompt_tokens + answer.completion_tokens,
+        "seconds": round(answer.seconds, 2), "llm_seconds": round(answer.llm_seconds, 2),
+        "generation": answer.trace[-1].generation if answer.trace else "",
+        "trace": [
+            {"query": step.query, "generation": step.generation,
+             "sources": [source_json(s) for s in step.sources]}
+            for step in answer.trace
+        ],
+        **checks,
+    }  # fmt: skip
+    if kind == "answerable":
+        expected = set(item["expected"])
+        record.update(
+            expected=sorted(expected),
+            expected_cited=bool(expected & set(cited_titles)),
+            source_recall=len(expected & final_titles) / len(expected),
+        )
+    else:
+        record["why"] = item.get("why")
+    return record
+
+
+def print_record(record: dict) -> None:  # type: ignore[type-arg]
+    mark = "cited" if record.get("expected_cited") else ("REFUSED" if record["refused"] else "-")
+    print(
+        f"[{record['model']} T={record['T']}] {record['kind'][:5]} {record['seconds']:5.1f}s "
+        f"calls={record['llm_calls']} fb={int(record['fallback'])} {mark} {record['q'][:60]!r} "
+        f"-> {record['answer'][:110]!r} grounded={record['grounded']}/{record['claims']}",
+        file=sys.stderr,
+    )
+
+
+async def replay(
+    path: Path, embedder, records_out: Path, verbose: bool, prompt: str = "answer"
+) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    """The recorded generations of an earlier run checked again by today's code (attribution, the
+    draft fallback, the refusal rules) without running a model: for tuning those on the dev split.
+    Times, LLM calls and token counts are the recorded ones."""
+    from bot.core.config import LLMSettings, RagSettings
+    from bot.rag.iter_retgen import Answer, AnswerService, IterationTrace
+    from bot.retrieval.search import SearchService
+
+    questions = {
+        item["q"]: item for file in (QUESTIONS, UNANSWERABLE) for item in load_questions(file, "all", None)
+    }
+    service = AnswerService(SearchService(None, embedder), None, RagSettings(), LLMSettings(), prompt=prompt)  # type: ignore[arg-type]
+    done: list[dict] = []  # type: ignore[type-arg]
+    lines = path.read_text().splitlines()  # noqa: ASYNC240 (a bench script; nothing else runs)
+    with records_out.open("w") as out:
+        for line in lines:
+            old = json.loads(line)
+            if old["kind"] == "server" or "trace" not in old:
+                done.append(old)
+                continue
+            result = Answer(question=old["q"], standalone_question=old["q"], text="", citations=[],
+                            iterations=len(old["trace"]))  # fmt: skip
+            result.trace = [
+                IterationTrace(s["query"], [source_from_json(x) for x in s["sources"]], s["generation"])
+                for s in old["trace"]
+            ]
+            if old["fallback"]:
+                result.text, result.fallback = old["answer"], True  # no generation to check again
+            else:
+                await service.conclude(result)
+            for key in ("llm_calls", "retrievals"):
+                setattr(result, key, old[key])
+            result.seconds = old["seconds"]
+            item = questions[old["q"]]
+            record = await answer_record(old["model"], old["T"], old["kind"], item, result, embedder)
+            record.update(tokens=old["tokens"], llm_seconds=old["llm_seconds"])
+            if old["fallback"]:
+                record["citations"], record["expected_cited"] = old["citations"], old.get("expected_cited")
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            done.append(record)
+            if verbose and (record["answer"] != old["answer"]):
+                print(f"CHANGED was {old['answer'][:100]!r}", file=sys.stderr)
+                print_record(record)
+    return done
 
 
 async def evaluate_model(  # type: ignore[no-untyped-def]
@@ -131,7 +245,7 @@ async def evaluate_model(  # type: ignore[no-untyped-def]
     """Every question answered by model `name` at each T: one record per answer (written to
     `records` as it comes), then one "server" record with the server's start time and peak RSS."""
     from bot.core.config import RagSettings
-    from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService
+    from bot.rag.iter_retgen import AnswerService
     from bot.retrieval.search import SearchService
 
     done: list[dict] = []  # type: ignore[type-arg]
@@ -147,47 +261,17 @@ async def evaluate_model(  # type: ignore[no-untyped-def]
             f"prompt <= {run.settings.prompt_tokens} tokens, answer <= {run.settings.answer_tokens} tokens",
             file=sys.stderr,
         )
-        service = AnswerService(SearchService(index, embedder), run.client, RagSettings(), run.settings)
+        service = AnswerService(
+            SearchService(index, embedder), run.client, RagSettings(), run.settings, prompt=args.prompt
+        )
         for t in args.iterations:
             for kind, items in (("answerable", answerable), ("unanswerable", unanswerable)):
                 for item in items:
                     answer = await service.answer(item["q"], iterations=t)
-                    refused = answer.cannot_answer or answer.text.strip() == CANNOT_ANSWER
-                    cited_titles = [c.title for c in answer.citations]
-                    final_titles = (
-                        {s.paper.title for s in answer.trace[-1].sources} if answer.trace else set()
-                    )
-                    checks = await sentence_checks(answer, embedder)
-                    record = {
-                        "model": name, "T": t, "kind": kind, "split": item.get("split"), "q": item["q"],
-                        "answer": answer.text, "citations": cited_titles, "cited": answer.cited,
-                        "fallback": answer.fallback, "cannot_answer": answer.cannot_answer,
-                        "refused": refused,
-                        "llm_calls": answer.llm_calls, "retrievals": answer.retrievals,
-                        "tokens": answer.prompt_tokens + answer.completion_tokens,
-                        "seconds": round(answer.seconds, 2), "llm_seconds": round(answer.llm_seconds, 2),
-                        "generation": answer.trace[-1].generation if answer.trace else "",
-                        **checks,
-                    }  # fmt: skip
-                    if kind == "answerable":
-                        expected = set(item["expected"])
-                        record.update(
-                            expected=sorted(expected),
-                            expected_cited=bool(expected & set(cited_titles)),
-                            source_recall=len(expected & final_titles) / len(expected),
-                        )
-                    else:
-                        record["why"] = item.get("why")
+                    record = await answer_record(name, t, kind, item, answer, embedder)
                     keep(record)
                     if args.verbose:
-                        mark = "cited" if record.get("expected_cited") else ("REFUSED" if refused else "-")
-                        print(
-                            f"[{name} T={t}] {kind[:5]} {answer.seconds:5.1f}s calls={answer.llm_calls} "
-                            f"fb={int(answer.fallback)} {mark} {item['q'][:60]!r} -> {answer.text[:110]!r} "
-                            f"cites={[c.n for c in answer.citations]} "
-                            f"grounded={checks['grounded']}/{checks['claims']}",
-                            file=sys.stderr,
-                        )
+                        print_record(record)
     keep(
         {
             "model": name,
@@ -411,7 +495,18 @@ async def main() -> None:
                         help="print the tables of an earlier run's --records file, run nothing")  # fmt: skip
     parser.add_argument("--skip-overhead", action="store_true",
                         help="skip the 10k-paper overhead table (needs bench/out/full)")  # fmt: skip
+    parser.add_argument("--prompt", default="answer", help="the answer prompt, a name in prompts/")
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="check an earlier run's recorded generations again with today's code; "
+                        "writes --records")  # fmt: skip
     args = parser.parse_args()
+    if args.replay is not None:
+        from bot.retrieval.embedding import LocalEmbedder
+
+        print_quality(
+            tabulate(await replay(args.replay, LocalEmbedder(), args.records, args.verbose, args.prompt))
+        )
+        return
     if args.tabulate is not None:
         records = [json.loads(line) for line in args.tabulate.read_text().splitlines() if line.strip()]
         print_quality(tabulate(records))

@@ -337,6 +337,31 @@ async def test_an_answer_no_excerpt_supports_is_the_fixed_reply(
     assert answer.to_json()["cannot_answer"] is True and answer.to_json()["citations"] == []
 
 
+async def test_when_the_final_generation_declines_a_supported_draft_is_the_answer(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Small models sometimes answer in the draft and then decline with the second excerpts: the draft,
+    checked against the excerpts it was shown, is the answer (no third LLM call)."""
+    scripted_llm.script(ScriptedReply(f"Answer: {SHERL_SAYS}."), ScriptedReply(f"Answer: {CANNOT_ANSWER}"))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?", iterations=2)
+    draft_sources = answer.trace[0].sources
+    sherl = next(s.number for s in draft_sources if s.paper.title.startswith("SHERL"))
+    assert answer.text == f"{SHERL_SAYS} [{sherl}]." and not answer.cannot_answer
+    assert answer.sources == draft_sources and answer.llm_calls == 2 and answer.retrievals == 2
+    assert [c.title.split(":")[0] for c in answer.citations] == ["SHERL"]
+
+
+async def test_an_unsupported_draft_does_not_replace_a_refusal(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    invented = "Tungsten boils at 5555 degrees Celsius [1]."
+    scripted_llm.script(ScriptedReply(f"Answer: {invented}"), ScriptedReply(f"Answer: {CANNOT_ANSWER}"))
+    answer = await make_service(index, embedder, scripted_llm).answer(
+        "What is the boiling point of tungsten?", iterations=2
+    )
+    assert answer.text == CANNOT_ANSWER and answer.cannot_answer and answer.citations == []
+
+
 # -- a fallback that answers: the top paper first, one passage per paper, every quoted paper listed -----
 
 

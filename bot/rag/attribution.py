@@ -91,7 +91,8 @@ _REFUSAL = re.compile(
     r"|\b(?:do|does|did)\s+not\s+(?:mention|provide|say|state|specify|contain|include|discuss|describe"
     r"|give|address|answer|report|cover)\b"
     r"|\bno\s+(?:information|mention|details?|data)\b"
-    r"|\bnot\s+(?:mentioned|provided|specified|stated|given|reported|discussed|described)\b",
+    r"|\bnot\s+(?:mentioned|provided|specified|stated|given|reported|discussed|described)\b"
+    r"|\bno\s+idea\b|\b(?:do\s+not|don't)\s+know\b",
     re.IGNORECASE,
 )
 
@@ -174,12 +175,15 @@ def vocabulary(text: str) -> frozenset[str]:
 class Overlap:
     share: float  # the sentence's terms the excerpt holds, a missing number or name counting double
     names_held: bool  # the excerpt holds every number and name of the sentence
+    # Enough held to mean something: two terms, or one number or name ("No idea." shares "idea" with
+    # many an excerpt and says nothing of it).
+    substantial: bool = True
 
 
 def lexical_support(sentence: list[Term], excerpt: frozenset[str]) -> Overlap:
     """How much of the sentence the excerpt holds; nothing when it lacks one of its long numbers."""
     if not sentence or any(t.long_number and t.stem not in excerpt for t in sentence):
-        return Overlap(0.0, names_held=False)
+        return Overlap(0.0, names_held=False, substantial=False)
     specific: dict[str, bool] = {}
     for t in sentence:
         specific[t.stem] = specific.get(t.stem, False) or t.specific
@@ -188,12 +192,15 @@ def lexical_support(sentence: list[Term], excerpt: frozenset[str]) -> Overlap:
         SPECIFIC_WEIGHT if named else 1.0 for stem_, named in specific.items() if stem_ not in excerpt
     )
     names_held = all(stem_ in excerpt for stem_, named in specific.items() if named)
-    return Overlap(held / (held + missing), names_held)
+    substantial = held >= 2 or any(named and stem_ in excerpt for stem_, named in specific.items())
+    return Overlap(held / (held + missing), names_held, substantial)
 
 
 def supports(lexical: Overlap, dense: float | None) -> bool:
     """Enough of the sentence is in the excerpt, or it is a close paraphrase (dense) that keeps the
     excerpt's numbers and names."""
+    if not lexical.substantial:
+        return False
     if lexical.share >= LEXICAL_ALONE:
         return True
     return (

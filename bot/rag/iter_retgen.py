@@ -23,7 +23,7 @@ from bot.core.papers import clean_user_text
 from bot.core.prompts import load_prompt
 from bot.llm.client import LLMClient, completion_prompt
 from bot.llm.errors import LLMBusyError, LLMError
-from bot.rag.attribution import attribute, is_refusal
+from bot.rag.attribution import Attribution, attribute, is_refusal
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.echo import PromptEcho
 from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
@@ -105,6 +105,9 @@ class Answer:
     cited: bool = True
     queue_seconds: float = 0.0  # waiting for the language model (part of `seconds`)
     trace: list[IterationTrace] = field(default_factory=list)
+    # The excerpts the text's [n] number: the last iteration's, or an earlier draft's when that
+    # draft is the answer.
+    sources: list[Source] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -268,8 +271,9 @@ class AnswerService:
             elif self._rag.anchor_question and query != standalone:
                 hits = anchor_to_question(hits, question_hits, limit=k)
             sources = pack_sources(
-                hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k
-            )
+                hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k,
+                question=standalone,
+            )  # fmt: skip
             result.iterations = t
             if not sources:
                 result.trace.append(IterationTrace(query=query, sources=[], generation=""))
@@ -367,7 +371,16 @@ class AnswerService:
         result.prompt_tokens += prompt_tokens
         result.completion_tokens += completion_tokens
 
-    async def _finish(self, result: Answer, generation: str, sources: list[Source], started: float) -> Answer:
+    async def conclude(self, result: Answer, started: float | None = None) -> Answer:
+        """The answer from `result.trace`: its last generation, attributed to that iteration's
+        excerpts. Also how `bench/answer_eval.py --replay` re-checks recorded generations."""
+        last = result.trace[-1] if result.trace else IterationTrace(query="", sources=[], generation="")
+        return await self._finish(result, last.generation, last.sources, started)
+
+    async def _finish(
+        self, result: Answer, generation: str, sources: list[Source], started: float | None
+    ) -> Answer:
+        started = time.perf_counter() if started is None else started
         line = final_answer_line(generation)
         text = self._echo.strip(line)
         if self._echo.mostly_copied(text):
@@ -376,14 +389,23 @@ class AnswerService:
             log.warning("rag.answer_was_prompt_echo")
             return await self._fallback(result, sources, started, label=UNUSABLE_LABEL)
         # Each sentence shows the excerpt that supports it; what no excerpt supports is dropped.
-        attributed = None
-        if sources and text and not is_refusal(text, CANNOT_ANSWER):
-            question = result.standalone_question
-            attributed = await attribute(text, sources, self._search.embedder, question=question)
-        if attributed is None or not attributed.text:
+        attributed = await self._attributed(result, text, sources)
+        if attributed is None and len(result.trace) > 1:
+            # The last generation declined or nothing of it holds, but an earlier draft answered from
+            # the excerpts it was shown: that draft, checked the same way, is the answer.
+            for earlier in reversed(result.trace[:-1]):
+                draft = self._echo.strip(final_answer_line(earlier.generation))
+                if draft and not self._echo.mostly_copied(draft):
+                    attributed = await self._attributed(result, draft, earlier.sources)
+                if attributed is not None:
+                    sources = earlier.sources
+                    log.info("rag.answer_from_draft", iteration=result.trace.index(earlier) + 1)
+                    break
+        if attributed is None:
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
             result.text, result.citations = verify_citations(attributed.text, sources)
+            result.sources = sources
         result.seconds = time.perf_counter() - started
         log.info(
             "rag.answered",
@@ -395,6 +417,15 @@ class AnswerService:
         )
         return result
 
+    async def _attributed(self, result: Answer, text: str, sources: list[Source]) -> Attribution | None:
+        """`text` with each sentence cited by the excerpt that supports it; None when it is a refusal
+        or no sentence of it holds."""
+        if not sources or not text or is_refusal(text, CANNOT_ANSWER):
+            return None
+        question = result.standalone_question
+        attributed = await attribute(text, sources, self._search.embedder, question=question)
+        return attributed if attributed.text else None
+
     async def _fallback(
         self, result: Answer, sources: list[Source], started: float, label: str = EXTRACTIVE_LABEL
     ) -> Answer:
@@ -403,6 +434,7 @@ class AnswerService:
             result.standalone_question, sources, self._search.embedder, label=label
         )
         result.text, result.citations = verify_citations(passages, sources)
+        result.sources = sources
         result.seconds = time.perf_counter() - started
         log.info("rag.extractive_fallback", sources=len(sources))
         return result
