@@ -202,8 +202,8 @@ class FulltextSettings(BaseSettings):
     # fetched for every paper a digest posts.
     mode: Literal["off", "on_demand", "eager"] = "on_demand"
     arxiv_base_url: str = Field(default="https://arxiv.org", alias="ARXIV_BASE_URL")
-    chunk_tokens: int = Field(default=160, ge=32, le=512)
-    chunk_overlap: int = Field(default=32, ge=0, le=128)
+    chunk_tokens: int = Field(default=192, ge=32, le=512)
+    chunk_overlap: int = Field(default=48, ge=0, le=128)
     max_file_mb: float = Field(default=50.0, gt=0)  # a PDF, HTML page or e-print larger is refused
     max_expanded_mb: float = Field(default=200.0, gt=0)  # an e-print expanding past this is refused
     cache_mb: float = Field(default=500.0, ge=0)  # downloaded files kept on disk (oldest go first)

@@ -17,8 +17,8 @@ class Citation:
     paper_id: str
     title: str
     url: str | None
-    # Where in the paper, for full-text passages: "§3.2 Training (p. 4)" (None for an abstract), and
-    # the passage text the LLM was shown.
+    # Where in the paper: "§3.2 Training (p. 4)" for a full-text passage, "Abstract" for a title +
+    # abstract chunk; and the passage text the LLM was shown.
     section: str | None = None
     passage: str = ""
 
@@ -53,7 +53,7 @@ def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[
             paper_id=by_number[n].paper.paper_id,
             title=by_number[n].paper.title,
             url=source_url(by_number[n]),
-            section=by_number[n].where or None,
+            section=by_number[n].where or by_number[n].section,
             passage=by_number[n].text,
         )
         for n in used

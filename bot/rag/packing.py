@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bot.core.papers import Paper, clean_user_text
+from bot.core.words import STOP_WORDS
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.tokens import count_tokens, truncate_tokens
 
@@ -35,7 +36,7 @@ class Source:
     @property
     def where(self) -> str:
         """Where in the paper: "§3.2 Training (p. 4)", "§4 Results, table"; "" for an abstract."""
-        if not self.section:
+        if not self.section or self.kind == "abstract":
             return ""
         kind = f", {self.kind}" if self.kind in ("caption", "table") else ""
         page = f" (p. {self.page})" if self.page else ""
@@ -87,28 +88,74 @@ def format_source(source: Source) -> str:
     return f"[{source.number}] {title}{where}\n{body}"
 
 
+_WORD = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*")
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1}
+
+
+def focus(text: str, question: str, max_tokens: int, encoding: str) -> str:
+    """A passage cut to `max_tokens` around its sentence that shares the most content words with
+    the question (then its neighbours, before and after, while they fit), not at its head: in a
+    full text the answer is as likely at a passage's end as at its start."""
+    if not question or count_tokens(text, encoding) <= max_tokens:
+        return truncate_tokens(text, max_tokens, encoding)[0]
+    sentences = _SENTENCE.split(text)
+    wanted = _content_words(question)
+    scores = [len(wanted & _content_words(sentence)) for sentence in sentences]
+    best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
+    first = last = best
+    used = count_tokens(sentences[best], encoding)
+    if used > max_tokens:
+        return truncate_tokens(sentences[best], max_tokens, encoding)[0]
+    while True:
+        grown = False
+        for i in (last + 1, first - 1):  # after first: a sentence that names a thing, then its figures
+            if 0 <= i < len(sentences) and not first <= i <= last:
+                cost = count_tokens(sentences[i], encoding) + 1
+                if used + cost <= max_tokens:
+                    used += cost
+                    first, last = min(first, i), max(last, i)
+                    grown = True
+        if not grown:
+            return " ".join(sentences[first : last + 1])
+
+
 def pack_sources(
-    hits: Sequence[ChunkHit], *, budget_tokens: int, encoding: str, share_among: int = 1
+    hits: Sequence[ChunkHit],
+    *,
+    budget_tokens: int,
+    encoding: str,
+    share_among: int = 1,
+    question: str = "",
 ) -> list[Source]:
     """Keep the best hits whose formatted text fits in `budget_tokens`: one title + abstract chunk
     per paper, and any distinct full-text passages (a question about one paper's body needs several).
 
     With `share_among` = k, each excerpt is first cut to about budget/k tokens, so a tight budget
-    holds k short excerpts rather than one long one.
+    holds k short excerpts rather than one long one; a full-text passage is cut around the sentence
+    nearest the `question` (`focus`), an abstract at its end.
     """
     per_source = max(MIN_SOURCE_TOKENS, budget_tokens // max(1, share_among))
     chosen: list[Source] = []
     used = 0
     seen: set[str] = set()
     for hit in hits:
-        section = hit.extra.get("section")
-        key = f"{hit.paper.paper_id}#{hit.chunk_no}" if section else hit.paper.paper_id
+        section, kind = hit.extra.get("section"), hit.extra.get("kind")
+        passage = kind not in (None, "abstract")  # a full-text passage: several per paper may help
+        key = f"{hit.paper.paper_id}#{hit.chunk_no}" if passage else hit.paper.paper_id
         if key in seen:
             continue
-        body, _ = truncate_tokens(hit.text.removeprefix(hit.paper.title).strip(), per_source, encoding)
+        text = hit.text.removeprefix(hit.paper.title).strip()
+        body = (
+            focus(text, question, per_source, encoding)
+            if passage
+            else truncate_tokens(text, per_source, encoding)[0]
+        )
         candidate = Source(
             number=len(chosen) + 1, paper=hit.paper, text=body, score=hit.score,
-            section=section, kind=hit.extra.get("kind"), page=hit.extra.get("page"),
+            section=section, kind=kind, page=hit.extra.get("page"),
             anchor=hit.extra.get("anchor"),
         )  # fmt: skip
         cost = count_tokens(format_source(candidate), encoding) + 2  # the blank line between sources

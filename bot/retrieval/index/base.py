@@ -189,12 +189,16 @@ def fuse_hits(
 
 
 def hit_from_payload(payload: dict[str, Any], score: float) -> ChunkHit:
+    chunk_no = int(payload.get("chunk_no", 0))
+    extra = {key: payload[key] for key in PASSAGE_FIELDS if payload.get(key) is not None}
+    if chunk_no < FULLTEXT_FIRST_CHUNK:  # a title + abstract window
+        extra.update(section="Abstract", kind="abstract")
     return ChunkHit(
         paper=Paper.from_payload(payload),
-        chunk_no=int(payload.get("chunk_no", 0)),
+        chunk_no=chunk_no,
         text=str(payload.get("chunk_text", "")),
         score=float(score),
-        extra={key: payload[key] for key in PASSAGE_FIELDS if payload.get(key) is not None},
+        extra=extra,
     )
 
 
