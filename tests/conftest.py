@@ -52,8 +52,6 @@ def clean_settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     monkeypatch.chdir(tmp_path)  # no stray .env is read
     data_dir = tmp_path / "data"
     monkeypatch.setenv("PAPERBOT_DATA_DIR", str(data_dir))
-    # Tests never reach arxiv.org: on-demand full texts are off unless a test serves them itself.
-    monkeypatch.setenv("FULLTEXT_MODE", "off")
     yield data_dir
 
 

@@ -200,3 +200,19 @@ def test_a_tarball_that_expands_past_the_cap_stops_at_the_cap() -> None:
 def test_bytes_that_are_no_full_text_say_so() -> None:
     with pytest.raises(FullTextError, match=r"^notes\.txt: not a PDF, an HTML page or LaTeX source"):
         parse_bytes(b"just some notes", name="notes.txt", max_bytes=CAP, limits=SourceLimits())
+
+
+def test_a_long_passage_is_cut_around_the_sentence_nearest_the_question_not_at_its_head() -> None:
+    from bot.rag.packing import focus
+
+    document = parse_latex(read_folder(MISTRAL_LATEX), name="mistral")
+    passage = next(
+        p.text
+        for p in document_passages(document, max_tokens=192, overlap=48, encoding="cl100k_base")
+        if "W=4096" in p.text and not p.text.startswith("At the last layer")
+    )
+    question = "What window size does Mistral 7B use at the last layer for sliding window attention?"
+    cut = focus(passage, question, 60, "cl100k_base")
+    assert "W=4096" in cut and passage.startswith(cut) is False  # the head alone would have lost it
+    assert cut in passage and len(cut) < len(passage)
+    assert focus(passage, question, 10_000, "cl100k_base") == passage  # what fits stays whole

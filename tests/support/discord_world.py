@@ -72,11 +72,17 @@ async def make_world(
     scripted_llm.responder = default_responder
     async with AsyncExitStack() as stack:
 
-        async def make(*, llm_overrides: dict[str, Any] | None = None, **discord_overrides: Any) -> World:
+        async def make(
+            *,
+            llm_overrides: dict[str, Any] | None = None,
+            fulltext_overrides: dict[str, Any] | None = None,
+            **discord_overrides: Any,
+        ) -> World:
             data_dir = tmp_path / "data"
             settings = make_settings(
-                fake_discord, scripted_llm, data_dir, llm_overrides=llm_overrides, **discord_overrides
-            )
+                fake_discord, scripted_llm, data_dir, llm_overrides=llm_overrides,
+                fulltext_overrides=fulltext_overrides, **discord_overrides,
+            )  # fmt: skip
             services = await stack.enter_async_context(
                 open_services(discord_seed_index, embedder, scripted_llm, settings)
             )

@@ -25,6 +25,7 @@ from bot.app.services import Services, build_services
 from bot.core.config import (
     CoreSettings,
     DiscordSettings,
+    FulltextSettings,
     LLMSettings,
     RagSettings,
     Settings,
@@ -149,9 +150,11 @@ def make_settings(
     data_dir: Path,
     *,
     llm_overrides: dict[str, Any] | None = None,
+    fulltext_overrides: dict[str, Any] | None = None,
     **discord_overrides: Any,
 ) -> Settings:
-    """`llm_overrides` by variable name, e.g. {"LLM_MAX_CONCURRENT": 1}."""
+    """`llm_overrides` by variable name, e.g. {"LLM_MAX_CONCURRENT": 1}. Full texts are never fetched
+    (FULLTEXT_MODE=off: tests do not reach arxiv.org) unless `fulltext_overrides` say where from."""
     discord_values: dict[str, Any] = {
         "token": fake.token,
         "api_base": fake.api_base,
@@ -171,6 +174,7 @@ def make_settings(
         ),
         rag=RagSettings(),
         discord=DiscordSettings(**discord_values),
+        fulltext=FulltextSettings(**{"mode": "off", **(fulltext_overrides or {})}),
     )
 
 
