@@ -77,3 +77,7 @@ def test_a_guide_question_holds_up_only_with_its_excerpts_words() -> None:
     assert grounded("Why do larger LoRA ranks only add memory when fine-tuning adapters?", excerpt)
     assert not grounded("What does this mean for the weather on Mars?", excerpt)
     assert not grounded("Why does memory matter?", excerpt)  # one shared word is not grounding
+    about = "This paper's main focus is a new method: adapters fine-tuned with LoRA rank 8."
+    assert not grounded(
+        "What is the main focus of this paper and its new method?", about
+    )  # asks nothing of it

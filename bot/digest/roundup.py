@@ -65,8 +65,17 @@ class PollResult:
     total: int
 
 
+# Words any question about any paper may use: they show nothing of the paper ("What is the main focus
+# of this paper?" shares "paper" and "focus" with many abstracts and asks nothing of this one).
+_GENERIC = """paper papers study work authors author main focus idea ideas approach method methods propose
+    proposed purpose benefit benefits using use used explain key contribution contributions novel new
+    results result show shows present presents introduce introduces"""
+GENERIC_WORDS = frozenset(_GENERIC.split())
+
+
 def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS and len(w) > 2}
+    words = _WORD.findall(text.lower())
+    return {w for w in words if len(w) > 2 and w not in STOP_WORDS and w not in GENERIC_WORDS}
 
 
 def grounded(question: str, excerpt: str) -> bool:
