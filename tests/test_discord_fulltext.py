@@ -108,3 +108,48 @@ async def test_paper_lists_sections_and_fetches_the_full_text_on_demand(
     assert shown[-1].startswith("Indexed (latex, 9 sections): §1 Introduction · §2 Architectural details")
     assert len(shown) == 2
     assert fake_arxiv.paths() == ["/html/2310.06825", "/e-print/2310.06825"]
+
+
+async def test_eager_mode_fetches_the_full_text_of_each_paper_a_digest_posts(
+    make_world: MakeWorld, fake_arxiv: FakeArxiv
+) -> None:
+    import asyncio
+    import datetime as dt
+
+    from bot.digest.delivery import PaperPost
+
+    fake_arxiv.serve_real_papers()
+    overrides = {"mode": "eager", "ARXIV_BASE_URL": fake_arxiv.base_url, "request_interval_s": 0.05}
+    world = await make_world(fulltext_overrides=overrides)
+    paper = Paper(paper_id="2501.11120", arxiv_id="2501.11120", title="Tell me about yourself", abstract="x")
+    await world.services.ingestor.ingest([paper])
+    post = PaperPost(
+        subscription_id=None, digest_date=dt.date(2026, 8, 18), rank=1, paper=paper, summary="A summary.",
+        summary_note=None, why="", layout="thread_per_paper", marker="pb-digest",
+    )  # fmt: skip
+    async with world.bot() as bot:
+        await bot.digest_poster.post_paper(world.channel(), post, None)
+        fetching = list(bot.digest_poster.fetching)
+        assert fetching, "the full text is fetched in the background, after the post"
+        await asyncio.wait_for(asyncio.gather(*fetching), timeout=120)
+    record = world.services.fulltext.status("2501.11120")
+    assert record is not None and record.source_format == "html"
+    assert fake_arxiv.paths() == ["/html/2501.11120"]
+
+
+async def test_on_demand_mode_leaves_digest_posts_alone(make_world: MakeWorld, fake_arxiv: FakeArxiv) -> None:
+    import datetime as dt
+
+    from bot.digest.delivery import PaperPost
+
+    overrides = {"mode": "on_demand", "ARXIV_BASE_URL": fake_arxiv.base_url}
+    world = await make_world(fulltext_overrides=overrides)
+    paper = Paper(paper_id="2501.11120", arxiv_id="2501.11120", title="Tell me about yourself", abstract="x")
+    post = PaperPost(
+        subscription_id=None, digest_date=dt.date(2026, 8, 18), rank=1, paper=paper, summary="A summary.",
+        summary_note=None, why="", layout="thread_per_paper", marker="pb-digest",
+    )  # fmt: skip
+    async with world.bot() as bot:
+        await bot.digest_poster.post_paper(world.channel(), post, None)
+        assert not bot.digest_poster.fetching
+    assert fake_arxiv.requests == []

@@ -11,11 +11,13 @@ the service can find what was already sent by reading the channel's recent messa
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import discord
 import structlog
 
+from bot.core.papers import Paper
 from bot.digest.delivery import DigestHeader, PaperPost, ReadingGuide
 from bot.discord.formatting import (
     BRAND_COLOUR,
@@ -111,6 +113,7 @@ class DiscordDigestPoster:
     def __init__(self, client: discord.Client, *, add_reactions: bool = True) -> None:
         self.client = client
         self.add_reactions = add_reactions
+        self.fetching: set[asyncio.Task[object]] = set()  # FULLTEXT_MODE=eager fetches under way
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self.client.get_channel(channel_id)
@@ -175,7 +178,19 @@ class DiscordDigestPoster:
                 except discord.HTTPException as exc:
                     log.info("digest.reaction_failed", message_id=message.id, error=str(exc)[:200])
                     break
+        self._fetch_full_text(post.paper)
         return message.id
+
+    def _fetch_full_text(self, paper: Paper) -> None:
+        """FULLTEXT_MODE=eager: the posted paper's full text is fetched in the background (at arXiv's
+        pace), so questions in its thread find the body without waiting for it."""
+        services = getattr(self.client, "services", None)  # the paperbot client carries its services
+        fulltext = getattr(services, "fulltext", None)
+        if fulltext is None or fulltext.mode != "eager" or not fulltext.can_fetch(paper):
+            return
+        task: asyncio.Task[object] = asyncio.create_task(fulltext.ensure(paper))
+        self.fetching.add(task)
+        task.add_done_callback(self.fetching.discard)
 
     async def find_recent_digest_messages(self, channel_id: int, marker: str) -> list[tuple[int, str]]:
         """The bot's recent messages in the channel whose embed footer starts with `marker`."""
