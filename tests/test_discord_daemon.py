@@ -84,6 +84,9 @@ async def test_run_bot_connects_syncs_answers_and_stops_on_sigterm(
         "paper",
         "help",
         "digest",
+        "memory",
+        "library",
+        "follow",
     }
     assert fake_discord.gateway.identifies[0]["intents"] & Intent.MESSAGE_CONTENT
     assert help_message["flags"] & MessageFlag.EPHEMERAL and help_message["embeds"]
