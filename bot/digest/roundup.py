@@ -78,6 +78,16 @@ def content_words(text: str) -> set[str]:
     return {w for w in words if len(w) > 2 and w not in STOP_WORDS and w not in GENERIC_WORDS}
 
 
+def whole_sentences(text: str, limit: int) -> str:
+    """At most `limit` characters, cut after a sentence (so no quote ends mid-word); a first sentence
+    longer than the limit is cut with "…"."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    end = max(head.rfind(". "), head.rfind("? "), head.rfind("! "))
+    return head[: end + 1] if end > 0 else head[: limit - 1].rstrip() + "…"
+
+
 def grounded(question: str, excerpt: str) -> bool:
     words = content_words(question)
     shared = words & content_words(excerpt)
@@ -193,9 +203,11 @@ class RoundupService:
             if not text:
                 continue
             label = "Abstract" if hit.chunk_no == 0 else f"Passage {hit.chunk_no + 1}"
-            sources.append(GuideSource(len(sources) + 1, label, text[:EXCERPT_CHARS], paper.url))
+            sources.append(
+                GuideSource(len(sources) + 1, label, whole_sentences(text, EXCERPT_CHARS), paper.url)
+            )
         if not sources and paper.abstract:
-            text = remove_instructions(sanitize_source_text(paper.abstract))[:EXCERPT_CHARS]
+            text = whole_sentences(remove_instructions(sanitize_source_text(paper.abstract)), EXCERPT_CHARS)
             sources.append(GuideSource(1, "Abstract", text, paper.url))
         return sources
 
