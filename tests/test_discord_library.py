@@ -196,12 +196,25 @@ async def test_follow_then_personal_dm_digest_with_why_feedback_and_closed_dms(w
         assert "more papers like this" in await private_text(vote)
         assert (await world.state.library.repo.feedback([bob], 5))[bob] == ([paper_id], [])
 
-        # Alice's DMs are closed: her follows stay, and she is told once, at her next use.
+        # Alice's DMs are closed: her follows stay, and she is told once, at her next command.
+        search = await fake.dispatch_interaction(
+            "search", {"query": "agents", "private": True}, user_id=alice
+        )
+        notice = await search.wait_for(  # after the results, one more private message
+            lambda h: next((m for m in h.followups if "direct messages" in m["content"]), None),
+            timeout=30, what="the closed-DMs notice",
+        )  # fmt: skip
+        assert "direct messages are closed" in notice["content"] and notice["flags"] & MessageFlag.EPHEMERAL
         first = await world.command("follow list", user="alice")
-        assert "direct messages are closed" in first and f"author {AUTHOR}" in first
+        assert "direct messages are closed" not in first and f"author {AUTHOR}" in first  # told once
+        fake.state.close_dms(alice, closed=False)
+        await world.state.follows.configure(alice, delivery="dm", cadence=None)
         assert "direct messages are closed" not in await world.command("follow list", user="alice")
-        again = await world.state.personal.run(HF_DAY, poster=DiscordDMPoster(bot))  # nothing twice
-        assert again.papers_sent == 0 and len(fake.messages_in(dm, ephemeral=False)) == 1 + len(papers)
+        again = await world.state.personal.run(HF_DAY, poster=DiscordDMPoster(bot))
+        # Bob gets nothing twice; Alice, whose DMs are open again, gets the digest planned for her.
+        assert len(fake.messages_in(dm, ephemeral=False)) == 1 + len(papers)
+        alice_dm = [m for m in fake.messages_in(fake.state.add_dm_channel(alice), ephemeral=False)]
+        assert again.delivered == 1 and len(alice_dm) == 1 + again.papers_sent and again.papers_sent >= 2
 
         assert "Stopped following author" in await world.command("follow remove", {"follow": "1"})
         assert "**off**" in await world.command("follow settings", {"delivery": "off"})

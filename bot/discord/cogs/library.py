@@ -51,6 +51,24 @@ class LibraryCog(
     async def cog_unload(self) -> None:
         self.state.personal.shutdown()
 
+    @commands.Cog.listener()
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction, command: app_commands.Command[Any, ..., Any]
+    ) -> None:
+        """A member whose digest DM failed (50007) is told at their next command, whichever it is:
+        after it has answered, as one more private message. /library and /follow say it themselves."""
+        if command.qualified_name.split(" ")[0] in ("library", "follow"):
+            return
+        try:
+            settings = await self.state.follows.repo.get_settings(interaction.user.id)
+            if not settings.dm_closed or not interaction.response.is_done():
+                return
+            notice = await self.state.library.dm_notice(interaction.user.id)
+            if notice:
+                await interaction.followup.send(f"⚠️ {notice}", ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except Exception:  # the command itself succeeded; the notice waits for the next one
+            log.warning("library.dm_notice_failed", user_id=interaction.user.id, exc_info=True)
+
     async def _reply(self, interaction: discord.Interaction, text: str, **kwargs: Any) -> None:
         text = await with_notice(self.state, interaction.user.id, text)
         parts = split_message(text) or ["…"]
