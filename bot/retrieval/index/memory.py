@@ -12,7 +12,8 @@ import asyncio
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -312,6 +313,18 @@ class ServerMemoryIndex(MemoryIndex):
         self._client = client
         self._collection = collection
 
+    @contextmanager
+    def _reachable(self, action: str) -> Iterator[None]:
+        """Connection failures and server errors become IndexUnavailableError ("unavailable right
+        now" to users), as for the paper index."""
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        try:
+            yield
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            log.warning("memory_index.unavailable", action=action, error=str(exc)[:300])
+            raise IndexUnavailableError(f"the channel memory collection failed ({action}): {exc}") from exc
+
     def _filter(self, scope: MemoryScope) -> Any:
         from qdrant_client import models
 
@@ -362,7 +375,8 @@ class ServerMemoryIndex(MemoryIndex):
             )
             for p in points
         ]
-        await self._client.upsert(self._collection, points=built, wait=True)
+        with self._reachable("upsert"):
+            await self._client.upsert(self._collection, points=built, wait=True)
 
     async def get(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
         stored = await self.payloads([message_point_id(m) for m in message_ids])
@@ -371,7 +385,8 @@ class ServerMemoryIndex(MemoryIndex):
     async def payloads(self, point_ids: Sequence[str]) -> dict[str, StoredMessage]:
         if not point_ids:
             return {}
-        records = await self._client.retrieve(self._collection, ids=list(point_ids), with_payload=True)
+        with self._reachable("retrieve"):
+            records = await self._client.retrieve(self._collection, ids=list(point_ids), with_payload=True)
         return {str(r.id): StoredMessage.from_payload(dict(r.payload or {})) for r in records}
 
     async def delete_messages(self, message_ids: Sequence[int]) -> None:
@@ -379,19 +394,21 @@ class ServerMemoryIndex(MemoryIndex):
 
         if message_ids:
             ids: list[Any] = [message_point_id(m) for m in message_ids]
-            await self._client.delete(
-                self._collection, points_selector=models.PointIdsList(points=ids), wait=True
-            )
+            with self._reachable("delete"):
+                await self._client.delete(
+                    self._collection, points_selector=models.PointIdsList(points=ids), wait=True
+                )
 
     async def delete_scope(self, scope: MemoryScope) -> None:
         from qdrant_client import models
 
-        await self._client.delete(
-            self._collection, points_selector=models.FilterSelector(filter=self._filter(scope)), wait=True
-        )
+        selector = models.FilterSelector(filter=self._filter(scope))
+        with self._reachable("delete"):
+            await self._client.delete(self._collection, points_selector=selector, wait=True)
 
     async def count(self, scope: MemoryScope) -> int:
-        result = await self._client.count(self._collection, count_filter=self._filter(scope), exact=True)
+        with self._reachable("count"):
+            result = await self._client.count(self._collection, count_filter=self._filter(scope), exact=True)
         return int(result.count)
 
     async def ranking(
@@ -406,13 +423,14 @@ class ServerMemoryIndex(MemoryIndex):
                 indices=sparse.indices if sparse else [], values=sparse.values if sparse else []
             )
         )
-        response = await self._client.query_points(
-            self._collection,
-            query=query,
-            using=DENSE_VECTOR if dense is not None else SPARSE_VECTOR,
-            query_filter=self._filter(scope),
-            limit=limit,
-        )
+        with self._reachable("query"):
+            response = await self._client.query_points(
+                self._collection,
+                query=query,
+                using=DENSE_VECTOR if dense is not None else SPARSE_VECTOR,
+                query_filter=self._filter(scope),
+                limit=limit,
+            )
         return [(str(p.id), float(p.score)) for p in response.points]
 
     async def close(self) -> None:
