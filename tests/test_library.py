@@ -398,3 +398,18 @@ async def test_a_crash_mid_digest_resumes_without_sending_anything_twice(world: 
     assert papers[:2] == first and len(papers) > 2  # the rest, after the two found in the DM
     entries = await world.state.repo.digest_entries(ALICE, HF_DAY)
     assert all(e.posted for e in entries) and len(entries) == 1 + len(papers)
+
+
+async def test_weekly_users_get_the_weeks_papers_on_their_day_only(world: World) -> None:
+    await world.state.follows.add(ALICE, "author", "Parsa Mazaheri")
+    await world.state.follows.configure(ALICE, delivery=None, cadence="weekly")
+    assert world.state.personal.weekly_day == 0 and HF_DAY.weekday() == 1  # Mondays; the day is a Tuesday
+    dms = RecordingDMs()
+    assert (await world.state.personal.run(HF_DAY, poster=dms)).users == 0
+    monday = HF_DAY + dt.timedelta(days=6)  # the Monday after: the week back to Tuesday holds HF_DAY
+    report = await world.state.personal.run(monday, poster=dms)
+    assert report.users == 1 and report.delivered == 1
+    assert {p.paper.paper_id for p in dms.papers_to(ALICE)} == {
+        p.paper_id for p in DAY_PAPERS if "Parsa Mazaheri" in p.authors
+    }
+    assert any(kind == "header" and item.cadence == "weekly" for _, kind, item in dms.sent)
