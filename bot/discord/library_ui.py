@@ -6,7 +6,7 @@ Replies are ephemeral: a library is private to its owner."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -15,10 +15,13 @@ from bot.discord.formatting import NO_MENTIONS
 from bot.discord.log_context import bind_interaction
 from bot.discord.protocol import as_paperbot
 
+if TYPE_CHECKING:
+    from bot.app.services import DigestServices
+
 NO_LIBRARY = "Saved papers need the bot's state database, which this bot runs without."
 
 
-def library_state(client: object) -> Any:
+def library_state(client: object) -> DigestServices:
     """The bot's database-backed services (library, follows, personal digests); a clear refusal
     when the bot runs without a state database."""
     state = as_paperbot(client).services.state
@@ -27,7 +30,7 @@ def library_state(client: object) -> Any:
     return state
 
 
-async def with_notice(state: Any, user_id: int, text: str) -> str:
+async def with_notice(state: DigestServices, user_id: int, text: str) -> str:
     """`text`, preceded once by the notice that the user's last digest DM could not be delivered."""
     notice = await state.library.dm_notice(user_id)
     return f"⚠️ {notice}\n\n{text}" if notice else text

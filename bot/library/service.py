@@ -211,6 +211,16 @@ class LibraryService:
         log.info("library.forgot_user", user_id=user_id, **counts)
         return sum(counts.values())
 
+    async def matching_saved(self, user_id: int, typed: str, limit: int = 25) -> list[Paper]:
+        """The user's saved papers whose title or id contains `typed` (autocomplete), newest first."""
+        typed = typed.lower().strip()
+        saved = await self.repo.list_saved(user_id, limit=200)
+        return [s.paper for s in saved if typed in s.paper.title.lower() or typed in s.paper.paper_id][:limit]
+
+    async def has_dm_notice(self, user_id: int) -> bool:
+        """Whether the user's last digest DM failed with 50007 and they have not been told yet."""
+        return (await self.repo.get_settings(user_id)).dm_closed
+
     async def dm_notice(self, user_id: int) -> str | None:
         """The one-time notice that their DMs are closed, if the last digest DM failed (then cleared)."""
         return DM_CLOSED_NOTICE if await self.repo.take_dm_closed(user_id) else None

@@ -60,8 +60,9 @@ class LibraryCog(
         if command.qualified_name.split(" ")[0] in ("library", "follow"):
             return
         try:
-            settings = await self.state.follows.repo.get_settings(interaction.user.id)
-            if not settings.dm_closed or not interaction.response.is_done():
+            if not interaction.response.is_done() or not await self.state.library.has_dm_notice(
+                interaction.user.id
+            ):
                 return
             notice = await self.state.library.dm_notice(interaction.user.id)
             if notice:
@@ -84,18 +85,8 @@ class LibraryCog(
     async def _paper_choices(
         self, interaction: discord.Interaction, typed: str
     ) -> list[app_commands.Choice[str]]:
-        typed = typed.lower().strip()
-        saved = await self.state.library.repo.list_saved(interaction.user.id, limit=200)
-        choices = []
-        for item in saved:
-            paper = item.paper
-            if typed in paper.title.lower() or typed in paper.paper_id:
-                choices.append(
-                    app_commands.Choice(name=clip(f"{paper.title}", 100), value=paper.paper_id[:100])
-                )
-            if len(choices) == 25:
-                break
-        return choices
+        papers = await self.state.library.matching_saved(interaction.user.id, typed)
+        return [app_commands.Choice(name=clip(p.title, 100), value=p.paper_id[:100]) for p in papers]
 
     @app_commands.command(name="save", description="Save a paper to your library by arXiv id or link")
     @app_commands.describe(paper="arXiv id (2405.15738) or arxiv.org link")
