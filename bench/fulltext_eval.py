@@ -36,6 +36,13 @@ QUESTIONS = ROOT / "bench" / "data" / "fulltext_questions.jsonl"
 PREFERENCE = {"html": 0, "latex": 1, "pdf": 2}  # the on-demand order
 
 
+def eval_index_dir() -> Path:
+    """One index per passage size (FULLTEXT_CHUNK_TOKENS), so changing it never mixes two."""
+    from bot.core.config import FulltextSettings
+
+    return OUT / f"fulltext{FulltextSettings().chunk_tokens}"
+
+
 def norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
@@ -162,8 +169,9 @@ async def main() -> None:
     parser.add_argument("--llm", action="store_true", help="also answer with the default embedded model")
     parser.add_argument("--split", choices=["all", "dev", "test"], default="all")
     parser.add_argument("--k", type=int, default=5, help="passages retrieved per round (RAG_TOP_K)")
-    parser.add_argument("--data-dir", type=Path, default=OUT / "fulltext")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: bench/out/fulltext<tokens>")
     args = parser.parse_args()
+    args.data_dir = args.data_dir or eval_index_dir()
 
     from bot.retrieval.embedding import LocalEmbedder
 

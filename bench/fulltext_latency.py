@@ -7,7 +7,7 @@ real text and real passage counts, so the index holds what 100 full texts add. T
 (SearchService.search: one result per paper, title + abstract chunks) and the answers' retrieval
 (SearchService.search_chunks over every chunk, k = 5), query embedding included.
 
-.venv/bin/python bench/fulltext_eval.py        # first: builds bench/out/fulltext112
+.venv/bin/python bench/fulltext_eval.py        # first: builds bench/out/fulltext<tokens>
 .venv/bin/python bench/fulltext_latency.py [--queries 300]
 """
 
@@ -24,8 +24,12 @@ from pathlib import Path
 
 from common import FULL_INDEX_DIR, OUT, ROOT, percentile
 
-EVAL_DIR = OUT / "fulltext112"
-LATENCY_DIR = OUT / "fulltext_latency"
+sys.path.insert(0, str(Path(__file__).parent))
+from fulltext_eval import eval_index_dir
+
+EVAL_DIR = eval_index_dir()  # bench/fulltext_eval.py's index: 10k papers + the 12 real full texts
+LATENCY_DIR = OUT / f"{EVAL_DIR.name}_latency"
+BASELINE_DIR = OUT / "fulltext_baseline_10k"  # a copy: bench/out/full stays free for other benches
 QUESTIONS = [
     ROOT / "bench" / "data" / "paraphrase_questions.jsonl",
     ROOT / "bench" / "data" / "fulltext_questions.jsonl",
@@ -126,7 +130,9 @@ async def main() -> None:
     from bot.retrieval.search import build_search_service
 
     if not (EVAL_DIR / "qdrant").exists():
-        sys.exit("run bench/fulltext_eval.py first (it builds bench/out/fulltext112)")
+        sys.exit(f"run bench/fulltext_eval.py first (it builds {EVAL_DIR})")
+    if not (BASELINE_DIR / "qdrant").exists():
+        shutil.copytree(FULL_INDEX_DIR / "qdrant", BASELINE_DIR / "qdrant")
     if not (LATENCY_DIR / "qdrant").exists():
         shutil.copytree(EVAL_DIR / "qdrant", LATENCY_DIR / "qdrant")
         (LATENCY_DIR / "added").write_text("0")
@@ -138,7 +144,7 @@ async def main() -> None:
 
     rows = []
     for name, directory in (
-        ("10k papers, abstracts only", FULL_INDEX_DIR),
+        ("10k papers, abstracts only", BASELINE_DIR),
         ("10k papers + 100 full texts", LATENCY_DIR),
     ):
         index = EdgePaperIndex(Path(directory) / "qdrant")

@@ -80,7 +80,7 @@ def test_latex_folder_resolves_inputs_expands_macros_and_numbers_sections_and_fl
     regularization = next(s for s in document.sections if s.number == "5.4")
     text = " ".join(b.text for b in regularization.blocks)
     assert "P_drop=0.1" in text  # math as readable text
-    assert "[srivastava2014dropout]" in text  # \cite as its keys
+    assert "(ref. srivastava2014dropout)" in text  # \cite as its keys
     variations = next(s for s in document.sections if s.number == "6.2")
     assert "as described in Section 3.2.2" in " ".join(b.text for b in variations.blocks)  # \ref resolved
     mistral = parse_latex(read_folder(MISTRAL_LATEX), name="mistral")

@@ -239,8 +239,9 @@ def latex_text(fragment: str) -> str:
 
 
 def _cite_text(match: re.Match[str]) -> str:
-    """\\cite{a,b} → "[a, b]": the keys stay readable and say that a claim is cited."""
-    return "[" + ", ".join(key.strip() for key in match.group(1).split(",")) + "]"
+    """\\cite{a,b} → "(ref. a, b)": the keys stay readable and say that a claim is cited, in the
+    same form as a PDF's "[27]" (chunking), never as brackets an answer's [n] could be taken for."""
+    return "(ref. " + ", ".join(key.strip() for key in match.group(1).split(",")) + ")"
 
 
 def _table_text(body: str) -> str:
