@@ -13,7 +13,7 @@ the rest from other days of the slim HF records), 6 topics from a pool of 40 and
 pool of 50 — 20 each. The follows are bulk-inserted before the clock starts.
 
     .venv/bin/python bench/personal_digest_bench.py [--users 1000] [--follows 20] [--llm-latency-ms 100]
-                                                    [--concurrency 4] [--seed 16]
+                                                    [--concurrency 4] [--seed 16] [--postgresql]
 
 Two passes, each on a fresh database (an empty summary cache): the first is timed; the second repeats
 it under tracemalloc for the peak of Python allocations. Checked: LLM calls = distinct papers
@@ -138,6 +138,8 @@ async def one_pass(*, args: argparse.Namespace, root: Path, n: int, index: Any, 
             return await super()._completions(request)
 
     os.environ["PAPERBOT_DATA_DIR"] = str(root / f"data{n}")
+    if args.postgres is not None:  # a fresh database on the throwaway server for each pass
+        os.environ["DATABASE_URL"] = args.postgres.create_database()
     settings = load_settings()
     database = Database.from_settings(settings)
     await upgrade_schema(database.engine)
@@ -222,6 +224,7 @@ async def main(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         await index.close()
     timed, traced = runs
+    print(f"  state database: {'PostgreSQL (a throwaway local server)' if args.postgres else 'SQLite'}")
     report = timed.report
     sent = sum(len(v) for v in timed.dms.papers.values())
     ok_calls = all(r.llm_calls == r.report.distinct_papers == r.report.llm_summaries for r in runs)
@@ -260,4 +263,19 @@ if __name__ == "__main__":
     parser.add_argument("--llm-latency-ms", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=4, help="DIGEST_SUMMARY_CONCURRENCY")
     parser.add_argument("--seed", type=int, default=16)
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parser.add_argument(
+        "--postgresql", action="store_true", help="state in PostgreSQL (Debian's binaries, as the tests)"
+    )
+    options = parser.parse_args()
+    options.postgres = None
+    if not options.postgresql:
+        sys.exit(asyncio.run(main(options)))
+    from tests.support.postgres import find_pg_bin, running_postgres
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise SystemExit("PostgreSQL binaries not installed (make postgres)")
+    with running_postgres(bin_dir) as server:
+        options.postgres = server
+        code = asyncio.run(main(options))
+    sys.exit(code)
