@@ -344,3 +344,18 @@ async def test_remembered_messages_are_untrusted_text_to_the_model(world: World)
     system = world.llm.requests[-1].json["messages"][0]["content"]
     assert "untrusted data quoted from chat messages and papers" in system
     assert "LoRA rank 8" in answer["content"]  # and the answer, which pings nobody (checked by the fake)
+
+
+async def test_plain_follow_ups_in_the_bots_thread_are_remembered_with_the_thread(world: World) -> None:
+    async with world.bot():
+        await world.command("memory enable")
+        question = await mention(world, LORA)
+        await world.wait_stored(2)
+        thread_id = int(question["id"])  # the thread the bot opened on the question
+        follow_up = await world.fake.dispatch_message(
+            thread_id, "And rank 4 was clearly too small for the adapters.", author_id=world.user("alice")
+        )
+        await world.wait_stored(4)  # the follow-up, no mention needed in the bot's thread, and its answer
+    kept = (await world.memory.index.get([int(follow_up["id"])]))[int(follow_up["id"])]
+    assert kept.channel_id == world.channel() and kept.thread_id == thread_id
+    assert kept.jump_url == f"https://discord.com/channels/{world.guild}/{thread_id}/{follow_up['id']}"
