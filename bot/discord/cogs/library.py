@@ -46,6 +46,11 @@ class LibraryCog(
         super().__init__()
 
     async def cog_load(self) -> None:
+        shards = self.bot.settings.discord
+        if shards.shard_count and shards.shard_ids is not None and 0 not in shards.shard_ids:
+            # DMs belong to no guild: one process sends them all, the one that runs shard 0.
+            log.info("personal_digest.not_scheduled", reason="shard 0 runs in another process")
+            return
         self.state.personal.start(self.poster)
 
     async def cog_unload(self) -> None:
