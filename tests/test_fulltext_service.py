@@ -157,3 +157,20 @@ def test_cli_ingests_full_texts_one_line_each_and_a_bad_one_loses_nothing_else(
     answer = json.loads(capsys.readouterr().out)
     assert {"section", "passage"} <= set(answer["citations"][0])
     assert any(c["section"].startswith("§") for c in answer["citations"])
+
+
+async def test_a_question_that_names_a_paper_by_arxiv_id_fetches_its_full_text_first(
+    make_services: Any, fake_arxiv: FakeArxiv
+) -> None:
+    fake_arxiv.serve_real_papers()
+    services = await make_services(arxiv_base_url=fake_arxiv.base_url, request_interval_s=0.05)
+    mistral = Paper(paper_id="2310.06825", arxiv_id="2310.06825", title="Mistral 7B", abstract="A 7B model.")
+    await services.ingestor.ingest([mistral])
+    assert await services.fulltext.ensure_for_question("What is new in attention lately?") == []
+    assert fake_arxiv.requests == []  # nothing named, nothing fetched
+    records = await services.fulltext.ensure_for_question("How does arXiv:2310.06825v1 cache keys?")
+    assert [r.paper_id for r in records] == ["2310.06825"] and records[0].source_format == "latex"
+    again = await services.fulltext.ensure_for_question(
+        "more on it", context="https://arxiv.org/abs/2310.06825"
+    )
+    assert again == records and fake_arxiv.paths() == ["/html/2310.06825", "/e-print/2310.06825"]
