@@ -334,3 +334,23 @@ def _command() -> app_commands.Command:
         return None
 
     return app_commands.Command(name="x", description="x", callback=noop)
+
+
+def test_a_paper_known_only_by_its_title_shows_no_made_up_id() -> None:
+    """A saved page's paper has a title-derived id (title:…): its card and its /search footer leave
+    it out; a real id is still shown."""
+    from bot.core.papers import Paper, title_paper_id
+    from bot.discord.cogs.search import result_footer
+    from bot.discord.formatting import paper_embed
+
+    page = Paper(
+        paper_id=title_paper_id("Pointer Networks"), title="Pointer Networks", abstract="A.", sources=["page"]
+    )
+    real = Paper(paper_id="2407.07523", arxiv_id="2407.07523", title="SHERL", abstract="A.")
+    assert result_footer(2, page) == "#2"
+    assert result_footer(1, real) == "#1 · 2407.07523"
+    assert paper_embed(page).footer.text is None
+    assert paper_embed(real).footer.text == "2407.07523"
+    embed = paper_embed(page, footer=result_footer(3, page))
+    assert embed.footer.text == "#3"
+    assert "title:" not in str(embed.to_dict())

@@ -33,7 +33,7 @@ from bot.rag.iter_retgen import AnswerService
 from bot.retrieval.embedding import Embedder, open_embedder
 from bot.retrieval.index import PaperIndex, open_index
 from bot.retrieval.index.memory import MemoryIndex, open_memory_index
-from bot.retrieval.search import SearchService
+from bot.retrieval.search import SearchService, build_search_service
 from bot.retrieval.tokens import ensure_tiktoken_cache
 
 log = structlog.get_logger(__name__)
@@ -88,7 +88,7 @@ def build_services(
 ) -> Services:
     """Every service over clients that are already open. `fetch` reads digest sources (default: the
     live Hugging Face / arXiv APIs)."""
-    search = SearchService(index, embedder, encoding=settings.tokenizer.encoding)
+    search = build_search_service(settings, index, embedder)
     ingestor = Ingestor(index, embedder, settings.tokenizer)
     state = None
     if database is not None:

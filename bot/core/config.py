@@ -85,6 +85,15 @@ class EmbeddingSettings(BaseSettings):
     query_runtime: Literal["onnx", "torch"] = "onnx"
 
 
+class RetrievalSettings(BaseSettings):
+    """How a question is turned into search queries (bench/README.md, issue 13, has the figures)."""
+
+    model_config = _config("RETRIEVAL_")
+
+    # BM25 reads the question without its asking frame ("which paper…", "is there work on…").
+    clean_questions: bool = True
+
+
 class TokenizerSettings(BaseSettings):
     model_config = _config("TOKENIZER_")
 
@@ -378,6 +387,7 @@ class Settings(BaseModel):
     core: CoreSettings = Field(default_factory=CoreSettings)
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)

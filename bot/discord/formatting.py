@@ -8,7 +8,7 @@ from typing import Protocol
 
 import discord
 
-from bot.core.papers import Paper
+from bot.core.papers import Paper, is_title_id
 from bot.digest.summaries import CardSummary
 from bot.rag.citations import Citation
 from bot.rag.iter_retgen import Answer
@@ -138,7 +138,8 @@ def paper_embed(paper: Paper, *, summary: str | None = None, footer: str | None 
             links = candidate
     if links:
         embed.add_field(name="Links", value=links, inline=False)
-    embed.set_footer(text=clip(footer or paper.paper_id, EMBED_FOOTER))
+    if footer or not is_title_id(paper.paper_id):  # a title-derived id is no id to show
+        embed.set_footer(text=clip(footer or paper.paper_id, EMBED_FOOTER))
     return fit_embed(embed)
 
 

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.papers import Paper
+from bot.core.papers import Paper, is_title_id
 from bot.discord.answering import answer_interaction
 from bot.discord.errors import UserFacingError, report_interaction_error
 from bot.discord.formatting import (
@@ -103,6 +103,11 @@ class AskAboutPaper(discord.ui.Modal, title="Ask about this paper"):
         await report_interaction_error(interaction, error)
 
 
+def result_footer(rank: int, paper: Paper) -> str:
+    """'#2 · 2407.07523'; only the rank for a paper known by its title alone (a saved page's)."""
+    return f"#{rank}" if is_title_id(paper.paper_id) else f"#{rank} · {paper.paper_id}"
+
+
 def results_view(papers: Sequence[Paper], *, save: bool = False) -> discord.ui.View:
     """Summarize / Ask / Similar (and 🔖 Save when the bot keeps libraries) for the first five papers,
     one row each. Fully dynamic: the view is never stored, the buttons are routed by their custom_id."""
@@ -148,7 +153,7 @@ class SearchCog(commands.Cog, name="Search"):
         if not papers:
             await interaction.followup.send(empty, ephemeral=private, allowed_mentions=NO_MENTIONS)
             return
-        embeds = [paper_embed(p, footer=f"#{rank} · {p.paper_id}") for rank, p in enumerate(papers, 1)]
+        embeds = [paper_embed(p, footer=result_footer(rank, p)) for rank, p in enumerate(papers, 1)]
         groups = fit_embeds(embeds)
         saves = self.bot.services.state is not None  # 🔖 Save needs the state database
         for index, group in enumerate(groups):
