@@ -83,13 +83,13 @@ async def make_paper_index(request: pytest.FixtureRequest, tmp_path: Path) -> As
     from qdrant_client import AsyncQdrantClient
 
     from bot.core.config import QdrantSettings
-    from bot.retrieval.index.base import Fusion, PaperIndex
+    from bot.retrieval.index.base import DEFAULT_FUSION, Fusion, PaperIndex
     from bot.retrieval.index.edge import EdgePaperIndex
     from bot.retrieval.index.server import ServerPaperIndex
 
     made: list[PaperIndex] = []
 
-    def make(*, fusion: Fusion = "convex") -> PaperIndex:
+    def make(*, fusion: Fusion = DEFAULT_FUSION) -> PaperIndex:
         index: PaperIndex
         if request.param == "edge":
             index = EdgePaperIndex(tmp_path / f"qdrant-{len(made)}", fusion=fusion)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import statistics
 from collections.abc import Callable
 
 import pytest
 
 from bot.core.papers import Paper, point_id
 from bot.retrieval.index import ChunkHit, IndexedChunk, PaperIndex, SearchFilter
-from bot.retrieval.index.base import fuse_hits
+from bot.retrieval.index.base import adaptive_bm25_weight, fuse_hits, lead
 from bot.retrieval.sparse import sparse_document, sparse_query
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
@@ -173,6 +174,33 @@ def test_hybrid_fusion_is_a_weighted_sum_of_min_max_normalized_scores() -> None:
     assert fuse_hits([], sparse, limit=1, fusion="convex")[0].paper.paper_id == "A"
 
 
+def test_adaptive_fusion_weights_the_ranking_whose_leader_stands_out() -> None:
+    def hits(scored: str, scores: list[float]) -> list[ChunkHit]:
+        return [
+            ChunkHit(paper=Paper(paper_id=p, title=p, abstract=""), chunk_no=0, text="", score=s)
+            for p, s in zip(scored, scores, strict=True)
+        ]
+
+    def pairs(ranking: list[ChunkHit]) -> list[tuple[str, float]]:
+        return [(h.paper.paper_id, h.score) for h in ranking]
+
+    confident_bm25 = hits("ABCDE", [30.0, 6.0, 5.0, 4.0, 3.0])  # A far ahead of an even field
+    unsure_bm25 = hits("ABCDE", [6.2, 6.0, 5.0, 4.0, 3.0])
+    dense = hits("BADCE", [0.62, 0.60, 0.48, 0.46, 0.44])  # B first, A close behind
+    # lead = (first − mean of the rest) / their standard deviation
+    assert lead(pairs(confident_bm25)) == pytest.approx((30 - 4.5) / statistics.pstdev([6, 5, 4, 3]))
+    assert lead(pairs(hits("AB", [2.0, 1.0]))) == 0.0  # too few scores to tell
+    assert adaptive_bm25_weight([], []) == 0.5
+    high = adaptive_bm25_weight(pairs(confident_bm25), pairs(dense))
+    low = adaptive_bm25_weight(pairs(unsure_bm25), pairs(dense))
+    assert 0.5 < high < 1.0 and 0.0 < low < 0.5
+    # BM25's clear leader wins when BM25 is sure; the dense leader wins when BM25 is not.
+    assert fuse_hits(dense, confident_bm25, limit=2, fusion="adaptive")[0].paper.paper_id == "A"
+    assert fuse_hits(dense, unsure_bm25, limit=2, fusion="adaptive")[0].paper.paper_id == "B"
+    # and a fixed convex 0.7 would have kept A first in the unsure case too
+    assert fuse_hits(dense, unsure_bm25, limit=2, fusion="convex", bm25_weight=0.7)[0].paper.paper_id == "A"
+
+
 def test_rrf_fusion_is_available_by_configuration() -> None:
     def hits(order: str) -> list[ChunkHit]:
         return [
@@ -186,7 +214,7 @@ def test_rrf_fusion_is_available_by_configuration() -> None:
     assert fused[0].score == pytest.approx(1 / 4 + 1 / 3)
 
 
-@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+@pytest.mark.parametrize("fusion", ["adaptive", "convex", "rrf"])
 async def test_every_back_end_fuses_like_the_reference_two_query_path(
     make_paper_index: Callable[..., PaperIndex], fusion: str
 ) -> None:

@@ -44,7 +44,7 @@ def test_open_index_picks_the_backend_from_settings(monkeypatch: pytest.MonkeyPa
     from bot.retrieval.index.server import ServerPaperIndex
 
     embedded = open_index(load_settings())
-    assert isinstance(embedded, EdgePaperIndex) and embedded.fusion == "convex"
+    assert isinstance(embedded, EdgePaperIndex) and embedded.fusion == "adaptive"
     monkeypatch.setenv("QDRANT_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("QDRANT_HYBRID_FUSION", "rrf")
     server = open_index(load_settings())

@@ -65,9 +65,11 @@ class QdrantSettings(BaseSettings):
     write_consistency_factor: int = Field(default=1, ge=1)
     read_consistency: Literal["all", "majority", "quorum", "1"] = "1"
     timeout_s: float = 10.0
-    # How hybrid search fuses the BM25 and dense rankings (both back ends): "convex" = 0.7 BM25 + 0.3
-    # dense min-max-normalized scores (the benchmark's best); "rrf" = reciprocal rank fusion, k = 2.
-    hybrid_fusion: Literal["convex", "rrf"] = "convex"
+    # How hybrid search fuses the BM25 and dense rankings (both back ends): "adaptive" = a convex
+    # combination of min-max-normalized scores whose BM25 weight follows how clearly each ranking's
+    # first result leads (the benchmark's best, issue 13); "convex" = fixed 0.7 BM25 + 0.3 dense;
+    # "rrf" = reciprocal rank fusion, k = 2.
+    hybrid_fusion: Literal["adaptive", "convex", "rrf"] = "adaptive"
 
 
 class EmbeddingSettings(BaseSettings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import statistics
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,13 @@ HYBRID_BM25_WEIGHT = 0.7
 HYBRID_DEPTH = 50
 # The alternative (QDRANT_HYBRID_FUSION=rrf): reciprocal rank fusion with Qdrant's default k.
 RRF_K = 2
-Fusion = Literal["convex", "rrf"]
+# The default (QDRANT_HYBRID_FUSION=adaptive, issue 13): the convex combination with a BM25 weight
+# set per query by how clearly each ranking's first result stands out (`adaptive_bm25_weight`). An
+# ai_summary reuses its abstract's words, so BM25's leader stands far above the rest and BM25 keeps
+# most of the weight; a question in other words leaves BM25 unsure and the dense ranking gets more.
+# Chosen on dev sets among fixed weights, RRF and two adaptive rules (bench/paraphrase_study.py).
+Fusion = Literal["convex", "rrf", "adaptive"]
+DEFAULT_FUSION: Fusion = "adaptive"
 
 # Chunks numbered from here are full-text passages (bot/fulltext); below it, title + abstract windows.
 # /search ranks only the latter (one result per paper, as before full texts); answers rank both.
@@ -157,8 +164,10 @@ def fused_ranking(
     """The best `limit` keys of two (key, score) rankings, best first, with their fused scores.
 
     convex: bm25_weight × BM25 + (1 − bm25_weight) × dense, each min-max-normalized over its ranking;
-    a key missing from one ranking gets 0 from it. rrf: Σ 1 / (rrf_k + rank), ranks from 1. Ties
-    keep BM25's order."""
+    a key missing from one ranking gets 0 from it. rrf: Σ 1 / (rrf_k + rank), ranks from 1.
+    adaptive: convex with `adaptive_bm25_weight` (bm25_weight is not used). Ties keep BM25's order."""
+    if fusion == "adaptive":
+        fusion, bm25_weight = "convex", adaptive_bm25_weight(sparse, dense)
     scores: dict[K, float] = {}
     for weight, ranking in ((bm25_weight, sparse), (1 - bm25_weight, dense)):
         if fusion == "rrf":
@@ -172,6 +181,23 @@ def fused_ranking(
             scores[key] = scores.get(key, 0.0) + weight * normalized
     best = sorted(scores, key=lambda key: -scores[key])[:limit]
     return [(key, scores[key]) for key in best]
+
+
+def lead(ranking: Sequence[tuple[Any, float]]) -> float:
+    """How far a ranking's first score stands above the others, in their standard deviations
+    (0 with fewer than three scores, or when the first does not stand above their mean)."""
+    if len(ranking) < 3:
+        return 0.0
+    rest = [score for _, score in ranking[1:]]
+    spread = statistics.pstdev(rest) or 1e-6
+    return max(0.0, (ranking[0][1] - statistics.fmean(rest)) / spread)
+
+
+def adaptive_bm25_weight(sparse: Sequence[tuple[Any, float]], dense: Sequence[tuple[Any, float]]) -> float:
+    """BM25's share of the two rankings' leads (each ranking best first); 0.5 when neither leads."""
+    sparse_lead, dense_lead = lead(sparse), lead(dense)
+    total = sparse_lead + dense_lead
+    return sparse_lead / total if total else 0.5
 
 
 def fuse_hits(
@@ -207,7 +233,7 @@ class PaperIndex(ABC):
 
     backend: str
 
-    def __init__(self, *, fusion: Fusion = "convex") -> None:
+    def __init__(self, *, fusion: Fusion = DEFAULT_FUSION) -> None:
         self._fusion: Fusion = fusion
 
     @property

@@ -15,6 +15,7 @@ import structlog
 
 from bot.core.papers import Paper, point_id
 from bot.retrieval.index.base import (
+    DEFAULT_FUSION,
     DENSE_VECTOR,
     HYBRID_DEPTH,
     PAYLOAD_INDEXES,
@@ -73,7 +74,7 @@ def _condition(condition: Condition) -> qe.FieldCondition:
 class EdgePaperIndex(PaperIndex):
     backend = "edge"
 
-    def __init__(self, path: Path, *, fusion: Fusion = "convex") -> None:
+    def __init__(self, path: Path, *, fusion: Fusion = DEFAULT_FUSION) -> None:
         super().__init__(fusion=fusion)
         self._path = path
         self._shard: qe.EdgeShard | None = None
