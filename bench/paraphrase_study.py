@@ -8,7 +8,7 @@ Question sets (all over the bench corpus: 9,577 HF papers + three arXiv listings
 
 Levers (choose on the dev columns, read the test columns): query cleaning, field-aware BM25 (title
 weight), fusion (fixed convex, RRF, confidence-adaptive), pseudo-relevance feedback (dense Rocchio,
-BM25 expansion), the learned query adapter (bot/retrieval/data/), reranking the top 20 by title
+BM25 expansion), the learned query adapter (bench/train_query_adapter.py), reranking the top 20 by title
 similarity. Scores come from the in-memory corpus (bench/retrieval_corpus.py: the cached MiniLM
 vectors and an exact copy of the index's BM25); `--check-index` first compares its BM25 and dense
 top-10 with the real bench index's on the paraphrase questions.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import OUT, ROOT
+from common import OUT
 from embedding_cache import CachedEmbedder
 from retrieval_corpus import (
     Bm25Index,
@@ -274,21 +274,36 @@ def variants(adapter: bool) -> list[Variant]:
         out.append(Variant(f"BM25 PRF k={k} t={n} w={w}; convex 0.7", bm25_prf=(k, n, w)))
     for mu in (0.2, 0.5):
         out.append(Variant(f"rerank top 20 by title cosine mu={mu}; convex 0.7", title_rerank=mu))
+    # Query cleaning combined with the other fusions (cleaning is the one lever that moved dev alone).
+    out += [
+        Variant("clean + convex 0.5", clean="bm25", fusion=convex(0.5)),
+        Variant("clean + RRF k=60", clean="bm25", fusion=rrf(60)),
+        Variant("clean + adaptive z p=1.0", clean="bm25", fusion=adaptive_z(1.0)),
+        Variant("clean + adaptive z p=2.0", clean="bm25", fusion=adaptive_z(2.0)),
+    ]
+    for alpha0 in (0.5, 0.6, 0.7):
+        for gamma in (0.5, 1.0):
+            out.append(Variant(f"clean + adaptive gap a0={alpha0} g={gamma}", clean="bm25",
+                               fusion=adaptive_gap(alpha0, gamma)))  # fmt: skip
+    out += [
+        Variant("clean + dense PRF k=3 b=0.3; convex 0.7", clean="bm25", dense_prf=(3, 0.3)),
+        Variant("clean + rerank top 20 by title cosine mu=0.2; convex 0.7", clean="bm25", title_rerank=0.2),
+    ]
     if adapter:
-        out += [
-            Variant("adapter: dense only", mode="dense", adapter=True),
-            Variant("adapter; convex 0.7", adapter=True),
-            Variant("adapter; convex 0.5", adapter=True, fusion=convex(0.5)),
-            Variant("adapter; RRF k=60", adapter=True, fusion=rrf(60)),
-        ]
-        for alpha0 in (0.3, 0.5, 0.7):
-            for gamma in (0.5, 1.0, 2.0):
-                out.append(
-                    Variant(f"adapter; adaptive gap a0={alpha0} g={gamma}", adapter=True,
-                            fusion=adaptive_gap(alpha0, gamma))
-                )  # fmt: skip
-        for power in (1.0, 2.0):
-            out.append(Variant(f"adapter; adaptive z p={power}", adapter=True, fusion=adaptive_z(power)))
+        for clean, tag in (("none", "adapter"), ("bm25", "adapter + clean")):
+            out += [
+                Variant(f"{tag}: dense only", mode="dense", adapter=True, clean=clean),
+                Variant(f"{tag}; convex 0.7", adapter=True, clean=clean),
+                Variant(f"{tag}; convex 0.5", adapter=True, clean=clean, fusion=convex(0.5)),
+                Variant(f"{tag}; RRF k=60", adapter=True, clean=clean, fusion=rrf(60)),
+            ]
+            for alpha0 in (0.5, 0.7):
+                for gamma in (0.5, 1.0, 2.0):
+                    out.append(
+                        Variant(f"{tag}; adaptive gap a0={alpha0} g={gamma}", adapter=True, clean=clean,
+                                fusion=adaptive_gap(alpha0, gamma))
+                    )  # fmt: skip
+            out.append(Variant(f"{tag}; adaptive z p=2.0", adapter=True, clean=clean, fusion=adaptive_z(2.0)))
     return out
 
 
@@ -315,11 +330,14 @@ async def check_index(study: Study, questions: list[Question]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument(
-        "--adapter", type=Path, default=ROOT / "bot" / "retrieval" / "data" / "minilm_query_adapter.npy"
-    )
+    parser.add_argument("--adapter", type=Path, default=OUT / "query_adapter.npy")
     parser.add_argument("--check-index", action="store_true")
     parser.add_argument("--only", default="", help="run only variants whose name contains this")
+    parser.add_argument("--names", default="", help="run only these variants (names separated by '|')")
+    parser.add_argument(
+        "--ai-dev-queries", type=int, default=0,
+        help="a larger ai_summary dev sample (papers not in the test sample) to break ties on dev",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from bot.retrieval.embedding import LocalEmbedder
@@ -334,7 +352,8 @@ async def main() -> None:
     }
     test = ai_summary_queries(corpus, args.queries, 13)
     test_ids = frozenset(corpus.papers[next(iter(e))].paper_id for _, e in test)
-    sets["ai_summary dev"] = (ai_summary_queries(corpus, args.queries, 29, exclude=test_ids), True)
+    dev_size = args.ai_dev_queries or args.queries
+    sets["ai_summary dev"] = (ai_summary_queries(corpus, dev_size, 29, exclude=test_ids), True)
     sets["ai_summary test"] = (test, True)
     from bot.retrieval.query_text import clean_question
 
@@ -352,6 +371,8 @@ async def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for v in variants(adapter is not None):
         if args.only and args.only not in v.name:
+            continue
+        if args.names and v.name not in args.names.split("|"):
             continue
         started = time.perf_counter()
         results[v.name] = {
@@ -371,7 +392,8 @@ async def main() -> None:
     sizes = {name: len(qs) for name, (qs, _) in sets.items()}
     print(f"papers: {len(corpus.papers)}, chunks: {len(corpus.chunk_texts)}; questions: {sizes}")
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "paraphrase_study" + (f"-{args.only}" if args.only else "")
+    name = "paraphrase_study" + (f"-{args.only}" if args.only else "") + ("-names" if args.names else "")
+    name += f"-aidev{args.ai_dev_queries}" if args.ai_dev_queries else ""
     (OUT / f"{name.replace(' ', '_')}.json").write_text(json.dumps(results, indent=1))
 
 

@@ -1,7 +1,9 @@
-"""Train the query-side linear adapter that ships in bot/retrieval/data/minilm_query_adapter.npy.
+"""Train the query-side linear adapter (issue 13's learned lever) into bench/out/query_adapter.npy.
 
 A 384×384 map M applied to MiniLM query vectors only (q' = normalize(q M)); documents keep their
-vectors, so an index never has to be re-embedded. Trained here, once, never at install:
+vectors, so an index never has to be re-embedded, and the matrix (~0.6 MB) could ship in the package.
+It did not win on the paraphrase dev set (bench/README.md), so it is not shipped; this script and
+bench/paraphrase_study.py (--adapter) reproduce the measurement.
 
   pairs     every HF paper's title and (when it has one) ai_summary → that paper's first-chunk vector
             (title + abstract, embedded as the index embeds it); ~9.6k titles + ~5.7k summaries;
@@ -23,11 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT
+from common import OUT
 from embedding_cache import CachedEmbedder
 from retrieval_corpus import ai_summary_queries, load_corpus, paraphrase_questions
 
-DEFAULT_OUT = ROOT / "bot" / "retrieval" / "data" / "minilm_query_adapter.npy"
+DEFAULT_OUT = OUT / "query_adapter.npy"
 
 
 def recall_at_1(queries: np.ndarray, targets: np.ndarray, docs: np.ndarray, m: np.ndarray) -> float:
