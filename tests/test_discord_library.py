@@ -233,7 +233,11 @@ async def test_ask_scope_library_answers_from_saved_papers_and_forget_me(
             "ask", {"question": "What do GUI agents do?", "scope": "library"}, user_id=bob
         )
         assert "library is empty" in (await empty.response())["data"]["content"]
-        await world.state.library.save(bob, target.paper_id)
+        saved = await world.command("library save", {"paper": f"https://arxiv.org/abs/{target.paper_id}v2"})
+        assert "🔖 Saved" in saved and "(1 paper in your library)" in saved
+        assert "not a paper in paperbot's index" in await world.command(
+            "library save", {"paper": "2999.99999"}
+        )
         start = len(llm.requests)
         handle = await fake.dispatch_interaction(
             "ask", {"question": "What do GUI agents do?", "scope": "library", "private": True}, user_id=bob

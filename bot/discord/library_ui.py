@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 NO_LIBRARY = "Saved papers need the bot's state database, which this bot runs without."
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def library_state(client: object) -> DigestServices:
     """The bot's database-backed services (library, follows, personal digests); a clear refusal
     when the bot runs without a state database."""
@@ -57,7 +61,7 @@ class SaveButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pb:s
             outcome = await state.library.save(interaction.user.id, self.paper_id)
             title = discord.utils.escape_markdown(outcome.paper.title)[:200]
             text = (
-                f"🔖 Saved **{title}** to your library ({outcome.total} papers)."
+                f"🔖 Saved **{title}** to your library ({plural(outcome.total, 'paper')})."
                 if outcome.added
                 else f"**{title}** is already in your library."
             )

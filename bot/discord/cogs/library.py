@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, clip, split_message
-from bot.discord.library_ui import DYNAMIC_ITEMS, with_notice
+from bot.discord.library_ui import DYNAMIC_ITEMS, plural, with_notice
 from bot.discord.personal_messages import DiscordDMPoster
 from bot.discord.protocol import Paperbot, as_paperbot
 
@@ -100,7 +100,8 @@ class LibraryCog(
         title = discord.utils.escape_markdown(outcome.paper.title)
         verb = "Saved" if outcome.added else "Already saved:"
         await self._reply(
-            interaction, f"🔖 {verb} **{clip(title, 200)}** ({outcome.total} papers in your library)."
+            interaction,
+            f"🔖 {verb} **{clip(title, 200)}** ({plural(outcome.total, 'paper')} in your library).",
         )
 
     @app_commands.command(name="list", description="Your saved papers, newest first")
