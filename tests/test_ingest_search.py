@@ -138,3 +138,30 @@ async def test_bad_queries_are_refused_or_truncated(services) -> None:  # type: 
         await search.search("x", limit=0)
     result = await search.search("transformers " * 2000)
     assert result.truncated
+
+
+@pytest.mark.parametrize("page_first", [True, False])
+async def test_a_saved_page_paper_and_its_hf_record_become_one_across_ingests(
+    services, page_first: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """The seed page knows SHERL by its title only; Hugging Face knows it as 2407.07523. Ingested one
+    after the other, in either order, they end as one stored paper under the real id."""
+    ingestor, search, index = services
+    page = parse_path(SEED_PAGE).papers
+    hf = [
+        p
+        for p in parse_path(SHARED_DATA / "hf_daily_papers" / "hf_daily_papers_slim_part1.jsonl").papers
+        if p.paper_id == "2407.07523"
+    ]
+    assert len(hf) == 1
+    sherl_title_id = next(p.paper_id for p in page if p.title.startswith("SHERL"))
+    for records in [page, hf] if page_first else [hf, page]:
+        await ingestor.ingest(records)
+    assert await index.count_papers() == 48
+    stored = await index.fetch_papers(["2407.07523", sherl_title_id])
+    assert list(stored) == ["2407.07523"]
+    assert set(stored["2407.07523"].sources) == {"hf", "page"}
+    assert stored["2407.07523"].hf_date is not None
+    result = await search.search("memory-efficient transfer learning for resource-limited settings", limit=3)
+    ids = [h.paper.paper_id for h in result.hits]
+    assert "2407.07523" in ids and sherl_title_id not in ids

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bot.core.papers import Paper, is_title_id, title_paper_id
 from bot.ingest.sources.base import ordered_union
+from bot.retrieval.index import PaperIndex, SearchFilter
+from bot.retrieval.sparse import sparse_query
 
 T = TypeVar("T")
 
@@ -70,6 +73,45 @@ def real_ids_by_title(papers: Iterable[Paper]) -> dict[str, str]:
         if not is_title_id(paper.paper_id):
             found.setdefault(title_paper_id(paper.title), paper.paper_id)
     return found
+
+
+@dataclass
+class StoredTitleMatches:
+    """What `match_stored_titles` found: the batch with ids adopted, and stored title-only records
+    that now live on under a real id (to delete once the batch is stored)."""
+
+    papers: list[Paper]
+    superseded: list[str] = field(default_factory=list)
+
+
+async def match_stored_titles(index: PaperIndex, papers: Sequence[Paper]) -> StoredTitleMatches:
+    """Merge by normalized title across ingests, in both orders.
+
+    A title-only record (a saved page's) takes the id of a stored record with the same normalized
+    title (found by a BM25 search of its title). A record with a real id absorbs a stored title-only
+    record of its title (looked up by its `title:` id), which is then superseded."""
+    result = StoredTitleMatches(papers=[])
+    title_ids = [title_paper_id(p.title) for p in papers if not is_title_id(p.paper_id)]
+    stored_title_only = await index.fetch_papers(title_ids) if title_ids else {}
+    for paper in papers:
+        if is_title_id(paper.paper_id):
+            hits = await index.ranking(
+                dense=None, sparse=sparse_query(paper.title), limit=5, search_filter=SearchFilter()
+            )
+            real = next(
+                (h.paper for h in hits
+                 if not is_title_id(h.paper.paper_id) and title_paper_id(h.paper.title) == paper.paper_id),
+                None,
+            )  # fmt: skip
+            if real is not None:
+                paper = paper.model_copy(update={"paper_id": real.paper_id})
+        else:
+            page = stored_title_only.get(title_paper_id(paper.title))
+            if page is not None:
+                paper = merge_papers(paper, page.model_copy(update={"paper_id": paper.paper_id}))
+                result.superseded.append(page.paper_id)
+        result.papers.append(paper)
+    return result
 
 
 def _first(*values: T | None) -> T | None:

@@ -10,7 +10,7 @@ import structlog
 
 from bot.core.config import TokenizerSettings
 from bot.core.papers import Paper, point_id
-from bot.ingest.merge import dedupe, merge_papers
+from bot.ingest.merge import dedupe, match_stored_titles, merge_papers
 from bot.ingest.sources import Rejected
 from bot.retrieval.chunking import chunk_paper
 from bot.retrieval.embedding import Embedder
@@ -89,6 +89,8 @@ class Ingestor:
         return report
 
     async def _ingest_batch(self, batch: Sequence[Paper], report: IngestReport) -> None:
+        matched = await match_stored_titles(self._index, batch)
+        batch = matched.papers
         stored = await self._index.fetch_papers([p.paper_id for p in batch])
         to_embed: list[tuple[Paper, int]] = []  # (paper, previous chunk count or 0)
         metadata_only: list[Paper] = []
@@ -112,6 +114,8 @@ class Ingestor:
             await self._index.set_paper_metadata(metadata_only)
         if to_embed:
             report.chunks += await self._embed_and_store(to_embed)
+        for title_id in matched.superseded:  # stored again above under the paper's real id
+            await self._index.delete_chunks(title_id, 0)
 
     async def _embed_and_store(self, items: Sequence[tuple[Paper, int]]) -> int:
         chunks = [
