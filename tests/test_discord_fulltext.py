@@ -153,3 +153,33 @@ async def test_on_demand_mode_leaves_digest_posts_alone(make_world: MakeWorld, f
         await bot.digest_poster.post_paper(world.channel(), post, None)
         assert not bot.digest_poster.fetching
     assert fake_arxiv.requests == []
+
+
+async def test_a_question_in_a_digest_posts_thread_is_answered_from_that_papers_fetched_body(
+    make_world: MakeWorld, fake_arxiv: FakeArxiv
+) -> None:
+    import datetime as dt
+
+    from bot.digest.delivery import PaperPost
+
+    fake_arxiv.serve_real_papers()
+    overrides = {"mode": "on_demand", "ARXIV_BASE_URL": fake_arxiv.base_url, "request_interval_s": 0.05}
+    world = await make_world(fulltext_overrides=overrides)
+    world.llm.responder = quote_first_passage
+    paper = Paper(paper_id="2310.06825", arxiv_id="2310.06825", title="Mistral 7B", abstract="A 7B model.")
+    await world.services.ingestor.ingest([paper])
+    post = PaperPost(
+        subscription_id=None, digest_date=dt.date(2026, 8, 18), rank=1, paper=paper, summary="A summary.",
+        summary_note=None, why="", layout="thread_per_paper", marker="pb-digest",
+    )  # fmt: skip
+    async with world.bot() as bot:
+        message_id = await bot.digest_poster.post_paper(world.channel(), post, None)
+        thread = message_id  # the post's thread has the post's id
+        assert world.fake.state.channels[thread]["name"] == "Mistral 7B"
+        question = await world.fake.dispatch_message(thread, "How big is the rolling buffer cache?")
+        answer = await world.fake.wait_for_message(thread, after=int(question["id"]), timeout=120)
+    assert fake_arxiv.paths() == ["/html/2310.06825", "/e-print/2310.06825"]  # fetched for the thread
+    first, *_ = sources_lines(answer)
+    assert first.startswith("**[1]** [Mistral 7B](https://arxiv.org/abs/2310.06825)")
+    # The e-print's section (LaTeX has no pages); the passage may be body text or a figure caption.
+    assert re.search(r" §2 Architectural details(, caption)?$", first)

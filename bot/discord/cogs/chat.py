@@ -109,9 +109,11 @@ class ChatCog(commands.Cog, name="Chat"):
             )
             try:
                 async with destination.typing():
-                    if self.bot.services.fulltext is not None:  # on demand: papers it or its thread names
-                        await self.bot.services.fulltext.ensure_for_question(
-                            question, context="\n".join(turn.text for turn in history)
+                    fulltext = self.bot.services.fulltext
+                    if fulltext is not None and fulltext.mode != "off":  # papers it or its thread names
+                        links = await self._starter_links(message)
+                        await fulltext.ensure_for_question(
+                            question, context="\n".join([*(turn.text for turn in history), *links])
                         )
                     answer = await self.bot.services.answers.answer(
                         question, history=history, progress=notice
@@ -177,6 +179,18 @@ class ChatCog(commands.Cog, name="Chat"):
             return None
         turn = Turn("assistant", message.content) if mine else Turn("user", self.question_text(message))
         return turn if turn.text else None
+
+    async def _starter_links(self, message: discord.Message) -> list[str]:
+        """The links of the card a thread hangs off (a digest post, a /paper card): which paper the
+        thread is about, for fetching its full text on demand."""
+        channel = message.channel
+        if not isinstance(channel, discord.Thread) or not isinstance(channel.parent, discord.TextChannel):
+            return []
+        try:
+            starter = await channel.parent.fetch_message(channel.id)
+        except discord.HTTPException:
+            return []
+        return [embed.url for embed in starter.embeds if embed.url]
 
     def _replied_to(self, message: discord.Message) -> list[Turn]:
         """A reply continues the message it answers (typically one of our answers)."""
