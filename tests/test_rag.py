@@ -351,6 +351,15 @@ async def test_when_the_final_generation_declines_a_supported_draft_is_the_answe
     assert [c.title.split(":")[0] for c in answer.citations] == ["SHERL"]
 
 
+async def test_an_answer_of_bare_markers_is_written_out_as_the_titles_it_points_to(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    answer, _ = await attributed_answer(index, embedder, scripted_llm, "[1][2]", "Which papers save memory?")
+    first, second = answer.sources[0].paper.title, answer.sources[1].paper.title
+    assert answer.text == f"{first} [1]; {second} [2]."
+    assert [c.n for c in answer.citations] == [1, 2] and not answer.cannot_answer
+
+
 async def test_an_unsupported_draft_does_not_replace_a_refusal(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:

@@ -142,6 +142,16 @@ def final_answer_line(generation: str) -> str:
     return (parts[-1] if len(parts) > 1 else generation).strip()
 
 
+def named_pointers(text: str, sources: Sequence[Source]) -> str:
+    """An answer that is only citation markers ("[1][3]": small models answer "which papers…?" so)
+    written out as the titles it points to: "2D Matryoshka Sentence Embeddings [1]; SESA … [3]"."""
+    if re.search(r"[^\W\d_]", re.sub(r"\[[\d,;\s]*\]", "", text)):
+        return text
+    titles = {s.number: s.paper.title for s in sources}
+    numbers = [int(n) for n in re.findall(r"\d+", text) if int(n) in titles]
+    return "; ".join(f"{titles[n]} [{n}]" for n in dict.fromkeys(numbers)) + "." if numbers else text
+
+
 def anchor_to_question(
     draft_hits: list[ChunkHit], question_hits: list[ChunkHit], *, limit: int
 ) -> list[ChunkHit]:
@@ -404,7 +414,9 @@ class AnswerService:
         if attributed is None:
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
-            result.text, result.citations = verify_citations(attributed.text, sources)
+            result.text, result.citations = verify_citations(
+                named_pointers(attributed.text, sources), sources
+            )
             result.sources = sources
         result.seconds = time.perf_counter() - started
         log.info(
