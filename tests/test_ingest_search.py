@@ -165,3 +165,20 @@ async def test_a_saved_page_paper_and_its_hf_record_become_one_across_ingests(
     result = await search.search("memory-efficient transfer learning for resource-limited settings", limit=3)
     ids = [h.paper.paper_id for h in result.hits]
     assert "2407.07523" in ids and sherl_title_id not in ids
+
+
+async def test_a_title_only_paper_keeps_its_own_id_when_no_stored_title_matches(services) -> None:  # type: ignore[no-untyped-def]
+    """A near-identical title is another paper: no merge on a shared prefix or shared words."""
+    from bot.core.papers import title_paper_id
+
+    ingestor, _, index = services
+    real = Paper(
+        paper_id="1506.03134", arxiv_id="1506.03134", title="Pointer Networks 2", abstract="Sequels."
+    )
+    await ingestor.ingest([real])
+    page = Paper(paper_id=title_paper_id("Pointer Networks"), title="Pointer Networks", abstract="Positions.")
+    report = await ingestor.ingest([page])
+    assert (report.new, report.updated) == (1, 0)
+    stored = await index.fetch_papers([real.paper_id, page.paper_id])
+    assert set(stored) == {"1506.03134", page.paper_id}
+    assert stored["1506.03134"].sources == []
