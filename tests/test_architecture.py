@@ -7,7 +7,7 @@ Layers, lowest first (a package may import its own modules and those of the pack
     llm                       the OpenAI-compatible client and the embedded server
     ingest, rag, db           parsing and indexing · Iter-RetGen · the state database
     fulltext                  papers' full texts: parsers, arXiv fetch, passages into the index
-    digest, memory            digests: picking, summaries, exactly-once posting, subscriptions · channel memory
+    digest, memory            digests: picking, summaries, exactly-once posting · channel memory
     discord, ops              the Discord shell · health, metrics endpoint, doctor
     app                       entry points and the one wiring point (cli, daemon, services)
 

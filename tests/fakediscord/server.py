@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import BodyPartReader, web
 
+from . import polls
 from .checks import (
     MentionAllowance,
     Problem,
@@ -34,7 +35,6 @@ from .checks import (
     message_problems,
     ping_problems,
 )
-from . import polls
 from .gateway import Gateway
 from .interactions import InteractionBuilder, InteractionHandle, InteractionType, iter_components
 from .records import RecordedRequest, UploadedFile, Violation, ViolationKind
@@ -493,7 +493,8 @@ class FakeDiscord:
             problems += message_problems(payload, base)
             poll = payload.get("poll") if isinstance(payload, Mapping) else None
             if isinstance(poll, Mapping):
-                problems += [Problem((*base, "poll"), "BASE_TYPE_MAX_LENGTH", text) for text in polls.limit_problems(poll)]
+                too_long = polls.limit_problems(poll)
+                problems += [Problem((*base, "poll"), "BASE_TYPE_MAX_LENGTH", text) for text in too_long]
         body = rec.json if isinstance(rec.json, Mapping) else {}
         if key.endswith("/callback") and body.get("type") == 8:
             problems += autocomplete_problems(body.get("data"))
@@ -669,7 +670,9 @@ class FakeDiscord:
                 "MESSAGE_DELETE_BULK", event, intent=self.rest._message_intent(channel_id)
             )
 
-    async def dispatch_poll_vote(self, message_id: int, answer_id: int, *, user_id: int | None = None) -> None:
+    async def dispatch_poll_vote(
+        self, message_id: int, answer_id: int, *, user_id: int | None = None
+    ) -> None:
         """A member votes in a poll (MESSAGE_POLL_VOTE_ADD, with the GUILD_MESSAGE_POLLS intent)."""
         user = self._default_user(user_id)
         message = self.state.message(message_id)
