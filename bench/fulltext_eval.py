@@ -183,10 +183,10 @@ async def main() -> None:
     print("|---|---|---|---|---|")
     for fmt in ("pdf", "latex", "html"):
         rows = [r for r in parse_rows if r["format"] == fmt]
-        seconds = [r["seconds"] for r in rows]
+        parse_s = [r["seconds"] for r in rows]
         passages = [r["passages"] for r in rows]
         print(
-            f"| {fmt} | {len(rows)} | {statistics.median(seconds):.2f}, {max(seconds):.2f} | "
+            f"| {fmt} | {len(rows)} | {statistics.median(parse_s):.2f}, {max(parse_s):.2f} | "
             f"{statistics.median(passages):.0f}, {min(passages)}-{max(passages)} | "
             f"{statistics.median([r['sections'] for r in rows]):.0f} |"
         )
