@@ -356,7 +356,7 @@ async def test_an_answer_of_bare_markers_is_written_out_as_the_titles_it_points_
 ) -> None:
     answer, _ = await attributed_answer(index, embedder, scripted_llm, "[1][2]", "Which papers save memory?")
     first, second = answer.sources[0].paper.title, answer.sources[1].paper.title
-    assert answer.text == f"{first} [1]; {second} [2]."
+    assert answer.text == f"- {first} [1]\n- {second} [2]"
     assert [c.n for c in answer.citations] == [1, 2] and not answer.cannot_answer
 
 

@@ -144,12 +144,12 @@ def final_answer_line(generation: str) -> str:
 
 def named_pointers(text: str, sources: Sequence[Source]) -> str:
     """An answer that is only citation markers ("[1][3]": small models answer "which papers…?" so)
-    written out as the titles it points to: "2D Matryoshka Sentence Embeddings [1]; SESA … [3]"."""
+    written out as the titles it points to, one a line: "- 2D Matryoshka Sentence Embeddings [1]"."""
     if re.search(r"[^\W\d_]", re.sub(r"\[[\d,;\s]*\]", "", text)):
         return text
     titles = {s.number: s.paper.title for s in sources}
     numbers = [int(n) for n in re.findall(r"\d+", text) if int(n) in titles]
-    return "; ".join(f"{titles[n]} [{n}]" for n in dict.fromkeys(numbers)) + "." if numbers else text
+    return "\n".join(f"- {titles[n]} [{n}]" for n in dict.fromkeys(numbers)) if numbers else text
 
 
 def anchor_to_question(
