@@ -14,7 +14,8 @@ from sqlalchemy import inspect, text
 from bot.app.services import build_services
 from bot.core.config import CoreSettings, Settings
 from bot.db import Repository, open_database
-from bot.db.schema import SCHEMA_VERSION, schema_version, upgrade_schema
+from bot.db.library_tables import LIBRARY_TABLES
+from bot.db.schema import MIGRATIONS, SCHEMA_VERSION, schema_version, upgrade_schema
 from bot.digest.summaries import fallback_summary
 from bot.ingest.sources import parse_path
 from bot.limits.budget import BudgetExhausted, MemoryUsageStore, TokenBudget
@@ -73,17 +74,23 @@ async def test_usage_is_kept_in_the_database_added_atomically_and_survives_a_res
         assert await Repository(database).tokens_used(7, day + dt.timedelta(days=1)) == 5
 
 
-async def test_a_version_1_database_is_upgraded_with_the_usage_table(tmp_path: Path) -> None:
+async def test_a_version_1_database_is_upgraded_through_every_migration(tmp_path: Path) -> None:
     settings = Settings(core=CoreSettings(data_dir=tmp_path / "data"))
     async with open_database(settings) as database:
+        added_since_1 = ["guild_token_usage", "channel_memory", *(t.__tablename__ for t in LIBRARY_TABLES)]
         async with database.engine.begin() as connection:  # back to what version 1 had
-            await connection.execute(text("DROP TABLE guild_token_usage"))
-            await connection.execute(text("UPDATE schema_version SET version = 1"))  # stamped "created" at 2
+            for table in added_since_1:
+                await connection.execute(text(f"DROP TABLE {table}"))
+            await connection.execute(text("ALTER TABLE subscriptions DROP COLUMN cadence"))
+            await connection.execute(text("UPDATE schema_version SET version = 1"))  # stamped "created"
         assert await schema_version(database.engine) == 1
-        assert await upgrade_schema(database.engine) == SCHEMA_VERSION == 2
+        assert await upgrade_schema(database.engine) == SCHEMA_VERSION == max(MIGRATIONS)
         async with database.engine.connect() as connection:
             tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
-        assert "guild_token_usage" in tables
+            columns = await connection.run_sync(
+                lambda c: [col["name"] for col in inspect(c).get_columns("subscriptions")]
+            )
+        assert set(added_since_1) <= set(tables) and "cadence" in columns  # every migration ran
         assert await Repository(database).add_tokens(1, NOON.date(), 3) == 3
 
 
