@@ -354,3 +354,19 @@ def test_a_paper_known_only_by_its_title_shows_no_made_up_id() -> None:
     embed = paper_embed(page, footer=result_footer(3, page))
     assert embed.footer.text == "#3"
     assert "title:" not in str(embed.to_dict())
+
+
+def test_sources_show_a_passages_section_but_not_abstract() -> None:
+    from bot.rag.citations import format_sources_list
+
+    citations = [
+        Citation(1, "2501.00663", "Titans: Learning to Memorize at Test Time", None, section="Abstract"),
+        Citation(2, "2004.04906", "Dense Passage Retrieval", None, section="§3.2 Training (p. 4)"),
+    ]
+    lines = format_sources_list(citations).splitlines()
+    assert lines == [
+        "[1] Titans: Learning to Memorize at Test Time",
+        "[2] Dense Passage Retrieval §3.2 Training (p. 4)",
+    ]
+    description = sources_embed(citations).description or ""
+    assert "Abstract" not in description and "§3.2 Training (p. 4)" in description

@@ -188,8 +188,8 @@ def sources_embed(citations: Sequence[Citation], *, cited: bool = True) -> disco
         title = clip(c.title, 200).replace("[", "(").replace("]", ")")
         url = web_url(c.url)
         line = f"**[{c.n}]** {_markdown_link(title, url)}" if url else f"**[{c.n}]** {title}"
-        if c.section:  # a full-text passage: where in the paper
-            line += f" {clip(c.section, 120).replace('[', '(').replace(']', ')')}"
+        if c.where:  # a full-text passage: where in the paper
+            line += f" {clip(c.where, 120).replace('[', '(').replace(']', ')')}"
         candidate = f"{description}\n{line}" if description else line
         if len(candidate) > EMBED_DESCRIPTION:
             break

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.rag.packing import Source
 
+ABSTRACT_SECTION = "Abstract"
 _CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 
 
@@ -21,6 +22,12 @@ class Citation:
     # abstract chunk; and the passage text the LLM was shown.
     section: str | None = None
     passage: str = ""
+
+    @property
+    def where(self) -> str:
+        """The section to show beside the title: a full-text passage's place; nothing for an
+        abstract (every paper has one, and "Title Abstract" reads as part of the title)."""
+        return "" if not self.section or self.section == ABSTRACT_SECTION else self.section
 
 
 def source_url(source: Source) -> str | None:
@@ -64,6 +71,6 @@ def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[
 def format_sources_list(citations: Sequence[Citation]) -> str:
     lines = []
     for c in citations:
-        label = f"{c.title} {c.section}" if c.section else c.title
+        label = f"{c.title} {c.where}" if c.where else c.title
         lines.append(f"[{c.n}] {label} — {c.url}" if c.url else f"[{c.n}] {label}")
     return "\n".join(lines)
