@@ -229,9 +229,20 @@ def _alive(pid: int) -> bool:
 PARENT = """
 import json, subprocess, sys, time
 from bot.llm.local_server import orphan_safe_command
-server = ["http.server", ["0", "--bind", "127.0.0.1"]]
-safe = subprocess.Popen(orphan_safe_command(sys.executable, *server), stderr=subprocess.DEVNULL)
-plain = subprocess.Popen([sys.executable, "-m", server[0], *server[1]], stderr=subprocess.DEVNULL)
+server = ["tests.support.busy_server", ["0", "--bind", "127.0.0.1"]]  # ignores SIGTERM, like a busy one
+quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}  # this stdout carries the pids
+safe = subprocess.Popen(orphan_safe_command(sys.executable, *server), **quiet)
+plain = subprocess.Popen([sys.executable, "-m", server[0], *server[1]], **quiet)
+
+
+def ignores_sigterm(pid):  # the server is up: its SIGTERM handler is in place
+    status = open(f"/proc/{pid}/status").read()
+    return int(status.split("SigIgn:")[1].split()[0], 16) & (1 << 14)
+
+
+deadline = time.monotonic() + 30
+while not all(ignores_sigterm(p.pid) for p in (safe, plain)) and time.monotonic() < deadline:
+    time.sleep(0.05)
 print(json.dumps({"safe": safe.pid, "plain": plain.pid}), flush=True)
 time.sleep(120)
 """
@@ -240,7 +251,8 @@ time.sleep(120)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
 def test_the_server_child_stops_when_the_bot_is_killed_outright() -> None:
     # A stand-in bot starts two servers, one the way LocalLLMServer does and one plainly, then is
-    # SIGKILLed (no chance to stop its children): only the plain one may outlive it.
+    # SIGKILLed (no chance to stop its children): only the plain one may outlive it. The servers
+    # ignore SIGTERM, as the real one does while it finishes a generation for the dead client.
     bot = subprocess.Popen(
         [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
     )
