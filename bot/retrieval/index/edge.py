@@ -7,7 +7,7 @@ import errno
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import qdrant_edge as qe
@@ -54,6 +54,31 @@ def os_error_of(exc: BaseException) -> OSError | None:
     return OSError(code, os.strerror(code))
 
 
+def open_shard(path: Path, dense_size: int, payload_indexes: Mapping[str, str], *, what: str) -> qe.EdgeShard:
+    """The Qdrant Edge shard at `path` (dense + sparse vectors), created with `payload_indexes`
+    when new; a locked, corrupt or full store is an IndexUnavailableError naming `what`."""
+    config = qe.EdgeConfig(
+        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+    try:
+        if path.exists() and any(path.iterdir()):
+            return qe.EdgeShard.load(str(path), config)
+        path.mkdir(parents=True, exist_ok=True)
+        shard = qe.EdgeShard.create(str(path), config)
+        for name, kind in payload_indexes.items():
+            shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
+        return shard
+    except Exception as exc:  # qdrant_edge raises a bare Exception for a locked or corrupt store
+        os_error = os_error_of(exc)
+        if os_error is not None and os_error.errno in DISK_FULL_ERRNOS:
+            raise IndexUnavailableError(f"cannot write {what} at {path}: {os_error.strerror}") from os_error
+        raise IndexUnavailableError(
+            f"cannot open {what} at {path}: {exc} "
+            "(is another paperbot process using it, or was it created with another embedding size?)"
+        ) from exc
+
+
 def build_filter(search_filter: SearchFilter | None, *, first_chunk_only: bool = False) -> qe.Filter | None:
     must, must_not = (search_filter or SearchFilter()).conditions(first_chunk_only=first_chunk_only)
     if not must and not must_not:
@@ -93,28 +118,7 @@ class EdgePaperIndex(PaperIndex):
     def _open(self, dense_size: int) -> None:
         if self._shard is not None:
             return
-        config = qe.EdgeConfig(
-            vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
-            sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-        )
-        try:
-            if self._path.exists() and any(self._path.iterdir()):
-                self._shard = qe.EdgeShard.load(str(self._path), config)
-            else:
-                self._path.mkdir(parents=True, exist_ok=True)
-                self._shard = qe.EdgeShard.create(str(self._path), config)
-                for name, kind in PAYLOAD_INDEXES.items():
-                    self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
-        except Exception as exc:  # qdrant_edge raises a bare Exception for a locked or corrupt store
-            os_error = os_error_of(exc)
-            if os_error is not None and os_error.errno in DISK_FULL_ERRNOS:
-                raise IndexUnavailableError(
-                    f"cannot write the embedded Qdrant store at {self._path}: {os_error.strerror}"
-                ) from os_error
-            raise IndexUnavailableError(
-                f"cannot open the embedded Qdrant store at {self._path}: {exc} "
-                "(is another paperbot process using it, or was it created with another embedding size?)"
-            ) from exc
+        self._shard = open_shard(self._path, dense_size, PAYLOAD_INDEXES, what="the embedded Qdrant store")
         log.info("index.opened", backend=self.backend, path=str(self._path))
 
     async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:

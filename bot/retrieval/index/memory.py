@@ -190,28 +190,13 @@ class EdgeMemoryIndex(MemoryIndex):
         await asyncio.to_thread(self._open, dense_size)
 
     def _open(self, dense_size: int) -> None:
-        import qdrant_edge as qe
+        from bot.retrieval.index.edge import open_shard
 
         if self._shard is not None:
             return
-        config = qe.EdgeConfig(
-            vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
-            sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        self._shard = open_shard(
+            self._path, dense_size, MEMORY_PAYLOAD_INDEXES, what="the channel memory store"
         )
-        try:
-            if self._path.exists() and any(self._path.iterdir()):
-                self._shard = qe.EdgeShard.load(str(self._path), config)
-            else:
-                self._path.mkdir(parents=True, exist_ok=True)
-                self._shard = qe.EdgeShard.create(str(self._path), config)
-                for name in MEMORY_PAYLOAD_INDEXES:
-                    self._shard.update(
-                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Integer)
-                    )
-        except Exception as exc:  # qdrant_edge raises a bare Exception
-            raise IndexUnavailableError(
-                f"cannot open the channel memory store at {self._path}: {exc}"
-            ) from exc
         log.info("memory_index.opened", backend=self.backend, path=str(self._path))
 
     def _filter(self, scope: MemoryScope) -> Any:
