@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import discord
     from discord import app_commands
 
-    from bot.app.services import Services
+    from bot.app.services import DigestServices, Services
     from bot.core.config import Settings
 
 
@@ -41,3 +41,10 @@ def as_paperbot(bot: object) -> Paperbot:
     if not isinstance(bot, Paperbot):
         raise TypeError(f"paperbot's cogs need a bot with services and settings, not {type(bot).__name__}")
     return bot
+
+
+def state_services(bot: Paperbot, command: str) -> DigestServices:
+    """What `/command` needs of the state database; a bot built without one cannot load that cog."""
+    if bot.services.state is None:
+        raise RuntimeError(f"/{command} needs the state database (services.state)")
+    return bot.services.state

@@ -29,7 +29,7 @@ from bot.digest.subscriptions import SubscriptionService
 from bot.discord.digest_messages import FEEDBACK_EMOJI, digest_paper_embed, header_embed
 from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, clip, fit_embeds, split_message
-from bot.discord.protocol import Paperbot, as_paperbot
+from bot.discord.protocol import Paperbot, as_paperbot, state_services
 
 log = structlog.get_logger(__name__)
 
@@ -90,10 +90,8 @@ class DigestCog(
     commands.GroupCog, name="Digest", group_name="digest", group_description="Scheduled paper digests"
 ):
     def __init__(self, bot: Paperbot) -> None:
-        if bot.services.state is None:
-            raise RuntimeError("/digest needs the state database (services.state)")
         self.bot = bot
-        self.subscriptions: SubscriptionService = bot.services.state.subscriptions
+        self.subscriptions: SubscriptionService = state_services(bot, "digest").subscriptions
         super().__init__()
 
     # -------------------------------------------------------------- helpers

@@ -16,10 +16,10 @@ from discord.ext import commands
 
 from bot.discord.formatting import NO_MENTIONS, clip, split_message
 from bot.discord.library_ui import with_notice
-from bot.discord.protocol import Paperbot, as_paperbot
+from bot.discord.protocol import Paperbot, as_paperbot, state_services
 
 if TYPE_CHECKING:
-    from bot.app.services import DigestServices
+    pass
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +43,8 @@ class FollowCog(
     commands.GroupCog, name="Follow", group_name="follow", group_description="Your personal paper digest"
 ):
     def __init__(self, bot: Paperbot) -> None:
-        if bot.services.state is None:
-            raise RuntimeError("/follow needs the state database (services.state)")
         self.bot = bot
-        self.state: DigestServices = bot.services.state
+        self.state = state_services(bot, "follow")
         super().__init__()
 
     async def _reply(self, interaction: discord.Interaction, text: str) -> None:

@@ -19,10 +19,10 @@ from bot.discord.errors import UserFacingError
 from bot.discord.formatting import NO_MENTIONS, clip, split_message
 from bot.discord.library_ui import DYNAMIC_ITEMS, plural, with_notice
 from bot.discord.personal_messages import DiscordDMPoster
-from bot.discord.protocol import Paperbot, as_paperbot
+from bot.discord.protocol import Paperbot, as_paperbot, state_services
 
 if TYPE_CHECKING:
-    from bot.app.services import DigestServices
+    pass
 
 log = structlog.get_logger(__name__)
 
@@ -38,10 +38,8 @@ class LibraryCog(
     commands.GroupCog, name="Library", group_name="library", group_description="Your saved papers (private)"
 ):
     def __init__(self, bot: Paperbot) -> None:
-        if bot.services.state is None:
-            raise RuntimeError("/library needs the state database (services.state)")
         self.bot = bot
-        self.state: DigestServices = bot.services.state
+        self.state = state_services(bot, "library")
         self.poster = DiscordDMPoster(bot)  # type: ignore[arg-type]  # the bot is a discord.Client
         super().__init__()
 
