@@ -5,6 +5,9 @@ Question sets (all over the bench corpus: 9,577 HF papers + three arXiv listings
   ai_summary dev / test — 500 HF `ai_summary` queries each (test: seed 13, the sample
   bench/retrieval_eval.py reports; dev: seed 29 without the test papers, as bench/fusion_study.py),
   searched among HF papers only, as retrieval_eval does. The ai_summary sets are the no-regression check.
+  `--ai-heldout`: also every other HF `ai_summary` (none of the test, the 500 and 1,500 dev samples or the
+  paraphrase questions' papers, so nothing any choice was made on), with the shipped fusion's wins and
+  losses against the fusion used before, query by query.
 
 Levers (choose on the dev columns, read the test columns): query cleaning, field-aware BM25 (title
 weight), fusion (fixed convex, RRF, confidence-adaptive), pseudo-relevance feedback (dense Rocchio,
@@ -13,7 +16,7 @@ similarity. Scores come from the in-memory corpus (bench/retrieval_corpus.py: th
 vectors and an exact copy of the index's BM25); `--check-index` first compares its BM25 and dense
 top-10 with the real bench index's on the paraphrase questions.
 
-    nice -n 10 .venv/bin/python bench/paraphrase_study.py [--check-index] [--adapter PATH]
+    nice -n 10 .venv/bin/python bench/paraphrase_study.py [--check-index] [--adapter PATH] [--ai-heldout]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import OUT
+from common import HF_FILES, OUT
 from embedding_cache import CachedEmbedder
 from retrieval_corpus import (
     Bm25Index,
@@ -39,6 +42,7 @@ from retrieval_corpus import (
 )
 
 DEPTH = 50  # each ranking's depth before fusion, as the index's HYBRID_DEPTH
+SHIPPED, BEFORE = "clean + adaptive z p=1.0", "paperbot before: convex, BM25 0.7"
 Ranking = tuple[np.ndarray, np.ndarray]  # (paper rows, scores), best first
 Fusion = Callable[[Ranking, Ranking], list[int]]
 
@@ -232,6 +236,23 @@ class Study:
         return ranked
 
 
+def ai_summary_heldout(corpus: Corpus, exclude: frozenset[str]) -> list[Question]:
+    """Every HF paper's `ai_summary` whose paper is not in `exclude`, in paper-id order."""
+    from bot.ingest.sources import parse_path
+
+    candidates = {p.paper_id: p.ai_summary for f in HF_FILES for p in parse_path(f).papers if p.ai_summary}
+    return [
+        (text, frozenset([corpus.by_id[pid]]))
+        for pid, text in sorted(candidates.items())
+        if pid not in exclude
+    ]
+
+
+def first_hit(ranked: list[int], expected: frozenset[int]) -> int:
+    """Rank (1–10) of the first expected paper in the top 10; 11 when none is there."""
+    return next((i for i, p in enumerate(ranked[:10], 1) if p in expected), 11)
+
+
 def metrics(ranked_lists: list[list[int]], questions: list[Question]) -> dict[str, float]:
     r1 = r5 = mrr = 0.0
     for ranked, (_, expected) in zip(ranked_lists, questions, strict=True):
@@ -338,6 +359,10 @@ async def main() -> None:
         "--ai-dev-queries", type=int, default=0,
         help="a larger ai_summary dev sample (papers not in the test sample) to break ties on dev",
     )  # fmt: skip
+    parser.add_argument(
+        "--ai-heldout", action="store_true",
+        help="also every ai_summary outside the test, both dev samples and the paraphrase questions' papers",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from bot.retrieval.embedding import LocalEmbedder
@@ -359,6 +384,16 @@ async def main() -> None:
 
     texts = [t for qs, _ in sets.values() for t, _ in qs]
     embedder.encode_queries([*texts, *(clean_question(t) for t in texts)])
+    if args.ai_heldout:
+        used = set(test_ids)
+        for size in {args.queries, 1500, dev_size}:  # the dev samples the choices were made on
+            used |= {
+                corpus.papers[next(iter(e))].paper_id
+                for _, e in ai_summary_queries(corpus, size, 29, test_ids)
+            }
+        used |= {corpus.papers[r].paper_id for _, e in sets["para dev"][0] + sets["para test"][0] for r in e}
+        sets["ai_summary held-out"] = (ai_summary_heldout(corpus, frozenset(used)), True)
+        embedder.encode_queries([t for t, _ in sets["ai_summary held-out"][0]])  # dense reads them uncleaned
     study.title_vectors = embedder.encode_queries([p.title for p in corpus.papers])
     if args.check_index:
         await check_index(study, sets["para dev"][0] + sets["para test"][0])
@@ -369,16 +404,19 @@ async def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     results: dict[str, dict[str, dict[str, float]]] = {}
+    hits: dict[str, list[int]] = {}  # variant → first-hit rank per held-out query
     for v in variants(adapter is not None):
         if args.only and args.only not in v.name:
             continue
         if args.names and v.name not in args.names.split("|"):
             continue
         started = time.perf_counter()
-        results[v.name] = {
-            name: metrics([study.rank(v, t, hf_only) for t, _ in qs], qs)
-            for name, (qs, hf_only) in sets.items()
-        }
+        results[v.name] = {}
+        for name, (qs, hf_only) in sets.items():
+            ranked = [study.rank(v, t, hf_only) for t, _ in qs]
+            results[v.name][name] = metrics(ranked, qs)
+            if name == "ai_summary held-out":
+                hits[v.name] = [first_hit(r, e) for r, (_, e) in zip(ranked, qs, strict=True)]
         row = results[v.name]
         print(
             f"| {v.name} | {row['para dev']['r1']:.3f} | {row['para dev']['mrr']:.3f} | "
@@ -391,9 +429,30 @@ async def main() -> None:
     embedder.save()
     sizes = {name: len(qs) for name, (qs, _) in sets.items()}
     print(f"papers: {len(corpus.papers)}, chunks: {len(corpus.chunk_texts)}; questions: {sizes}")
+    if args.ai_heldout:
+        print("\n| fusion | ai_summary held-out queries | R@1 | R@5 | MRR@10 |\n|---|---|---|---|---|")
+        n_heldout = sizes["ai_summary held-out"]
+        for v_name, row in results.items():
+            m = row["ai_summary held-out"]
+            print(f"| {v_name} | {n_heldout} | {m['r1']:.4f} | {m['r5']:.4f} | {m['mrr']:.4f} |")
+        if SHIPPED in hits and BEFORE in hits:
+            pairs = list(zip(hits[SHIPPED], hits[BEFORE], strict=True))
+            better = [i for i, (a, b) in enumerate(pairs) if a < b]
+            worse = [i for i, (a, b) in enumerate(pairs) if a > b]
+            won, lost = sum(pairs[i][0] == 1 for i in better), sum(pairs[i][1] == 1 for i in worse)
+            print(
+                f"{SHIPPED} vs {BEFORE}: expected paper ranked higher on {len(better)}, "
+                f"lower on {len(worse)} of {len(pairs)} queries (at rank 1: won {won}, lost {lost}; "
+                "rank 11 = not in the top 10)"
+            )
+            qs = sets["ai_summary held-out"][0]
+            for i in better + worse:
+                paper = corpus.papers[next(iter(qs[i][1]))].paper_id
+                print(f"  {paper}: shipped rank {pairs[i][0]}, before rank {pairs[i][1]}")
     OUT.mkdir(parents=True, exist_ok=True)
     name = "paraphrase_study" + (f"-{args.only}" if args.only else "") + ("-names" if args.names else "")
     name += f"-aidev{args.ai_dev_queries}" if args.ai_dev_queries else ""
+    name += "-heldout" if args.ai_heldout else ""
     (OUT / f"{name.replace(' ', '_')}.json").write_text(json.dumps(results, indent=1))
 
 
