@@ -13,6 +13,10 @@ passage carries its section.
 
 .venv/bin/python bench/fulltext_eval.py                       # extractive answers (no LLM)
 .venv/bin/python bench/fulltext_eval.py --llm                 # + the default embedded model
+.venv/bin/python bench/fulltext_eval.py --replay bench/out/fulltext_eval.jsonl   # re-check, no model
+
+Every answer's record holds its whole trace (queries, excerpts shown, generations), so `--replay`
+checks the recorded generations again with today's attribution and citation code, without the model.
 """
 
 from __future__ import annotations
@@ -160,6 +164,66 @@ async def build_index(data_dir: Path, documents: dict, embedder, llm):  # type: 
     return services, index, indexed
 
 
+def answer_json(mode: str, q: dict, answer, hit: bool) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    from answer_eval import source_json
+
+    return {
+        "mode": mode, "id": q["id"], "q": q["q"], "split": q["split"], "hit": hit,
+        "answer": answer.text, "fallback": answer.fallback, "cannot_answer": answer.cannot_answer,
+        "seconds": round(answer.seconds, 2),
+        "llm_calls": answer.llm_calls, "retrievals": answer.retrievals,
+        "citations": [{"paper_id": c.paper_id, "section": c.section, "passage": c.passage}
+                      for c in answer.citations],
+        "trace": [
+            {"query": step.query, "generation": step.generation,
+             "sources": [source_json(s) for s in step.sources]}
+            for step in answer.trace
+        ],
+    }  # fmt: skip
+
+
+async def replay(path: Path, records_out: Path, split: str) -> None:
+    """The recorded generations checked again by today's code (attribution, citations), no model."""
+    from answer_eval import source_from_json
+
+    from bot.core.config import LLMSettings, RagSettings
+    from bot.rag.iter_retgen import Answer, AnswerService, IterationTrace
+    from bot.retrieval.embedding import LocalEmbedder
+    from bot.retrieval.search import SearchService
+
+    questions = {q["id"]: q for q in map(json.loads, QUESTIONS.read_text().splitlines()) if q}
+    embedder = LocalEmbedder()
+    service = AnswerService(SearchService(None, embedder), None, RagSettings(), LLMSettings())  # type: ignore[arg-type]
+    hits: dict[str, list[bool]] = {}
+    with records_out.open("w") as out:
+        for line in path.read_text().splitlines():  # noqa: ASYNC240 (a bench script)
+            old = json.loads(line)
+            q = questions[old["id"]]
+            if split != "all" and q["split"] != split:
+                continue
+            if old["fallback"] or not old.get("trace"):
+                hits.setdefault(old["mode"], []).append(old["hit"])
+                out.write(line + "\n")
+                continue
+            result = Answer(question=q["q"], standalone_question=q["q"], text="", citations=[],
+                            iterations=len(old["trace"]))  # fmt: skip
+            result.trace = [
+                IterationTrace(s["query"], [source_from_json(x) for x in s["sources"]], s["generation"])
+                for s in old["trace"]
+            ]
+            await service.conclude(result)
+            result.llm_calls, result.retrievals = old["llm_calls"], old["retrievals"]
+            result.seconds = old["seconds"]
+            hit = any(contains(c.passage, q["evidence"]) for c in result.citations)
+            if hit != old["hit"] or result.text != old["answer"]:
+                change = f"{old['answer'][:90]!r} -> {result.text[:90]!r}"
+                print(f"{q['id']} {old['hit']}->{hit}: {change}", file=sys.stderr)
+            hits.setdefault(old["mode"], []).append(hit)
+            out.write(json.dumps(answer_json(old["mode"], q, result, hit), ensure_ascii=False) + "\n")
+    for mode, found in hits.items():
+        print(f"| {mode} (replayed) | {pct(sum(found), len(found))} |")
+
+
 def pct(part: int, whole: int) -> str:
     return f"{part}/{whole} = {part / whole:.2f}" if whole else "-"
 
@@ -170,7 +234,12 @@ async def main() -> None:
     parser.add_argument("--split", choices=["all", "dev", "test"], default="all")
     parser.add_argument("--k", type=int, default=5, help="passages retrieved per round (RAG_TOP_K)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: bench/out/fulltext<tokens>")
+    parser.add_argument("--replay", type=Path, default=None, help="re-check a records file's generations")
+    parser.add_argument("--records", type=Path, default=OUT / "fulltext_eval.jsonl")
     args = parser.parse_args()
+    if args.replay is not None:
+        await replay(args.replay, args.records, args.split)
+        return
     args.data_dir = args.data_dir or eval_index_dir()
 
     from bot.retrieval.embedding import LocalEmbedder
@@ -213,7 +282,7 @@ async def main() -> None:
     texts = {slug: document_text(document) for slug, (_, document) in indexed.items()}
     top, windows = bm25_windows(texts)
     results: dict[str, list[bool]] = {"bm25 top-5": [], "bm25 top-3": [], "search top-k": []}
-    records = (OUT / "fulltext_eval.jsonl").open("w")
+    records = args.records.open("w")
     for q in questions:
         results["bm25 top-5"].append(any(contains(w, q["evidence"]) for _, w in top(q["q"], 5)))
         results["bm25 top-3"].append(any(contains(w, q["evidence"]) for _, w in top(q["q"], 3)))
@@ -236,12 +305,7 @@ async def main() -> None:
             sectionless[name] += sum(1 for c in answer.citations if not c.section)
             results[name].append(hit)
             seconds[name].append(answer.seconds)
-            records.write(json.dumps({
-                "mode": name, "id": q["id"], "q": q["q"], "hit": hit, "answer": answer.text,
-                "fallback": answer.fallback, "cannot_answer": answer.cannot_answer,
-                "citations": [{"paper_id": c.paper_id, "section": c.section, "passage": c.passage}
-                              for c in answer.citations],
-            }, ensure_ascii=False) + "\n")  # fmt: skip
+            records.write(json.dumps(answer_json(name, q, answer, hit), ensure_ascii=False) + "\n")
             records.flush()
     if stack is not None:
         await stack.aclose()

@@ -280,9 +280,7 @@ class DigestService:
         counts.copy_from(composition.counts)
         details = {"dropped": dict(composition.dropped), "sources": list(composition.sources)}
         if not composition.picks:
-            return await self._finish_empty(
-                subscription, composition, run_id, counts, details, bound, poster
-            )
+            return await self._finish_empty(subscription, composition, run_id, counts, details, bound, poster)
         entries = await self.repo.plan_digest(
             guild_id=subscription.guild_id,
             channel_id=subscription.channel_id,
@@ -408,9 +406,7 @@ class DigestService:
                         channel_id, self._post_from(entry, subscription), parent_id
                     )
                 else:
-                    message_id = await poster.post_header(
-                        channel_id, self._header_from(entry, subscription)
-                    )
+                    message_id = await poster.post_header(channel_id, self._header_from(entry, subscription))
             except Exception as exc:
                 error = f"{entry.item}: {type(exc).__name__}: {exc}"[:500]
                 bound.warning("digest.post_failed", item=entry.item, error=error)
