@@ -216,3 +216,19 @@ def test_a_long_passage_is_cut_around_the_sentence_nearest_the_question_not_at_i
     assert "W=4096" in cut and passage.startswith(cut) is False  # the head alone would have lost it
     assert cut in passage and len(cut) < len(passage)
     assert focus(passage, question, 10_000, "cl100k_base") == passage  # what fits stays whole
+
+
+def test_a_table_passage_is_cut_around_the_row_nearest_the_question() -> None:
+    """Qwen3-Omni's Table 2: the caption, then rows joined by "; ". Cut as one long sentence after
+    the caption, a short excerpt held the caption alone; cut by rows, it keeps the row asked about."""
+    from bot.rag.packing import focus
+
+    document = parse_latex(read_folder(FULLTEXT / "qwen3-omni" / "latex"), name="qwen3-omni")
+    table = next(
+        b.text for s in document.sections for b in s.blocks
+        if b.kind == "table" and "Theoretical First-Packet Latency" in b.text
+    )  # fmt: skip
+    question = "How much time does the MTP module cost per token?"
+    cut = focus(table, question, 40, "cl100k_base", rows=True)
+    assert "MTP Module Time Cost Per Token" in cut and "14ms" in cut and cut in table
+    assert "MTP Module" not in focus(table, question, 40, "cl100k_base")  # as sentences: caption only

@@ -56,6 +56,9 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# A table passage is its caption, then its rows joined by "; " (bot.fulltext.latex): each row is a
+# piece of its own, so a question about one figure keeps that row, not only the caption.
+_SENTENCE_OR_ROW = re.compile(r"(?<=[.!?;])\s+")
 
 
 def sanitize_source_text(text: str) -> str:
@@ -95,13 +98,13 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1}
 
 
-def focus(text: str, question: str, max_tokens: int, encoding: str) -> str:
+def focus(text: str, question: str, max_tokens: int, encoding: str, *, rows: bool = False) -> str:
     """A passage cut to `max_tokens` around its sentence that shares the most content words with
     the question (then its neighbours, before and after, while they fit), not at its head: in a
     full text the answer is as likely at a passage's end as at its start."""
     if not question or count_tokens(text, encoding) <= max_tokens:
         return truncate_tokens(text, max_tokens, encoding)[0]
-    sentences = _SENTENCE.split(text)
+    sentences = (_SENTENCE_OR_ROW if rows else _SENTENCE).split(text)
     wanted = _content_words(question)
     scores = [len(wanted & _content_words(sentence)) for sentence in sentences]
     best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
@@ -162,7 +165,7 @@ def pack_sources(
             continue
         text = hit.text.removeprefix(hit.paper.title).strip()
         body = (
-            focus(text, question, per_source, encoding)
+            focus(text, question, per_source, encoding, rows=kind == "table")
             if passage
             else truncate_tokens(text, per_source, encoding)[0]
         )
