@@ -239,3 +239,30 @@ async def test_a_list_of_titles_is_one_item_per_title_each_cited_by_its_own_exce
     result = await attribute(listed, sources, embedder, question="Which papers use attention?")
     assert result.supported == 2, result
     assert result.text == listed  # both verified: each stays where the model wrote it
+
+
+async def test_words_restating_the_question_are_not_checked_against_an_excerpt_about_it(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Real dev answers of the default model. The first restates the question (with "GPU", "tight",
+    "whole network", which SHERL's excerpt does not hold) and adds what SHERL's excerpt says: kept, and
+    cited to SHERL rather than the model's wrong [3]. The second adds only a name to a question no
+    shown excerpt is about: dropped, however well the excerpt holds the name."""
+    question = (
+        "How can I fine-tune a big pretrained backbone when GPU memory is tight, without "
+        "backpropagating through the whole network?"
+    )
+    answer = (
+        "To fine-tune a big pretrained backbone when GPU memory is tight, without backpropagating "
+        "through the whole network, you can use memory-efficient series (METL) [3]."
+    )
+    attributed = await attribute(answer, shown(SHERL, TITANS, BEAM), embedder, question=question)
+    assert attributed.supported == 1 and attributed.text.endswith("(METL) [1].")
+    question = (
+        "How can I swap in a better downloaded model for my image search service without recomputing "
+        "the features of every gallery image?"
+    )
+    answer = (
+        "You can swap in a better downloaded model for your image search service without recomputing "
+        "the features of every gallery image by using SHERL [1]."
+    )
+    attributed = await attribute(answer, shown(SHERL, TITANS, BEAM), embedder, question=question)
+    assert attributed.text == "" and attributed.dropped == [answer]

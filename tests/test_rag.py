@@ -595,33 +595,6 @@ async def test_a_draft_that_copies_the_prompt_example_does_not_steer_retrieval(
         assert answer.trace[1].query == "What is SHERL?", unusable
 
 
-async def test_after_a_declined_draft_the_second_round_rereads_the_best_excerpts_at_more_length(
-    index, embedder, scripted_llm: ScriptedLLMServer
-) -> None:
-    """A declined draft gives iteration 2 nothing to search with, so the question alone would bring
-    back the same five short excerpts: that round reads the best RAG_REREAD_TOP_K of them, each with
-    more of its text. Still 2 LLM calls and 2 retrievals. RAG_REREAD_TOP_K=0: the same five again."""
-    question = "memory efficient training of large models"
-
-    async def rounds(reread: int):  # type: ignore[no-untyped-def]
-        declined = f"Answer: {CANNOT_ANSWER}"
-        scripted_llm.script(ScriptedReply(declined), ScriptedReply(declined))
-        # the embedded model's short prompt, where excerpts are cut to share the budget
-        service = make_service(index, embedder, scripted_llm, OPENAI_BASE_URL=None)
-        service._rag = RagSettings(reread_top_k=reread)
-        answer = await service.answer(question, top_k=5)
-        assert (answer.llm_calls, answer.retrievals) == (2, 2)
-        return answer.trace[0].sources, answer.trace[1].sources
-
-    first, reread = await rounds(3)
-    assert len(first) > 3 and len(reread) == 3
-    assert [s.paper.paper_id for s in reread] == [s.paper.paper_id for s in first[:3]]
-    assert all(r.text.startswith(f.text) for f, r in zip(first, reread, strict=False))
-    assert sum(len(r.text) for r in reread) > sum(len(f.text) for f in first[:3])  # more of each is read
-    first, again = await rounds(0)
-    assert [(s.paper.paper_id, s.text) for s in again] == [(s.paper.paper_id, s.text) for s in first]
-
-
 async def test_a_draft_about_another_paper_cannot_push_out_what_the_question_found(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:

@@ -200,11 +200,6 @@ class RagSettings(BaseSettings):
     # For t > 1, fuse the question + draft retrieval with the question's own (RRF), so that a weak
     # draft cannot push out what the question found; false = the paper's plain question + draft query.
     anchor_question: bool = True
-    # When a draft gives the next round nothing to search with (it declined, or only echoed the
-    # prompt), the question alone would bring back the same k excerpts: that round re-reads the best
-    # `reread_top_k` of them at more length instead (each gets budget/reread_top_k tokens, not
-    # budget/k). 0 = off: the same k excerpts again.
-    reread_top_k: int = Field(default=3, ge=0, le=MAX_TOP_K)
     history_tokens: int = Field(default=1024, ge=0)
     max_question_chars: int = Field(default=1000, ge=16)
 

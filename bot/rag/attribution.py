@@ -296,6 +296,8 @@ async def score_sentences(
     pieces = split_sentences(answer)
     names = names_in(sources)
     sentence_terms = [terms(claim_text(sentence, question), names) for _, sentence in pieces]
+    question_terms = terms(question, names)
+    asked = {t.stem for t in question_terms}
     excerpt_texts = {s.number: excerpt_sentences(s) for s in sources}
     flat = [text for texts in excerpt_texts.values() for text in texts]
     vectors = await embed_sentences(embedder, [*(_normalized(s) for _, s in pieces), *flat])
@@ -314,7 +316,19 @@ async def score_sentences(
             for n in (int(x) for x in re.split(r"[,;]", group))
             if n in shown
         )
-        lexical = {n: lexical_support(sentence_terms[i], vocab[n]) for n in shown}
+        # The words it shares with the question restate what was asked; what it adds is the claim to
+        # check ("To fine-tune … when GPU memory is tight, use memory-efficient series (METL)") — but
+        # only against an excerpt that is itself about the question: "… by using SHERL [3]" adds one
+        # name, which a SHERL excerpt holds whatever was asked. A sentence that adds nothing is
+        # checked whole (a restated question is no supported claim).
+        added = [t for t in sentence_terms[i] if t.stem not in asked]
+        lexical = {}
+        for n in shown:
+            about_it = (
+                bool(question_terms) and lexical_support(question_terms, vocab[n]).share >= LEXICAL_WITH_DENSE
+            )
+            checked = added if added and about_it else sentence_terms[i]
+            lexical[n] = lexical_support(checked, vocab[n])
         claim = bool(sentence_terms[i])
         scored.append((separator, SentenceSupport(sentence, lexical, dense, cited, claim)))
     return scored

@@ -276,18 +276,13 @@ class AnswerService:
                 query, limit=k, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
             )
             result.retrievals += 1
-            share = k
             if t == 1:
                 question_hits = hits
             elif self._rag.anchor_question and query != standalone:
                 hits = anchor_to_question(hits, question_hits, limit=k)
-            elif query == standalone and 0 < self._rag.reread_top_k < k:
-                # The draft gave nothing to search with: read the best few excerpts at more length.
-                share = self._rag.reread_top_k
-                hits = hits[:share]
             sources = pack_sources(
-                hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding,
-                share_among=share, question=standalone,
+                hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k,
+                question=standalone,
             )  # fmt: skip
             result.iterations = t
             if not sources:

@@ -125,15 +125,6 @@ def focus(text: str, question: str, max_tokens: int, encoding: str, *, rows: boo
             return " ".join(sentences[first : last + 1])
 
 
-def _title_cost(hit: ChunkHit, encoding: str) -> int:
-    """Tokens of a hit's formatted excerpt without its text, and the blank line after it."""
-    source = Source(
-        number=9, paper=hit.paper, text="", score=hit.score, section=hit.extra.get("section"),
-        kind=hit.extra.get("kind"), page=hit.extra.get("page"),
-    )  # fmt: skip
-    return count_tokens(format_source(source), encoding) + 2
-
-
 def pack_sources(
     hits: Sequence[ChunkHit],
     *,
@@ -149,11 +140,7 @@ def pack_sources(
     holds k short excerpts rather than one long one; a full-text passage is cut around the sentence
     nearest the `question` (`focus`), an abstract at its end.
     """
-    share_among = max(1, share_among)
-    # Each excerpt's title line ("[n] Title — §3 Method") is paid from the budget too: the text of
-    # each of the best `share_among` hits gets what is left after their title lines, shared equally.
-    titles = sum(_title_cost(hit, encoding) for hit in hits[:share_among])
-    per_source = max(MIN_SOURCE_TOKENS, (budget_tokens - titles) // share_among)
+    per_source = max(MIN_SOURCE_TOKENS, budget_tokens // max(1, share_among))
     chosen: list[Source] = []
     used = 0
     seen: set[str] = set()
