@@ -316,19 +316,22 @@ async def score_sentences(
             for n in (int(x) for x in re.split(r"[,;]", group))
             if n in shown
         )
-        # The words it shares with the question restate what was asked; what it adds is the claim to
-        # check ("To fine-tune … when GPU memory is tight, use memory-efficient series (METL)") — but
-        # only against an excerpt that is itself about the question: "… by using SHERL [3]" adds one
-        # name, which a SHERL excerpt holds whatever was asked. A sentence that adds nothing is
-        # checked whole (a restated question is no supported claim).
+        # The words it shares with the question restate what was asked: a sentence the excerpt does not
+        # support whole is also supported when what it adds is ("To fine-tune … when GPU memory is
+        # tight, use memory-efficient series (METL)") — but only by an excerpt that is itself about
+        # the question: "… by using SHERL [3]" adds one name, which a SHERL excerpt holds whatever was
+        # asked. A sentence that adds nothing is checked whole (a restated question is no claim).
         added = [t for t in sentence_terms[i] if t.stem not in asked]
         lexical = {}
         for n in shown:
             about_it = (
                 bool(question_terms) and lexical_support(question_terms, vocab[n]).share >= LEXICAL_WITH_DENSE
             )
-            checked = added if added and about_it else sentence_terms[i]
-            lexical[n] = lexical_support(checked, vocab[n])
+            lexical[n] = lexical_support(sentence_terms[i], vocab[n])
+            if added and about_it and not supports(lexical[n], dense.get(n)):
+                own = lexical_support(added, vocab[n])  # what the sentence adds, on its own
+                if supports(own, dense.get(n)):
+                    lexical[n] = own
         claim = bool(sentence_terms[i])
         scored.append((separator, SentenceSupport(sentence, lexical, dense, cited, claim)))
     return scored
