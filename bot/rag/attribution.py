@@ -225,6 +225,9 @@ class SentenceSupport:
     dense: dict[int, float]  # source number → best cosine with one of its sentences (empty: no model)
     cited: tuple[int, ...]  # the shown sources the model cited in it
     claim: bool = True  # False: no content word to check ("Yes.", "See the first paper [1].")
+    # Sources that support only what the sentence adds to the question, not the sentence whole:
+    # the last choice when another excerpt supports it whole.
+    by_addition: frozenset[int] = frozenset()
 
     def supported_by(self, n: int) -> bool:
         return n in self.lexical and supports(self.lexical[n], self.dense.get(n))
@@ -233,7 +236,9 @@ class SentenceSupport:
     def supporters(self) -> list[int]:
         """Every supporting source, the strongest first."""
         found = [n for n in self.lexical if self.supported_by(n)]
-        return sorted(found, key=lambda n: (-(self.lexical[n].share + self.dense.get(n, 0.0)), n))
+        return sorted(
+            found, key=lambda n: (n in self.by_addition, -(self.lexical[n].share + self.dense.get(n, 0.0)), n)
+        )
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -323,17 +328,20 @@ async def score_sentences(
         # asked. A sentence that adds nothing is checked whole (a restated question is no claim).
         added = [t for t in sentence_terms[i] if t.stem not in asked]
         lexical = {}
+        by_addition: set[int] = set()
         for n in shown:
             about_it = (
                 bool(question_terms) and lexical_support(question_terms, vocab[n]).share >= LEXICAL_WITH_DENSE
             )
             lexical[n] = lexical_support(sentence_terms[i], vocab[n])
             if added and about_it and not supports(lexical[n], dense.get(n)):
-                own = lexical_support(added, vocab[n])  # what the sentence adds, on its own
-                if supports(own, dense.get(n)):
-                    lexical[n] = own
+                addition = lexical_support(added, vocab[n])  # what the sentence adds, on its own
+                if supports(addition, dense.get(n)):
+                    lexical[n] = addition
+                    by_addition.add(n)
         claim = bool(sentence_terms[i])
-        scored.append((separator, SentenceSupport(sentence, lexical, dense, cited, claim)))
+        support = SentenceSupport(sentence, lexical, dense, cited, claim, frozenset(by_addition))
+        scored.append((separator, support))
     return scored
 
 
