@@ -13,7 +13,10 @@ generated answer is compared with every excerpt the model was shown, on two sign
 
 An excerpt supports a sentence when its lexical support is at least `LEXICAL_ALONE`, or at least
 `LEXICAL_WITH_DENSE` with a dense similarity of at least `DENSE_MIN` and every number and name of
-the sentence in the excerpt (a paraphrase). The sentence keeps the model's own [n] where that
+the sentence in the excerpt (a paraphrase). An excerpt that is itself about the question (it holds
+`LEXICAL_WITH_DENSE` of the question's words) also supports a sentence when it supports what the
+sentence adds to the question, its restated question words left out; such an excerpt is cited only
+when none supports the sentence whole. The sentence keeps the model's own [n] where that
 excerpt supports it, else shows the best supporting one; a sentence no excerpt supports is dropped,
 and so is one that only says the excerpts do not hold the answer. A sentence with no claim of its
 own (a label, Discord mentions, the question repeated, "Yes.") stays as written.
@@ -303,6 +306,10 @@ async def score_sentences(
     sentence_terms = [terms(claim_text(sentence, question), names) for _, sentence in pieces]
     question_terms = terms(question, names)
     asked = {t.stem for t in question_terms}
+    about_question = {  # the excerpts that are themselves about the question
+        n for n in shown
+        if question_terms and lexical_support(question_terms, vocab[n]).share >= LEXICAL_WITH_DENSE
+    }  # fmt: skip
     excerpt_texts = {s.number: excerpt_sentences(s) for s in sources}
     flat = [text for texts in excerpt_texts.values() for text in texts]
     vectors = await embed_sentences(embedder, [*(_normalized(s) for _, s in pieces), *flat])
@@ -330,11 +337,8 @@ async def score_sentences(
         lexical = {}
         by_addition: set[int] = set()
         for n in shown:
-            about_it = (
-                bool(question_terms) and lexical_support(question_terms, vocab[n]).share >= LEXICAL_WITH_DENSE
-            )
             lexical[n] = lexical_support(sentence_terms[i], vocab[n])
-            if added and about_it and not supports(lexical[n], dense.get(n)):
+            if added and n in about_question and not supports(lexical[n], dense.get(n)):
                 addition = lexical_support(added, vocab[n])  # what the sentence adds, on its own
                 if supports(addition, dense.get(n)):
                     lexical[n] = addition
