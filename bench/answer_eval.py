@@ -143,6 +143,19 @@ def source_from_json(body: dict):  # type: ignore[no-untyped-def,type-arg]
     return Source(number=body["number"], paper=paper, text=body["text"], score=body["score"], **fields)
 
 
+def answer_from_trace(question: str, trace: list[dict]):  # type: ignore[no-untyped-def,type-arg]
+    """An Answer holding a recorded trace (queries, excerpts shown, generations), not yet concluded."""
+    from bot.rag.iter_retgen import Answer, IterationTrace
+
+    result = Answer(question=question, standalone_question=question, text="", citations=[],
+                    iterations=len(trace))  # fmt: skip
+    result.trace = [
+        IterationTrace(step["query"], [source_from_json(x) for x in step["sources"]], step["generation"])
+        for step in trace
+    ]
+    return result
+
+
 async def answer_record(name: str, t: int, kind: str, item: dict, answer, embedder) -> dict:  # type: ignore[no-untyped-def,type-arg]
     """One answer's record: the answer, its checks and the whole trace (queries, excerpts shown,
     generations), so that --replay can check the same generations again without the model."""
@@ -198,7 +211,7 @@ async def replay(
     draft fallback, the refusal rules) without running a model: for tuning those on the dev split.
     Times, LLM calls and token counts are the recorded ones."""
     from bot.core.config import LLMSettings, RagSettings
-    from bot.rag.iter_retgen import Answer, AnswerService, IterationTrace
+    from bot.rag.iter_retgen import AnswerService
     from bot.retrieval.search import SearchService
 
     questions = {
@@ -213,12 +226,7 @@ async def replay(
             if old["kind"] == "server" or "trace" not in old:
                 done.append(old)
                 continue
-            result = Answer(question=old["q"], standalone_question=old["q"], text="", citations=[],
-                            iterations=len(old["trace"]))  # fmt: skip
-            result.trace = [
-                IterationTrace(s["query"], [source_from_json(x) for x in s["sources"]], s["generation"])
-                for s in old["trace"]
-            ]
+            result = answer_from_trace(old["q"], old["trace"])
             if old["fallback"]:
                 result.text, result.fallback = old["answer"], True  # no generation to check again
             else:

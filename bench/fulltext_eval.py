@@ -184,10 +184,10 @@ def answer_json(mode: str, q: dict, answer, hit: bool) -> dict:  # type: ignore[
 
 async def replay(path: Path, records_out: Path, split: str) -> None:
     """The recorded generations checked again by today's code (attribution, citations), no model."""
-    from answer_eval import source_from_json
+    from answer_eval import answer_from_trace
 
     from bot.core.config import LLMSettings, RagSettings
-    from bot.rag.iter_retgen import Answer, AnswerService, IterationTrace
+    from bot.rag.iter_retgen import AnswerService
     from bot.retrieval.embedding import LocalEmbedder
     from bot.retrieval.search import SearchService
 
@@ -205,12 +205,7 @@ async def replay(path: Path, records_out: Path, split: str) -> None:
                 hits.setdefault(old["mode"], []).append(old["hit"])
                 out.write(line + "\n")
                 continue
-            result = Answer(question=q["q"], standalone_question=q["q"], text="", citations=[],
-                            iterations=len(old["trace"]))  # fmt: skip
-            result.trace = [
-                IterationTrace(s["query"], [source_from_json(x) for x in s["sources"]], s["generation"])
-                for s in old["trace"]
-            ]
+            result = answer_from_trace(q["q"], old["trace"])
             await service.conclude(result)
             result.llm_calls, result.retrievals = old["llm_calls"], old["retrievals"]
             result.seconds = old["seconds"]
