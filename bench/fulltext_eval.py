@@ -223,6 +223,19 @@ def pct(part: int, whole: int) -> str:
     return f"{part}/{whole} = {part / whole:.2f}" if whole else "-"
 
 
+def split_pct(found: list[bool], questions: list[dict]) -> str:  # type: ignore[type-arg]
+    """All questions, then dev and test apart: "21/30 = 0.70 (dev 9/13, test 12/17)"."""
+    parts = {
+        split: [hit for hit, q in zip(found, questions, strict=True) if q["split"] == split]
+        for split in ("dev", "test")
+    }
+    return (
+        f"{pct(sum(found), len(found))} ("
+        + ", ".join(f"{split} {sum(hits)}/{len(hits)}" for split, hits in parts.items())
+        + ")"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--llm", action="store_true", help="also answer with the default embedded model")
@@ -276,13 +289,20 @@ async def main() -> None:
 
     texts = {slug: document_text(document) for slug, (_, document) in indexed.items()}
     top, windows = bm25_windows(texts)
+    from bot.rag.diversity import cap_per_section
+    from bot.rag.iter_retgen import SECTION_CAP_OVERFETCH
+
     results: dict[str, list[bool]] = {"bm25 top-5": [], "bm25 top-3": [], "search top-k": []}
+    caps = (1, 2, 3)  # RAG_MAX_PER_SECTION candidates, on the question's own retrieval
     records = args.records.open("w")
     for q in questions:
         results["bm25 top-5"].append(any(contains(w, q["evidence"]) for _, w in top(q["q"], 5)))
         results["bm25 top-3"].append(any(contains(w, q["evidence"]) for _, w in top(q["q"], 3)))
-        hits = await services.search.search_chunks(q["q"], limit=args.k)
-        results["search top-k"].append(any(contains(h.text, q["evidence"]) for h in hits))
+        hits = await services.search.search_chunks(q["q"], limit=args.k * SECTION_CAP_OVERFETCH)
+        results["search top-k"].append(any(contains(h.text, q["evidence"]) for h in hits[: args.k]))
+        for cap in caps:
+            capped = cap_per_section(hits, limit=args.k, per_section=cap)
+            results.setdefault(f"cap {cap}", []).append(any(contains(h.text, q["evidence"]) for h in capped))
 
     from bot.rag.iter_retgen import AnswerService
 
@@ -315,11 +335,17 @@ async def main() -> None:
     print("|---|---|---|")
     print(f"| BM25, 120-word windows, top 5 (baseline) | {pct(sum(results['bm25 top-5']), n)} | retrieved |")
     print(f"| BM25, 120-word windows, top 3 (baseline) | {pct(sum(results['bm25 top-3']), n)} | retrieved |")
-    print(f"| paperbot search, top {args.k} passages | {pct(sum(results['search top-k']), n)} | retrieved |")
+    searched = split_pct(results["search top-k"], questions)
+    print(f"| paperbot search, top {args.k} passages | {searched} | retrieved |")
+    for cap in caps:
+        print(
+            f"| paperbot search, top {args.k} passages, at most {cap} a section | "
+            f"{split_pct(results[f'cap {cap}'], questions)} | retrieved (RAG_MAX_PER_SECTION={cap}) |"
+        )
     for name, _ in modes:
         median = statistics.median(seconds[name])
         print(
-            f"| paperbot answer, {name} | {pct(sum(results[name]), n)} | in a cited passage; "
+            f"| paperbot answer, {name} | {split_pct(results[name], questions)} | in a cited passage; "
             f"citations without a section: {sectionless[name]}; median {median:.1f} s |"
         )
 

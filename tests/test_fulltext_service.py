@@ -174,3 +174,24 @@ async def test_a_question_that_names_a_paper_by_arxiv_id_fetches_its_full_text_f
         "more on it", context="https://arxiv.org/abs/2310.06825"
     )
     assert again == records and fake_arxiv.paths() == ["/html/2310.06825", "/e-print/2310.06825"]
+
+
+async def test_a_section_cap_spreads_an_answers_excerpts_over_the_paper(make_services: Any) -> None:
+    """RAG_MAX_PER_SECTION on Mistral 7B's real PDF: uncapped, one section gives several of the
+    excerpts; capped at 1, each comes from another section, the best passage still first."""
+    from bot.core.config import RagSettings
+
+    services = await make_services(mode="off")
+    await services.fulltext.ingest_path(MISTRAL_PDF)
+    question = "How does the rolling buffer cache of sliding window attention save memory?"
+
+    async def sections(cap: int) -> list[tuple[str, str | None]]:
+        services.answers._rag = RagSettings(max_per_section=cap)
+        answer = await services.answers.answer(question)
+        return [(s.paper.paper_id, s.section or s.kind) for s in answer.sources]
+
+    uncapped, capped = await sections(0), await sections(1)
+    assert len(capped) >= 4 and len(uncapped) >= 4  # as many as fit the prompt's budget
+    assert len(set(uncapped)) < len(uncapped)  # neighbours from one section
+    assert len(set(capped)) == len(capped)
+    assert capped[0] == uncapped[0] and capped[0][0] == "2310.06825"

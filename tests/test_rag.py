@@ -711,3 +711,25 @@ async def test_a_question_that_waits_too_long_gets_the_labelled_passages_without
     assert [e["event"] for e in logs].count("llm.queue_timeout") == 1 and 0.35 < busy.queue_seconds < 1
     assert busy.llm_calls == 0 and len(scripted_llm.requests) == 1  # only the first question's
     assert not (await asyncio.wait_for(first, 10)).fallback
+
+
+def test_a_section_cap_gives_a_crowded_sections_slots_to_passages_from_elsewhere() -> None:
+    """RAG_MAX_PER_SECTION: the ranking is kept, a passage over its section's cap makes way for the
+    next one from elsewhere, and the skipped ones come back only when nothing else is left."""
+    from bot.rag.diversity import cap_per_section
+
+    paper, other = Paper(paper_id="p", title="P"), Paper(paper_id="q", title="Q")
+
+    def hit(p: Paper, n: int, section: str | None) -> ChunkHit:
+        return ChunkHit(paper=p, chunk_no=n, text=f"{p.paper_id}{n}", score=1 / (n + 1),
+                        extra={"section": section} if section else {})  # fmt: skip
+
+    ranked = [hit(paper, 1, "§2.5"), hit(paper, 2, "§2.5"), hit(paper, 3, "§2.5"), hit(paper, 4, "§1"),
+              hit(other, 5, "§2.5"), hit(paper, 6, None), hit(paper, 7, "§2.5")]  # fmt: skip
+    names = lambda hits: [h.text for h in hits]  # noqa: E731
+    assert names(cap_per_section(ranked, limit=4, per_section=0)) == ["p1", "p2", "p3", "p4"]
+    assert names(cap_per_section(ranked, limit=4, per_section=2)) == ["p1", "p2", "p4", "q5"]
+    assert names(cap_per_section(ranked, limit=4, per_section=1)) == ["p1", "p4", "q5", "p6"]
+    # Too few other sections: the best skipped passages fill the slots, in the search's order.
+    assert names(cap_per_section(ranked[:4], limit=4, per_section=1)) == ["p1", "p2", "p3", "p4"]
+    assert names(cap_per_section(ranked[:3], limit=2, per_section=1)) == ["p1", "p2"]

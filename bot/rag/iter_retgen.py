@@ -25,6 +25,7 @@ from bot.llm.client import LLMClient, completion_prompt
 from bot.llm.errors import LLMBusyError, LLMError
 from bot.rag.attribution import Attribution, attribute, is_refusal
 from bot.rag.citations import Citation, verify_citations
+from bot.rag.diversity import cap_per_section
 from bot.rag.echo import PromptEcho
 from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
@@ -41,6 +42,8 @@ ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n", "\n[", "\
 # The retrieval query of iteration t > 1 is the question plus the previous draft; BM25 reads all of
 # it, the dense model reads its first ~256 word pieces.
 MAX_RETRIEVAL_QUERY_TOKENS = 512
+# Candidates retrieved per excerpt slot when RAG_MAX_PER_SECTION caps passages from one section.
+SECTION_CAP_OVERFETCH = 3
 # The usual reciprocal-rank-fusion constant (Cormack et al., 2009).
 ANCHOR_RRF_K = 60
 
@@ -272,14 +275,18 @@ class AnswerService:
             query, _ = truncate_tokens(query, MAX_RETRIEVAL_QUERY_TOKENS, self._encoding)
             if progress:
                 await progress.stage("searching", t, t_max)
+            # With a per-section cap, more candidates than k, so a capped section's slots go to the
+            # next passages from elsewhere.
+            fetch = k * SECTION_CAP_OVERFETCH if self._rag.max_per_section else k
             hits = await (retrieve or self._search.search_chunks)(
-                query, limit=k, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
+                query, limit=fetch, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
             )
             result.retrievals += 1
             if t == 1:
                 question_hits = hits
             elif self._rag.anchor_question and query != standalone:
-                hits = anchor_to_question(hits, question_hits, limit=k)
+                hits = anchor_to_question(hits, question_hits, limit=fetch)
+            hits = cap_per_section(hits, limit=k, per_section=self._rag.max_per_section)
             sources = pack_sources(
                 hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k,
                 question=standalone,
