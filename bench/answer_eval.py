@@ -227,17 +227,22 @@ async def replay(
                 done.append(old)
                 continue
             result = answer_from_trace(old["q"], old["trace"])
-            if old["fallback"]:
-                result.text, result.fallback = old["answer"], True  # no generation to check again
-            else:
+            # A fallback after every generation was made came from the generations (a prompt echo),
+            # so it is checked again; one after an LLM error has no generation to check.
+            replayable = not old["fallback"] or (
+                len(old["trace"]) == old["T"] and all(step["generation"] for step in old["trace"])
+            )
+            if replayable:
                 await service.conclude(result)
+            else:
+                result.text, result.fallback = old["answer"], True
             for key in ("llm_calls", "retrievals"):
                 setattr(result, key, old[key])
             result.seconds = old["seconds"]
             item = questions[old["q"]]
             record = await answer_record(old["model"], old["T"], old["kind"], item, result, embedder)
             record.update(tokens=old["tokens"], llm_seconds=old["llm_seconds"])
-            if old["fallback"]:
+            if not replayable:
                 record["citations"], record["expected_cited"] = old["citations"], old.get("expected_cited")
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             done.append(record)

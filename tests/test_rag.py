@@ -17,7 +17,7 @@ from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
 from bot.llm.queue import GenerationQueue
-from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL
+from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.index.edge import EdgePaperIndex
@@ -349,6 +349,22 @@ async def test_when_the_final_generation_declines_a_supported_draft_is_the_answe
     assert answer.text == f"{SHERL_SAYS} [{sherl}]." and not answer.cannot_answer
     assert answer.sources == draft_sources and answer.llm_calls == 2 and answer.retrievals == 2
     assert [c.title.split(":")[0] for c in answer.citations] == ["SHERL"]
+
+
+async def test_when_the_final_generation_only_echoes_the_worked_example_a_supported_draft_is_the_answer(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Seen on the dev set: a right draft, then a second generation that was the prompt's worked example
+    word for word; the reply was the extractive "no usable answer" instead of the draft."""
+    echo = "Answer: Model size and training tokens should grow in equal proportion [1]."
+    scripted_llm.script(ScriptedReply(f"Answer: {SHERL_SAYS}."), ScriptedReply(echo))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?", iterations=2)
+    assert not answer.fallback and not answer.cannot_answer
+    assert answer.text.startswith(SHERL_SAYS) and answer.sources == answer.trace[0].sources
+    # With no usable draft either, the echo still ends in the labelled extractive answer.
+    scripted_llm.script(ScriptedReply(echo), ScriptedReply(echo))
+    answer = await make_service(index, embedder, scripted_llm).answer("What is SHERL?", iterations=2)
+    assert answer.fallback and answer.text.startswith(UNUSABLE_LABEL)
 
 
 async def test_an_answer_of_bare_markers_is_written_out_as_the_titles_it_points_to(

@@ -402,14 +402,13 @@ class AnswerService:
         text = self._echo.strip(line)
         if self._echo.mostly_copied(text):
             text = ""  # a rewording of the worked example is no answer either
-        if sources and line and not text:  # the model only repeated the prompt's example or rules
-            log.warning("rag.answer_was_prompt_echo")
-            return await self._fallback(result, sources, started, label=UNUSABLE_LABEL)
+        echoed = bool(sources and line and not text)  # only the prompt's example or rules repeated
         # Each sentence shows the excerpt that supports it; what no excerpt supports is dropped.
         attributed = await self._attributed(result, text, sources)
         if attributed is None and len(result.trace) > 1:
-            # The last generation declined or nothing of it holds, but an earlier draft answered from
-            # the excerpts it was shown: that draft, checked the same way, is the answer.
+            # The last generation declined, echoed the prompt or nothing of it holds, but an earlier
+            # draft answered from the excerpts it was shown: that draft, checked the same way, is the
+            # answer.
             for earlier in reversed(result.trace[:-1]):
                 draft = self._echo.strip(final_answer_line(earlier.generation))
                 if draft and not self._echo.mostly_copied(draft):
@@ -418,6 +417,9 @@ class AnswerService:
                     sources = earlier.sources
                     log.info("rag.answer_from_draft", iteration=result.trace.index(earlier) + 1)
                     break
+        if attributed is None and echoed:
+            log.warning("rag.answer_was_prompt_echo")
+            return await self._fallback(result, sources, started, label=UNUSABLE_LABEL)
         if attributed is None:
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
