@@ -266,3 +266,32 @@ async def test_words_restating_the_question_are_not_checked_against_an_excerpt_a
     )
     attributed = await attribute(answer, shown(SHERL, TITANS, BEAM), embedder, question=question)
     assert attributed.text == "" and attributed.dropped == [answer]
+
+
+async def test_a_model_number_holding_part_of_the_sentence_gives_way_to_an_excerpt_holding_all(
+    embedder,
+) -> None:  # type: ignore[no-untyped-def]
+    """Seen with Qwen 1.5B on S2ORC's full text (bench/fulltext_eval.py, dev): the answer was right,
+    but its [2] was Table 4's caption, which holds "8.1M" and "PDFs" but not that full text is released
+    for them; the introduction's passage says exactly that and is the one shown."""
+    s2orc = Paper(paper_id="1911.02782", title="S2ORC: The Semantic Scholar Open Research Corpus")
+    sources = [
+        Source(number=1, paper=s2orc, score=1.0, section="§1 Introduction", kind="body", text=(
+            "Each paper is associated with metadata and abstracts aggregated from hundreds of trusted "
+            "sources such as academic publishers and literature archives like PubMed and arXiv. Notably, "
+            "we release structured, machine-readable full text extracted from PDFs for 8.1M papers which "
+            "we've identified as having open access status.")),
+        Source(number=2, paper=s2orc, score=0.9, section="§3 The S2ORC dataset", kind="caption", text=(
+            "Table 4: Extraction and linking statistics over PDF and LaTeX parses. Reported values are "
+            "averaged over all open access papers, which consist of 8.1M Grobid-parsed PDFs and 1.5M "
+            "parsed LaTeX sources.")),
+    ]  # fmt: skip
+    question = "For how many papers does S2ORC release full text extracted from PDFs?"
+    answer = "S2ORC releases full text extracted from PDFs for 8.1M papers [2]."
+    ((_, support),) = await score_sentences(answer, sources, embedder, question=question)
+    assert support.supported_by(2) and support.supported_by(1)  # both pass the check…
+    assert support.holds_whole == [1]  # …only the introduction holds every word
+    fixed = answer.replace("[2]", "[1]")
+    assert (await attribute(answer, sources, embedder, question=question)).text == fixed
+    # Where the model's own excerpt holds the whole sentence, its number stays.
+    assert (await attribute(fixed, sources, embedder, question=question)).text == fixed

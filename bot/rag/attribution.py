@@ -17,7 +17,8 @@ the sentence in the excerpt (a paraphrase). An excerpt that is itself about the 
 `LEXICAL_WITH_DENSE` of the question's words) also supports a sentence when it supports what the
 sentence adds to the question, its restated question words left out; such an excerpt is cited only
 when none supports the sentence whole. The sentence keeps the model's own [n] where that
-excerpt supports it, else shows the best supporting one; a sentence no excerpt supports is dropped,
+excerpt supports it, unless that excerpt holds only part of the sentence and another holds all of it
+(then that one), else shows the best supporting one; a sentence no excerpt supports is dropped,
 and so is one that only says the excerpts do not hold the answer. A sentence with no claim of its
 own (a label, Discord mentions, the question repeated, "Yes.") stays as written.
 
@@ -236,6 +237,11 @@ class SentenceSupport:
         return n in self.lexical and supports(self.lexical[n], self.dense.get(n))
 
     @property
+    def holds_whole(self) -> list[int]:
+        """The supporting sources that hold every content word of the sentence, strongest first."""
+        return [n for n in self.supporters if n not in self.by_addition and self.lexical[n].share >= 1.0]
+
+    @property
     def supporters(self) -> list[int]:
         """Every supporting source, the strongest first."""
         found = [n for n in self.lexical if self.supported_by(n)]
@@ -401,6 +407,10 @@ async def attribute(
         if not support.claim:
             sentence = _kept_as_written(support.text, set(support.cited))
             pointers += bool(support.cited)
+        elif verified and (whole := support.holds_whole) and not set(verified) & set(whole):
+            # The model's [n] holds part of the sentence, another excerpt all of it: show that one.
+            sentence = _with_citations(support.text, [whole[0]])
+            supported += 1
         elif verified:
             sentence = _kept_as_written(support.text, set(verified))
             supported += 1
