@@ -202,7 +202,7 @@ class RagSettings(BaseSettings):
     anchor_question: bool = True
     # At most this many of an answer's k excerpts from one section of one paper (0: no cap), so a
     # long section's neighbouring passages cannot crowd out the same fact stated elsewhere.
-    max_per_section: int = Field(default=0, ge=0, le=MAX_TOP_K)
+    max_per_section: int = Field(default=3, ge=0, le=MAX_TOP_K)
     history_tokens: int = Field(default=1024, ge=0)
     max_question_chars: int = Field(default=1000, ge=16)
 
