@@ -749,3 +749,23 @@ def test_a_section_cap_gives_a_crowded_sections_slots_to_passages_from_elsewhere
     # Too few other sections: the best skipped passages fill the slots, in the search's order.
     assert names(cap_per_section(ranked[:4], limit=4, per_section=1)) == ["p1", "p2", "p3", "p4"]
     assert names(cap_per_section(ranked[:3], limit=2, per_section=1)) == ["p1", "p2"]
+
+
+def test_k_excerpts_fit_the_budget_with_their_title_lines() -> None:
+    """Each excerpt's share of the prompt pays for its title line ("[n] Title — §2.5 …") as well as its
+    text: measured on full texts (bench/fulltext_eval.py), paying for the text alone left one excerpt of
+    five out in 16 of 30 questions, and with it the evidence in three."""
+    from bot.rag.packing import format_source, pack_sources
+
+    papers = parse_path(SEED_PAGE).papers
+    long_titles = sorted(papers, key=lambda p: len(p.title), reverse=True)[:5]
+    hits = [
+        ChunkHit(paper=p, chunk_no=1000 + i, text=p.abstract * 3, score=1.0 - i / 10,
+                 extra={"section": "§2.5 Designs for Streaming and Concurrency", "kind": "body"})
+        for i, p in enumerate(long_titles)
+    ]  # fmt: skip
+    budget = 610  # the default model's, for 5 excerpts
+    sources = pack_sources(hits, budget_tokens=budget, encoding="cl100k_base", share_among=5, question="x")
+    assert [s.paper.title for s in sources] == [p.title for p in long_titles]
+    used = sum(count_tokens(format_source(s), "cl100k_base") + 2 for s in sources)
+    assert budget // 2 <= used <= budget  # the budget is used, not exceeded

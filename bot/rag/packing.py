@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from bot.core.papers import Paper, clean_user_text
@@ -151,16 +151,19 @@ def pack_sources(
         if key in seen:
             continue
         text = hit.text.removeprefix(hit.paper.title).strip()
-        body = (
-            focus(text, question, per_source, encoding, rows=kind == "table")
-            if passage
-            else truncate_tokens(text, per_source, encoding)[0]
-        )
-        candidate = Source(
-            number=len(chosen) + 1, paper=hit.paper, text=body, score=hit.score,
+        heading = Source(
+            number=len(chosen) + 1, paper=hit.paper, text="", score=hit.score,
             section=section, kind=kind, page=hit.extra.get("page"),
             anchor=hit.extra.get("anchor"),
         )  # fmt: skip
+        # The share covers the excerpt's title line too, so that k excerpts fit the budget.
+        room = max(MIN_SOURCE_TOKENS, per_source - count_tokens(format_source(heading), encoding) - 2)
+        body = (
+            focus(text, question, room, encoding, rows=kind == "table")
+            if passage
+            else truncate_tokens(text, room, encoding)[0]
+        )
+        candidate = replace(heading, text=body)
         cost = count_tokens(format_source(candidate), encoding) + 2  # the blank line between sources
         if used + cost > budget_tokens:
             continue  # a shorter, weaker source may still fit
