@@ -276,8 +276,10 @@ class AnswerService:
             if progress:
                 await progress.stage("searching", t, t_max)
             # With a per-section cap, more candidates than k, so a capped section's slots go to the
-            # next passages from elsewhere.
-            fetch = k * SECTION_CAP_OVERFETCH if self._rag.max_per_section else k
+            # next passages from elsewhere. A caller's own retriever (scope:channel interleaves the
+            # channel's messages with papers) is packed as it returns its hits.
+            capped = retrieve is None and self._rag.max_per_section > 0
+            fetch = k * SECTION_CAP_OVERFETCH if capped else k
             hits = await (retrieve or self._search.search_chunks)(
                 query, limit=fetch, search_filter=search_filter, max_query_tokens=MAX_RETRIEVAL_QUERY_TOKENS
             )
@@ -286,7 +288,8 @@ class AnswerService:
                 question_hits = hits
             elif self._rag.anchor_question and query != standalone:
                 hits = anchor_to_question(hits, question_hits, limit=fetch)
-            hits = cap_per_section(hits, limit=k, per_section=self._rag.max_per_section)
+            if capped:
+                hits = cap_per_section(hits, limit=k, per_section=self._rag.max_per_section)
             sources = pack_sources(
                 hits, budget_tokens=self.source_budget(standalone), encoding=self._encoding, share_among=k,
                 question=standalone,
