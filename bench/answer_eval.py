@@ -62,10 +62,32 @@ _OVERLAP_STOP_WORDS = """the and for are was were that this with from which what
 _OVERLAP_STOP = frozenset(_OVERLAP_STOP_WORDS.split())
 
 
-def load_questions(path: Path, split: str, limit: int | None) -> list[dict]:  # type: ignore[type-arg]
+_WHETHER = re.compile(
+    r"^\s*(?:(?:so|ok|okay|hey|hi|also|and|but|well)\b[,:!]?\s+)*"
+    r"(?:is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|any)\b",
+    re.IGNORECASE,
+)
+# "Can you explain …", "Do you know which …": a request, not a yes/no question.
+_REQUEST = re.compile(
+    r"^\s*(?:(?:so|ok|okay|hey|hi|also|and|but|well)\b[,:!]?\s+)*"
+    r"(?:can|could|would|will|do)\s+(?:you|u)\s+(?:please\s+)?"
+    r"(?:explain|tell|summari[sz]e|describe|give|list|show|help|compare|clarify|elaborate|say|walk"
+    r"|outline|point|know|recommend|suggest|find)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_whether(question: str) -> bool:
+    """A yes/no question ("Is there work on …?", "Can a model …?"), not a request ("Can you explain …")."""
+    return bool(_WHETHER.match(question)) and not _REQUEST.match(question)
+
+
+def load_questions(path: Path, split: str, limit: int | None, form: str = "all") -> list[dict]:  # type: ignore[type-arg]
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if split != "all":
         items = [item for item in items if item.get("split") == split]
+    if form == "whether":  # only yes/no questions ("Is there a paper that …?")
+        items = [item for item in items if asks_whether(item["q"])]
     return items[:limit] if limit is not None else items
 
 
@@ -361,8 +383,8 @@ def tabulate(records: list[dict]) -> Tables:  # type: ignore[type-arg]
 
 
 async def quality(args: argparse.Namespace, embedder) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
-    answerable = load_questions(QUESTIONS, args.split, args.limit)
-    unanswerable = load_questions(UNANSWERABLE, args.split, args.unanswerable_limit)
+    answerable = load_questions(QUESTIONS, args.split, args.limit, args.form)
+    unanswerable = load_questions(UNANSWERABLE, args.split, args.unanswerable_limit, args.form)
     print(
         f"{len(answerable)} answerable + {len(unanswerable)} unanswerable questions (split {args.split}), "
         f"T = {args.iterations}, models {args.models}",
@@ -498,6 +520,8 @@ async def main() -> None:
                         help="comma-separated embedded models (known names or .gguf paths)")  # fmt: skip
     parser.add_argument("--iterations", type=lambda s: [int(x) for x in s.split(",")], default=[2])
     parser.add_argument("--split", choices=("dev", "test", "all"), default="all")
+    parser.add_argument("--form", choices=("all", "whether"), default="all",
+                        help="whether: only the yes/no questions (is there…, can…, has anyone…)")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="answerable questions per split filter")
     parser.add_argument("--unanswerable-limit", type=int, default=None)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)

@@ -295,3 +295,32 @@ async def test_a_model_number_holding_part_of_the_sentence_gives_way_to_an_excer
     assert (await attribute(answer, sources, embedder, question=question)).text == fixed
     # Where the model's own excerpt holds the whole sentence, its number stays.
     assert (await attribute(fixed, sources, embedder, question=question)).text == fixed
+
+
+async def test_a_sentence_that_only_denies_the_question_is_a_refusal_not_a_claim(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Seen with the default model (bench/answer_eval.py, dev): Titans' excerpt is the one the question
+    is about, and it shares the question's words, so the model's flat denial of the question passed as
+    "supported" by it. A denial made of nothing but the question's words says only that the excerpts
+    hold no such thing: it is dropped like a refusal. A negative answer that adds what the excerpt says
+    (a name of its own) is still checked as a claim."""
+    question = (
+        "Does any model keep a memory module that goes on learning while it is being used, to handle "
+        "very long contexts?"
+    )
+    denial = (
+        "No, any model does not keep a memory module that goes on learning while it is being used to "
+        "handle very long contexts [1]."
+    )
+    ((_, support),) = await score_sentences(denial, shown(TITANS, BEAM), embedder, question=question)
+    assert support.denies_question
+    attributed = await attribute(denial, shown(TITANS, BEAM), embedder, question=question)
+    assert attributed.text == "" and attributed.dropped == [denial]
+    # The affirmative restatement is not a denial, and a negation the question itself holds is none.
+    affirmed = denial.replace("No, any model does not keep", "Yes, a model can keep")
+    ((_, support),) = await score_sentences(affirmed, shown(TITANS, BEAM), embedder, question=question)
+    assert not support.denies_question
+    question = "How can I fine-tune a backbone when I cannot backpropagate through the whole network?"
+    negated = "You cannot backpropagate through the whole network, so SHERL uses memory-efficient series [1]."
+    ((_, support),) = await score_sentences(negated, shown(SHERL), embedder, question=question)
+    assert not support.denies_question
+    assert (await attribute(negated, shown(SHERL), embedder, question=question)).supported == 1

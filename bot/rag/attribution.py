@@ -19,7 +19,9 @@ sentence adds to the question, its restated question words left out; such an exc
 when none supports the sentence whole. The sentence keeps the model's own [n] where that
 excerpt supports it, unless that excerpt holds only part of the sentence and another holds all of it
 (then that one), else shows the best supporting one; a sentence no excerpt supports is dropped,
-and so is one that only says the excerpts do not hold the answer. A sentence with no claim of its
+and so is one that only says the excerpts do not hold the answer, or only denies the question in its
+own words ("No, there is no paper that …"): an excerpt about the question shares its words, so such
+a denial would otherwise pass as supported by the very paper it denies. A sentence with no claim of its
 own (a label, Discord mentions, the question repeated, "Yes.") stays as written.
 
 The thresholds were chosen on real answers of Qwen2.5-Coder 1.5B and 0.5B to 12 questions over the
@@ -99,6 +101,12 @@ _REFUSAL = re.compile(
     r"|\bno\s+idea\b|\b(?:do\s+not|don't)\s+know\b",
     re.IGNORECASE,
 )
+
+
+# "No", "not", "never", "n't": with nothing but the question's words, a sentence that denies what was
+# asked ("No, there is no paper that …", "No, any model does not keep …") says only that the excerpts
+# hold no such thing: a refusal, not a claim an excerpt could support.
+_NEGATION = re.compile(r"\b(?:no|not|none|never|nothing|neither|nor|cannot)\b|n't\b", re.IGNORECASE)
 
 
 def is_refusal(answer: str, fixed_reply: str) -> bool:
@@ -232,6 +240,7 @@ class SentenceSupport:
     # Sources that support only what the sentence adds to the question, not the sentence whole:
     # the last choice when another excerpt supports it whole.
     by_addition: frozenset[int] = frozenset()
+    denies_question: bool = False  # only the question's words, negated: "No, there is no …"
 
     def supported_by(self, n: int) -> bool:
         return n in self.lexical and supports(self.lexical[n], self.dense.get(n))
@@ -288,6 +297,10 @@ def split_sentences(text: str) -> list[tuple[str, str]]:
     if pieces and position < len(text):
         pieces[-1] = (pieces[-1][0], pieces[-1][1] + text[position:].rstrip())
     return pieces
+
+
+def _negations(text: str) -> int:
+    return len(_NEGATION.findall(text))
 
 
 def claim_text(sentence: str, question: str) -> str:
@@ -350,7 +363,8 @@ async def score_sentences(
                     lexical[n] = addition
                     by_addition.add(n)
         claim = bool(sentence_terms[i])
-        support = SentenceSupport(sentence, lexical, dense, cited, claim, frozenset(by_addition))
+        denies = claim and not added and _negations(claim_text(sentence, question)) > _negations(question)
+        support = SentenceSupport(sentence, lexical, dense, cited, claim, frozenset(by_addition), denies)
         scored.append((separator, support))
     return scored
 
@@ -400,7 +414,7 @@ async def attribute(
     pending = ""  # the separators of dropped sentences too, so a paragraph break survives
     for separator, support in await score_sentences(answer, sources, embedder, question=question):
         pending += separator
-        if _REFUSAL.search(support.text):
+        if _REFUSAL.search(support.text) or support.denies_question:
             dropped.append(support.text)  # "the excerpts do not say …" is no claim to cite
             continue
         verified = [n for n in dict.fromkeys(support.cited) if support.supported_by(n)]
