@@ -769,3 +769,31 @@ def test_k_excerpts_fit_the_budget_with_their_title_lines() -> None:
     assert [s.paper.title for s in sources] == [p.title for p in long_titles]
     used = sum(count_tokens(format_source(s), "cl100k_base") + 2 for s in sources)
     assert budget // 2 <= used <= budget  # the budget is used, not exceeded
+
+
+async def test_a_callers_own_retriever_is_asked_for_k_and_every_hit_it_returns_is_shown(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """/ask scope:channel interleaves the channel's remembered messages with k papers, so its
+    retriever returns more than k hits: the per-section cap (and its over-fetch) is the paper search's
+    alone, and every hit that fits the prompt goes to the model."""
+    asked: list[int] = []
+    messages = [
+        ChunkHit(paper=Paper(paper_id=f"message:{i}", title=f"Channel message {i}"), chunk_no=0,
+                 text=f"We tried LoRA rank {i} on the baseline.", score=1.0 - i / 10)
+        for i in range(7)
+    ]  # fmt: skip
+
+    async def retrieve(
+        query: str, *, limit: int, search_filter: object, max_query_tokens: int
+    ) -> list[ChunkHit]:
+        asked.append(limit)
+        return messages
+
+    scripted_llm.script(ScriptedReply("Answer: a [1]"), ScriptedReply("Answer: b [1]"))
+    answer = await make_service(index, embedder, scripted_llm).answer(
+        "Which LoRA rank did we try?", retrieve=retrieve
+    )
+    assert asked == [5, 5]  # k, not the paper search's 3 × k over-fetch
+    assert [len(step.sources) for step in answer.trace] == [7, 7]  # not cut to k
+    assert [s.paper.paper_id for s in answer.trace[-1].sources] == [m.paper.paper_id for m in messages]

@@ -287,7 +287,9 @@ class AnswerService:
             if t == 1:
                 question_hits = hits
             elif self._rag.anchor_question and query != standalone:
-                hits = anchor_to_question(hits, question_hits, limit=fetch)
+                # As many as the retrieval returned: a caller's retriever may return more than k
+                # (scope:channel adds the channel's messages to k papers), and round 1 showed them all.
+                hits = anchor_to_question(hits, question_hits, limit=max(fetch, len(hits)))
             if capped:
                 hits = cap_per_section(hits, limit=k, per_section=self._rag.max_per_section)
             sources = pack_sources(
