@@ -322,7 +322,8 @@ async def score_sentences(
     vocab = {s.number: vocabulary(format_source(s)) for s in sources}  # its title line and text
     pieces = split_sentences(answer)
     names = names_in(sources)
-    sentence_terms = [terms(claim_text(sentence, question), names) for _, sentence in pieces]
+    claims = [claim_text(sentence, question) for _, sentence in pieces]
+    sentence_terms = [terms(text, names) for text in claims]
     question_terms = terms(question, names)
     asked = {t.stem for t in question_terms}
     about_question = {  # the excerpts that are themselves about the question
@@ -363,7 +364,7 @@ async def score_sentences(
                     lexical[n] = addition
                     by_addition.add(n)
         claim = bool(sentence_terms[i])
-        denies = claim and not added and _negations(claim_text(sentence, question)) > _negations(question)
+        denies = claim and not added and _negations(claims[i]) > _negations(question)
         support = SentenceSupport(sentence, lexical, dense, cited, claim, frozenset(by_addition), denies)
         scored.append((separator, support))
     return scored
