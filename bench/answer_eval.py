@@ -62,31 +62,13 @@ _OVERLAP_STOP_WORDS = """the and for are was were that this with from which what
 _OVERLAP_STOP = frozenset(_OVERLAP_STOP_WORDS.split())
 
 
-_WHETHER = re.compile(
-    r"^\s*(?:(?:so|ok|okay|hey|hi|also|and|but|well)\b[,:!]?\s+)*"
-    r"(?:is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|any)\b",
-    re.IGNORECASE,
-)
-# "Can you explain …", "Do you know which …": a request, not a yes/no question.
-_REQUEST = re.compile(
-    r"^\s*(?:(?:so|ok|okay|hey|hi|also|and|but|well)\b[,:!]?\s+)*"
-    r"(?:can|could|would|will|do)\s+(?:you|u)\s+(?:please\s+)?"
-    r"(?:explain|tell|summari[sz]e|describe|give|list|show|help|compare|clarify|elaborate|say|walk"
-    r"|outline|point|know|recommend|suggest|find)\b",
-    re.IGNORECASE,
-)
-
-
-def asks_whether(question: str) -> bool:
-    """A yes/no question ("Is there work on …?", "Can a model …?"), not a request ("Can you explain …")."""
-    return bool(_WHETHER.match(question)) and not _REQUEST.match(question)
-
-
 def load_questions(path: Path, split: str, limit: int | None, form: str = "all") -> list[dict]:  # type: ignore[type-arg]
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if split != "all":
         items = [item for item in items if item.get("split") == split]
     if form == "whether":  # only yes/no questions ("Is there a paper that …?")
+        from bot.rag.question_form import asks_whether
+
         items = [item for item in items if asks_whether(item["q"])]
     return items[:limit] if limit is not None else items
 

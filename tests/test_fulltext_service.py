@@ -13,7 +13,7 @@ import pytest
 
 from bot.app.cli import EXIT_REJECTED, main
 from bot.app.services import Services, build_services
-from bot.core.config import CoreSettings, FulltextSettings, Settings
+from bot.core.config import CoreSettings, FulltextSettings, RagSettings, Settings
 from bot.core.papers import Paper
 from bot.retrieval.index.base import FULLTEXT_FIRST_CHUNK
 from bot.retrieval.index.edge import EdgePaperIndex
@@ -29,12 +29,14 @@ TELL_ME = "2501.11120"
 async def make_services(tmp_path: Path, embedder: Any) -> AsyncIterator[Any]:
     indexes: list[EdgePaperIndex] = []
 
-    async def make(**fulltext: Any) -> Services:
+    async def make(rag: RagSettings | None = None, **fulltext: Any) -> Services:
         index = EdgePaperIndex(tmp_path / f"qdrant{len(indexes)}")
         await index.ensure_collection(embedder.dimensions)
         indexes.append(index)
         settings = Settings(
-            core=CoreSettings(data_dir=tmp_path / "data"), fulltext=FulltextSettings(**fulltext)
+            core=CoreSettings(data_dir=tmp_path / f"data{len(indexes)}"),
+            fulltext=FulltextSettings(**fulltext),
+            rag=rag or RagSettings(),
         )
         return build_services(settings, index=index, embedder=embedder, llm=None)
 
@@ -179,14 +181,11 @@ async def test_a_question_that_names_a_paper_by_arxiv_id_fetches_its_full_text_f
 async def test_a_section_cap_spreads_an_answers_excerpts_over_the_paper(make_services: Any) -> None:
     """RAG_MAX_PER_SECTION on Mistral 7B's real PDF: uncapped, one section gives several of the
     excerpts; capped at 1, each comes from another section, the best passage still first."""
-    from bot.core.config import RagSettings
-
-    services = await make_services(mode="off")
-    await services.fulltext.ingest_path(MISTRAL_PDF)
     question = "How does the rolling buffer cache of sliding window attention save memory?"
 
     async def sections(cap: int) -> list[tuple[str, str | None]]:
-        services.answers._rag = RagSettings(max_per_section=cap)
+        services = await make_services(mode="off", rag=RagSettings(max_per_section=cap))
+        await services.fulltext.ingest_path(MISTRAL_PDF)
         answer = await services.answers.answer(question)
         return [(s.paper.paper_id, s.section or s.kind) for s in answer.sources]
 

@@ -797,3 +797,46 @@ async def test_a_callers_own_retriever_is_asked_for_k_and_every_hit_it_returns_i
     assert asked == [5, 5]  # k, not the paper search's 3 × k over-fetch
     assert [len(step.sources) for step in answer.trace] == [7, 7]  # not cut to k
     assert [s.paper.paper_id for s in answer.trace[-1].sources] == [m.paper.paper_id for m in messages]
+
+
+def test_a_yes_no_question_is_shown_the_abstract_sentence_that_makes_its_claim() -> None:
+    """A yes/no question restates the claim it asks about; past the ~120 tokens an excerpt has, the
+    abstract's head would hide the sentence that makes it. Other questions keep the abstract's head,
+    which held up better for them on the dev set (bench/README.md, issue 12)."""
+    from bot.rag.packing import pack_sources
+
+    paper = next(p for p in parse_path(SEED_PAGE).papers if p.title.startswith("Inductive Entity"))
+    hit = ChunkHit(paper=paper, chunk_no=0, text=f"{paper.title}\n{paper.abstract}", score=1.0)
+    claim = "information retrieval task for entity-oriented search"
+
+    def shown(question: str) -> str:
+        [source] = pack_sources(
+            [hit], budget_tokens=610, encoding="cl100k_base", share_among=5, question=question
+        )
+        return source.text
+
+    asked = shown(
+        "Is there work that tests entity representations on an information retrieval task for entity search?"
+    )
+    assert claim in asked and not asked.startswith("Knowledge Graphs")
+    head = shown("Which tasks test entity representations, an information retrieval task for entity search?")
+    assert head.startswith("Knowledge Graphs (KG)") and claim not in head
+    assert count_tokens(asked, "cl100k_base") <= 610 // 5
+
+
+@pytest.mark.parametrize(
+    ("question", "yes_no"),
+    [
+        ("Is there work on biomedical sentence embeddings?", True),
+        ("so, has anyone trained a retriever on citations?", True),
+        ("Can a small transformer learn graph search?", True),
+        ("Can you explain what SHERL does?", False),
+        ("Do you know which paper proposes Titans?", False),
+        ("What window size does Mistral use?", False),
+        ("Island models for LLMs?", False),
+    ],
+)
+def test_yes_no_questions_are_told_from_requests_and_wh_questions(question: str, yes_no: bool) -> None:
+    from bot.rag.question_form import asks_whether
+
+    assert asks_whether(question) is yes_no

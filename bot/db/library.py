@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.core.papers import Paper
 from bot.db.engine import Database
 from bot.db.library_tables import FollowRow, LibraryPaperRow, PersonalFeedbackRow, PersonalSettingsRow
-from bot.db.repository import _ledger as ledger_entry  # the same package: one row → record mapping
+from bot.db.repository import ledger_entry
 from bot.db.tables import FeedbackRow, LedgerRow, SubscriptionRow, utcnow
 from bot.digest.records import LedgerEntry
 from bot.library.records import Follow, FollowKind, PersonalSettings, SavedPaper, fold

@@ -69,7 +69,8 @@ def _run(row: DigestRunRow) -> DigestRun:
     )
 
 
-def _ledger(row: LedgerRow) -> LedgerEntry:
+def ledger_entry(row: LedgerRow) -> LedgerEntry:
+    """A ledger row as the digest services see it (shared by the channel and personal ledgers)."""
     return LedgerEntry(
         id=row.id,
         guild_id=row.guild_id,
@@ -310,7 +311,7 @@ class Repository:
             .where(LedgerRow.channel_id == channel_id, LedgerRow.digest_date == digest_date)
             .order_by(LedgerRow.position, LedgerRow.id)
         )
-        return [_ledger(row) for row in (await session.execute(query)).scalars()]
+        return [ledger_entry(row) for row in (await session.execute(query)).scalars()]
 
     async def digest_entries(self, channel_id: int, digest_date: dt.date) -> list[LedgerEntry]:
         async with self.database.snapshot() as session:
@@ -354,7 +355,7 @@ class Repository:
         query = select(LedgerRow).where(LedgerRow.message_id == message_id).limit(1)
         async with self.database.snapshot() as session:
             row = (await session.execute(query)).scalar_one_or_none()
-            return _ledger(row) if row else None
+            return ledger_entry(row) if row else None
 
     # ---------------------------------------------------------------- feedback
 
@@ -495,4 +496,4 @@ class Repository:
         )
         async with self.database.snapshot() as session:
             rows = (await session.execute(query)).scalars()
-            return [(_ledger(row), row.posted_at) for row in rows if row.posted_at is not None]
+            return [(ledger_entry(row), row.posted_at) for row in rows if row.posted_at is not None]

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from bot.core.papers import Paper, clean_user_text
 from bot.core.words import STOP_WORDS
+from bot.rag.question_form import asks_whether
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.tokens import count_tokens, truncate_tokens
 
@@ -138,7 +139,9 @@ def pack_sources(
 
     With `share_among` = k, each excerpt is first cut to about budget/k tokens, so a tight budget
     holds k short excerpts rather than one long one; a full-text passage is cut around the sentence
-    nearest the `question` (`focus`), an abstract at its end.
+    nearest the `question` (`focus`), an abstract at its end — except for a yes/no question ("Is
+    there work on …?"), which restates the claim it asks about: its answer is the abstract's sentence
+    that makes that claim, wherever it is (chosen on bench/answer_eval.py's dev yes/no questions).
     """
     per_source = max(MIN_SOURCE_TOKENS, budget_tokens // max(1, share_among))
     chosen: list[Source] = []
@@ -160,7 +163,7 @@ def pack_sources(
         room = max(MIN_SOURCE_TOKENS, per_source - count_tokens(format_source(heading), encoding) - 2)
         body = (
             focus(text, question, room, encoding, rows=kind == "table")
-            if passage
+            if passage or asks_whether(question)
             else truncate_tokens(text, room, encoding)[0]
         )
         candidate = replace(heading, text=body)
