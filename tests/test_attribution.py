@@ -324,3 +324,40 @@ async def test_a_sentence_that_only_denies_the_question_is_a_refusal_not_a_claim
     ((_, support),) = await score_sentences(negated, shown(SHERL), embedder, question=question)
     assert not support.denies_question
     assert (await attribute(negated, shown(SHERL), embedder, question=question)).supported == 1
+
+
+async def test_a_sentence_two_excerpts_hold_whole_cites_both_and_no_more(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Seen with Qwen 1.5B on LongEval's PDF (bench/fulltext_eval.py, dev): the right answer cited the
+    introduction only, while §3.4 says the same in the words the reader looks for; a sentence that
+    several excerpts hold whole now shows the second too (at most two), and one that only a single
+    excerpt holds whole keeps that one."""
+    longeval = Paper(paper_id="2301.13298", title="LongEval: Guidelines for Human Evaluation of Faithfulness")
+    intro = (
+        "We empirically evaluate LONGEVAL using human annotation studies on two long-form summarization "
+        "datasets: SQuALITY (Wang et al., 2022) and PubMed (Cohan et al., 2018)."
+    )
+    later = (
+        "The main motivation behind our study is that human evaluation of long-form summarization "
+        "datasets like SQuALITY and PubMed is challenging and expensive due to the long length."
+    )
+    unrelated = "Annotators rated each summary sentence for faithfulness on a five-point Likert scale."
+    sources = [
+        Source(number=n, paper=longeval, score=1.0 / n, section=section, kind="body", text=text)
+        for n, (section, text) in enumerate(
+            [("§1 Introduction", intro), ("§2 Annotation", unrelated), ("§3.4 Generalization", later),
+             ("§5 Conclusion", later)],
+            start=1,
+        )
+    ]  # fmt: skip
+    question = "Which long-form summarization datasets does LongEval use in its experiments?"
+    answer = "LongEval uses SQuALITY and PubMed datasets [1]."
+    ((_, support),) = await score_sentences(answer, sources, embedder, question=question)
+    assert support.holds_whole == [1, 3, 4] and not support.supported_by(2)
+    assert (await attribute(answer, sources, embedder, question=question)).text == (
+        "LongEval uses SQuALITY and PubMed datasets [1][3]."
+    )
+    uncited = await attribute(answer.replace(" [1]", ""), sources, embedder, question=question)
+    assert uncited.text == "LongEval uses SQuALITY and PubMed datasets [1][3]."
+    # Only the introduction holds "empirically evaluate … human annotation": one citation.
+    alone = "LongEval is evaluated empirically with human annotation studies [3]."
+    assert (await attribute(alone, sources, embedder, question=question)).text == alone.replace("[3]", "[1]")

@@ -18,7 +18,9 @@ the sentence in the excerpt (a paraphrase). An excerpt that is itself about the 
 sentence adds to the question, its restated question words left out; such an excerpt is cited only
 when none supports the sentence whole. The sentence keeps the model's own [n] where that
 excerpt supports it, unless that excerpt holds only part of the sentence and another holds all of it
-(then that one), else shows the best supporting one; a sentence no excerpt supports is dropped,
+(then that one), else shows the best supporting one; a second excerpt that holds the whole sentence
+is cited beside it (at most two: the reader then sees each passage that states the fact, often one in
+the words they look for); a sentence no excerpt supports is dropped,
 and so is one that only says the excerpts do not hold the answer, or only denies the question in its
 own words ("No, there is no paper that …"): an excerpt about the question shares its words, so such
 a denial would otherwise pass as supported by the very paper it denies. A sentence with no claim of its
@@ -428,9 +430,13 @@ async def attribute(
             supported += 1
         elif verified:
             sentence = _kept_as_written(support.text, set(verified))
+            if second := [n for n in support.holds_whole if n not in verified][:1]:
+                sentence = _with_citations(sentence, [*verified, *second])
             supported += 1
         elif support.supporters:
-            sentence = _with_citations(support.text, [support.supporters[0]])
+            chosen = [support.supporters[0]]
+            chosen += [n for n in support.holds_whole if n not in chosen][:1]
+            sentence = _with_citations(support.text, chosen)
             supported += 1
         else:
             dropped.append(support.text)
