@@ -252,6 +252,10 @@ class SentenceSupport:
         """The supporting sources that hold every content word of the sentence, strongest first."""
         return [n for n in self.supporters if n not in self.by_addition and self.lexical[n].share >= 1.0]
 
+    def another_holding_whole(self, cited: Sequence[int]) -> list[int]:
+        """The strongest source beyond `cited` that holds the whole sentence, if any: its second citation."""
+        return [n for n in self.holds_whole if n not in cited][:1]
+
     @property
     def supporters(self) -> list[int]:
         """Every supporting source, the strongest first."""
@@ -430,13 +434,12 @@ async def attribute(
             supported += 1
         elif verified:
             sentence = _kept_as_written(support.text, set(verified))
-            if second := [n for n in support.holds_whole if n not in verified][:1]:
+            if second := support.another_holding_whole(verified):
                 sentence = _with_citations(sentence, [*verified, *second])
             supported += 1
         elif support.supporters:
-            chosen = [support.supporters[0]]
-            chosen += [n for n in support.holds_whole if n not in chosen][:1]
-            sentence = _with_citations(support.text, chosen)
+            best = support.supporters[:1]
+            sentence = _with_citations(support.text, [*best, *support.another_holding_whole(best)])
             supported += 1
         else:
             dropped.append(support.text)

@@ -144,6 +144,7 @@ def pack_sources(
     that makes that claim, wherever it is (chosen on bench/answer_eval.py's dev yes/no questions).
     """
     per_source = max(MIN_SOURCE_TOKENS, budget_tokens // max(1, share_among))
+    focus_abstracts = asks_whether(question)
     chosen: list[Source] = []
     used = 0
     seen: set[str] = set()
@@ -163,7 +164,7 @@ def pack_sources(
         room = max(MIN_SOURCE_TOKENS, per_source - count_tokens(format_source(heading), encoding) - 2)
         body = (
             focus(text, question, room, encoding, rows=kind == "table")
-            if passage or asks_whether(question)
+            if passage or focus_abstracts
             else truncate_tokens(text, room, encoding)[0]
         )
         candidate = replace(heading, text=body)
