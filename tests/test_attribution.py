@@ -361,3 +361,38 @@ async def test_a_sentence_two_excerpts_hold_whole_cites_both_and_no_more(embedde
     # Only the introduction holds "empirically evaluate … human annotation": one citation.
     alone = "LongEval is evaluated empirically with human annotation studies [3]."
     assert (await attribute(alone, sources, embedder, question=question)).text == alone.replace("[3]", "[1]")
+
+
+async def test_a_title_cased_caption_makes_none_of_its_words_names(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Seen with Qwen 1.5B on Qwen3-Omni's HTML: the answer took the number from the introduction and
+    the words from a table's title, "Theoretical First-Packet Latency of …". Read as names, those
+    capitalised words counted double against the introduction, and the right answer was dropped. A
+    caption or heading that capitalises most of its words marks no name; a name written inside a
+    word (Qwen3, RoBERTa) still is one."""
+    omni = Paper(paper_id="2509.17765", title="Qwen3-Omni Technical Report")
+    table = (
+        "Table 2: Theoretical First-Packet Latency of Qwen3-Omni with Different Concurrency. "
+        "1 Concurrency | 4 Concurrency | 6 Concurrency; Thinker-Talker Tail Packet Preprocessing"
+    )
+    intro = (
+        "Compared with Qwen2.5-Omni, Qwen3-Omni introduces four major improvements, among them "
+        "improved streaming performance with end-to-end latency as low as 234 ms."
+    )
+    sources = [
+        Source(number=n, paper=omni, score=1.0 / n, section=section, kind=kind, text=text)
+        for n, (section, kind, text) in enumerate(
+            [("§2.5 Designs for Streaming", "table", table), ("§1 Introduction", "body", intro)], start=1
+        )
+    ]
+    question = "What is the first-packet latency of Qwen3-Omni?"
+    answer = "The theoretical first-packet latency of Qwen3-Omni is 234 ms [2]."
+    ((_, support),) = await score_sentences(answer, sources, embedder, question=question)
+    assert support.lexical[2].names_held and support.supported_by(2)
+    assert not support.supported_by(1)  # the table holds no 234
+    assert (await attribute(answer, sources, embedder, question=question)).text == answer
+    # A word capitalised in prose is still a name: "Talker", which the introduction does not hold.
+    prose = Source(number=1, paper=omni, score=1.0, section="§2.5", kind="body",
+                   text=table + " The Talker predicts discrete speech codecs.")  # fmt: skip
+    invented = "The Talker's first-packet latency is 234 ms [2]."
+    ((_, with_name),) = await score_sentences(invented, [prose, sources[1]], embedder, question=question)
+    assert not with_name.lexical[2].names_held

@@ -6,8 +6,8 @@ generated answer is compared with every excerpt the model was shown, on two sign
 - lexical support: the share of the sentence's content words found in the excerpt (its title and
   text) after light normalization (case, a crude suffix stemmer). A missing number or name (a
   capital inside the word or the sentence, an acronym) weighs `SPECIFIC_WEIGHT`: a wrong number or
-  name is what a small model invents. A number of two digits or more that the excerpt does not
-  hold rules the excerpt out.
+  name is what a small model invents (a heading or caption in title case marks no names). A number
+  of two digits or more that the excerpt does not hold rules the excerpt out.
 - dense similarity: the cosine, in the search model's space (MiniLM), between the sentence and the
   excerpt sentence closest to it.
 
@@ -54,6 +54,10 @@ LEXICAL_ALONE = 2 / 3
 LEXICAL_WITH_DENSE = 0.4
 DENSE_MIN = 0.6
 SPECIFIC_WEIGHT = 2.0
+# A sentence with at least this many capitalised content words, this share of all of them, is
+# written in title case.
+TITLE_CASE_MIN_WORDS = 3
+TITLE_CASE_SHARE = 0.75
 
 _CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 # A sentence ends at . ! or ? (with any [n] written after it) before a space and a word that does
@@ -163,9 +167,17 @@ def terms(text: str, names: frozenset[str] = frozenset()) -> list[Term]:
     return found
 
 
+def title_cased(words: Sequence[str]) -> bool:
+    """Most content words capitalised: a heading or a caption's title ("Table 2: Theoretical
+    First-Packet Latency of …"), where a capital marks no name."""
+    content = [w for w in words if len(w) >= 3 and w.lower() not in STOP_WORDS and not w[0].isdigit()]
+    capitalised = sum(1 for w in content if w[0].isupper())
+    return capitalised >= TITLE_CASE_MIN_WORDS and capitalised >= TITLE_CASE_SHARE * len(content)
+
+
 def names_in(sources: Sequence[Source]) -> frozenset[str]:
     """Stems of the words the excerpts write as names: a title's short name ("Titans: …") and the
-    words capitalised inside their sentences."""
+    words capitalised inside their sentences, unless the sentence capitalises most of its words."""
     found: set[str] = set()
     for source in sources:
         short, colon, _ = source.paper.title.partition(":")
@@ -173,6 +185,9 @@ def names_in(sources: Sequence[Source]) -> frozenset[str]:
             found |= {stem(w.lower()) for w in _TOKEN.findall(short)}
         for sentence in _EXCERPT_SENTENCE.split(format_source(source).partition("\n")[2]):
             words = _TOKEN.findall(sentence)[1:]
+            if title_cased(words):
+                found |= {stem(w.lower()) for w in words if any(c.isupper() for c in w[1:])}
+                continue
             found |= {stem(w.lower()) for w in words if w[0].isupper()}
     return frozenset(found)
 
