@@ -17,6 +17,9 @@ every question through `AnswerService.answer(question, iterations=T)`. Reported 
   an independent, stricter check (>= 0.5 of the sentence's content words *other than the question's*
   found in a cited excerpt, so restating the question grounds nothing), and the share of the
   model's own answer sentences, before attribution dropped any, that some shown excerpt supports;
+- closest matches: yes/no questions the model did not answer from the excerpts, answered with the
+  closest passage quoted (`bot.rag.extractive.closest_match`); beside expected paper cited, the share
+  cited by the model's own answers alone; on the unanswerable set a closest match is no refusal;
 - refusals on the unanswerable set: the fixed reply, or `cannot_answer`;
 - false refusals: answerable questions answered with the fixed reply;
 - seconds per answer (median, p90), LLM calls and retrievals per answer (T each), tokens;
@@ -111,7 +114,7 @@ async def sentence_checks(answer, embedder) -> dict[str, int]:  # type: ignore[n
     sources = answer.sources or answer.trace[-1].sources
     text = {s.number: f"{s.paper.title}\n{s.text}" for s in sources}
     question = answer.standalone_question
-    if not answer.cannot_answer:
+    if not answer.cannot_answer and not answer.closest_match:  # a closest match is a quote, like a fallback
         for _, support in await score_sentences(answer.text, sources, embedder, question=question):
             if not support.claim:
                 continue
@@ -174,7 +177,7 @@ async def answer_record(name: str, t: int, kind: str, item: dict, answer, embedd
         "model": name, "T": t, "kind": kind, "split": item.get("split"), "q": item["q"],
         "answer": answer.text, "citations": cited_titles, "cited": answer.cited,
         "fallback": answer.fallback, "cannot_answer": answer.cannot_answer,
-        "refused": refused,
+        "closest_match": answer.closest_match, "refused": refused,
         "llm_calls": answer.llm_calls, "retrievals": answer.retrievals,
         "tokens": answer.prompt_tokens + answer.completion_tokens,
         "seconds": round(answer.seconds, 2), "llm_seconds": round(answer.llm_seconds, 2),
@@ -323,6 +326,12 @@ def table_row(answers: list[dict], t: int) -> dict[str, float]:  # type: ignore[
         "unanswerable": len(unanswerable),
         "fallback_rate": _mean([a["fallback"] for a in answers]),
         "expected_cited": _mean([a["expected_cited"] for a in answerable]),
+        # the same, counting only the model's own answers (not the closest passage quoted)
+        "expected_cited_generated": _mean(
+            [a["expected_cited"] and not a.get("closest_match") for a in answerable]
+        ),
+        "closest_match": sum(bool(a.get("closest_match")) for a in answers),
+        "closest_match_unanswerable": sum(bool(a.get("closest_match")) for a in unanswerable),
         "grounded_rate": _share(sum(a["grounded"] for a in answers), claims),
         "overlap_grounded_rate": _share(sum(a["overlap_grounded"] for a in answers), claims),
         "claims": claims,
@@ -464,17 +473,20 @@ def _pct(value: float) -> str:
 
 def print_quality(tables: Tables) -> None:
     print(
-        "| model | T, split | questions | fallback | expected cited | grounded (project) "
+        "| model | T, split | questions | fallback | expected cited (by the model's answer) "
+        "| closest match (unanswerable) | grounded (project) "
         "| grounded (overlap beyond question) "
         "| raw supported | refused (unanswerable) | false refusals | s median | s p90 | LLM calls/q "
         "| retrievals/q | tokens/q | source recall | peak RSS GiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in tables.items():
         for label, r in rows.items():
             print(
                 f"| {name} | {label} | {r['answerable']}+{r['unanswerable']} | {_pct(r['fallback_rate'])} "
-                f"| {_pct(r['expected_cited'])} | {_pct(r['grounded_rate'])} ({r['claims']}) "
+                f"| {_pct(r['expected_cited'])} ({_pct(r['expected_cited_generated'])}) "
+                f"| {r['closest_match']} ({r['closest_match_unanswerable']}) "
+                f"| {_pct(r['grounded_rate'])} ({r['claims']}) "
                 f"| {_pct(r['overlap_grounded_rate'])} | {_pct(r['raw_supported_rate'])} ({r['raw_claims']}) "
                 f"| {_pct(r['refusal_rate'])} | {r['false_refusals']} | {r['seconds_median']:.1f} "
                 f"| {r['seconds_p90']:.1f} | {r['llm_calls']:.2f} | {r['retrievals']:.2f} "

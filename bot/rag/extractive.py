@@ -21,6 +21,13 @@ from bot.retrieval.embedding import Embedder
 EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the most relevant passages:"
 UNUSABLE_LABEL = "The language model gave no usable answer, so here are the most relevant passages:"
 BUSY_LABEL = "The language model is busy with other questions, so here are the most relevant passages:"
+# A yes/no question the model answered with nothing the excerpts hold ("Is there a paper that …?"):
+# the passage closest to it, quoted, when it is close enough to be the paper asked about.
+CLOSEST_MATCH_LABEL = "The language model did not confirm this from the excerpts; the closest passage:"
+# Relevance (below) of the closest passage: on the dev yes/no questions, the closest passage to an
+# answerable one scored 0.65 or more when it was the expected paper's, to an unanswerable one at
+# most 0.53 (bench/README.md, issue 12).
+CLOSEST_MATCH_MIN = 0.6
 MAX_PASSAGES = 3
 MIN_PASSAGE_CHARS = 20
 # Word overlap is a tie-breaker and a fallback when there is no embedder, not the main signal: the
@@ -97,3 +104,18 @@ async def extractive_answer(
     top = min(s.number for s in sources)  # numbered by retrieval rank: 1 is the top-ranked paper
     lines = [f"> {text} [{number}]" for number, text in pick_passages(ranked, top=top, limit=max_passages)]
     return label + "\n" + "\n".join(lines)
+
+
+async def closest_match(question: str, sources: Sequence[Source], embedder: Embedder | None) -> str | None:
+    """The passage closest to the question, quoted with its [n] under `CLOSEST_MATCH_LABEL`; None
+    when no passage reaches `CLOSEST_MATCH_MIN` or there is no dense model to tell."""
+    if embedder is None or not sources:
+        return None
+    ranked = await rank_passages(question, sources, embedder)
+    scored = [(found[0][0], number, found[0][1]) for number, found in ranked.items() if found]
+    if not scored:
+        return None
+    relevance, number, text = max(scored, key=lambda best: (best[0], -best[1]))
+    if relevance < CLOSEST_MATCH_MIN:
+        return None
+    return f"{CLOSEST_MATCH_LABEL}\n> {text} [{number}]"

@@ -27,8 +27,9 @@ from bot.rag.attribution import Attribution, attribute, is_refusal
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.diversity import cap_per_section
 from bot.rag.echo import PromptEcho
-from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, extractive_answer
+from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, closest_match, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
+from bot.rag.question_form import asks_whether
 from bot.retrieval.index import ChunkHit, SearchFilter
 from bot.retrieval.index.base import fused_ranking
 from bot.retrieval.search import SearchService
@@ -103,6 +104,8 @@ class Answer:
     llm_seconds: float = 0.0  # time inside LLM calls; the rest is retrieval and prompt assembly
     fallback: bool = False  # extractive answer: the LLM was unavailable
     cannot_answer: bool = False
+    # A yes/no question the model did not answer from the excerpts: the closest passage, quoted.
+    closest_match: bool = False
     # Kept for the JSON and the Sources heading: every sentence shown now cites the excerpt that
     # supports it, so this is always True.
     cited: bool = True
@@ -134,6 +137,7 @@ class Answer:
             "seconds": round(self.seconds, 3),
             "fallback": self.fallback,
             "cannot_answer": self.cannot_answer,
+            "closest_match": self.closest_match,
             "cited": self.cited,
             "queue_seconds": round(self.queue_seconds, 3),
         }
@@ -425,7 +429,15 @@ class AnswerService:
         if attributed is None and echoed:
             log.warning("rag.answer_was_prompt_echo")
             return await self._fallback(result, sources, started, label=UNUSABLE_LABEL)
-        if attributed is None:
+        quoted = None
+        if attributed is None and asks_whether(result.standalone_question):
+            # "Is there a paper that …?": the small model often declines, denies or only repeats the
+            # question while the paper asked about is shown; the passage closest to it answers best.
+            quoted = await closest_match(result.standalone_question, sources, self._search.embedder)
+        if quoted is not None:
+            result.text, result.citations = verify_citations(quoted, sources)
+            result.sources, result.closest_match = sources, True
+        elif attributed is None:
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
             result.text, result.citations = verify_citations(
