@@ -17,7 +17,7 @@ from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
 from bot.llm.queue import GenerationQueue
-from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL
+from bot.rag.extractive import BUSY_LABEL, CLOSEST_MATCH_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.index.edge import EdgePaperIndex
@@ -385,6 +385,41 @@ async def test_an_unsupported_draft_does_not_replace_a_refusal(
         "What is the boiling point of tungsten?", iterations=2
     )
     assert answer.text == CANNOT_ANSWER and answer.cannot_answer and answer.citations == []
+
+
+async def test_a_yes_no_question_the_model_does_not_answer_gets_the_closest_passage_quoted(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Seen on issue 12's dev yes/no questions with Qwen 1.5B: "Does any model keep a memory module
+    that goes on learning …?" was declined, then denied, with Titans shown first. The reply quotes
+    the passage closest to the question, labelled; far from every passage, or asked as "which …?",
+    the same refusal stays the fixed reply."""
+    question = (
+        "Does any model keep a memory module that goes on learning while it is being used, "
+        "to handle very long contexts?"
+    )
+    denial = "No, any model does not keep a memory module that goes on learning while it is being used [2]."
+    scripted_llm.script(ScriptedReply(f"Answer: {CANNOT_ANSWER}"), ScriptedReply(f"Answer: {denial}"))
+    answer = await make_service(index, embedder, scripted_llm).answer(question, iterations=2)
+    assert answer.closest_match and not answer.cannot_answer and not answer.fallback
+    label, quote = answer.text.split("\n")
+    assert label == CLOSEST_MATCH_LABEL and quote.startswith("> ")
+    (citation,) = answer.citations
+    assert citation.title.startswith("Titans") and quote.endswith(f"[{citation.n}]")
+    titans = next(s for s in answer.sources if s.number == citation.n)
+    assert quote.removeprefix("> ").removesuffix(f" [{citation.n}]") in titans.text
+    assert answer.to_json()["closest_match"] is True and answer.llm_calls == 2
+
+    for far_or_which in (
+        "Is there a paper on keeping a sourdough starter alive?",
+        "Which model keeps a memory module that goes on learning while it is being used?",
+    ):
+        scripted_llm.script(
+            ScriptedReply(f"Answer: {CANNOT_ANSWER}"), ScriptedReply(f"Answer: {CANNOT_ANSWER}")
+        )
+        refused = await make_service(index, embedder, scripted_llm).answer(far_or_which, iterations=2)
+        assert refused.text == CANNOT_ANSWER and refused.cannot_answer and not refused.closest_match
+        assert refused.to_json()["closest_match"] is False
 
 
 # -- a fallback that answers: the top paper first, one passage per paper, every quoted paper listed -----

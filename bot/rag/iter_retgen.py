@@ -4,7 +4,9 @@ plus that draft, generate again; the last generation is the answer.
 Each generation sees only its own iteration's sources. A conversation's follow-up is first made
 standalone. Each sentence of the answer shows the excerpt that supports it, checked in code
 (`bot.rag.attribution`), and a sentence none supports is dropped; the Sources list is the excerpts
-cited, taken from the retrieval results, never from the model's text.
+cited, taken from the retrieval results, never from the model's text. A yes/no question the model
+does not answer from the excerpts gets the closest passage, quoted and labelled, when one is close
+enough (`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply.
 """
 
 from __future__ import annotations
