@@ -17,12 +17,13 @@ from bot.fulltext.document import FullTextError
 from bot.fulltext.files import is_fulltext_path, parse_bytes, parse_path
 from bot.fulltext.html import parse_html
 from bot.fulltext.latex import LatexSource, SourceLimits, parse_latex, read_folder, read_tarball
-from bot.fulltext.pdf import parse_pdf
+from bot.fulltext.pdf import parse_pdf, respaced, runs_together
 from bot.retrieval.index.base import FULLTEXT_FIRST_CHUNK
 from tests.support.fake_arxiv import FULLTEXT, eprint_tarball
 
 ATTENTION_PDF = FULLTEXT / "attention-is-all-you-need" / "pdf" / "attention.pdf"
 MISTRAL_LATEX = FULLTEXT / "mistral-7b" / "latex"
+RESPECT_PDF = FULLTEXT / "respect-llms" / "pdf" / "respect.pdf"
 TELL_ME_HTML = FULLTEXT / "tell-me-about-yourself" / "html" / "source.html"
 CAP = 50 * 2**20
 
@@ -57,6 +58,24 @@ def test_every_pdf_of_the_set_parses_into_sections() -> None:
         document = parse_pdf(pdf.read_bytes(), source=pdf.name)
         assert len(document.sections) >= 5, pdf
         assert document.sections[0].label.startswith(("§1", "§2")), (pdf, labels(document)[:3])
+
+
+def test_a_pdf_whose_words_run_together_gets_its_word_gaps_back() -> None:
+    """The politeness paper's PDF sets most words apart by position alone: pypdf read 24 of its 27
+    pages as "inhumancommunicationsoftengarnersmore", which neither search nor the model can use."""
+    raw = PdfReader(RESPECT_PDF).pages[0].extract_text()
+    assert runs_together(raw) and "inhumancommunicationsoftengarnersmore" in raw
+    document = parse_pdf(RESPECT_PDF.read_bytes(), source="respect.pdf")
+    body = " ".join(b.text for s in document.sections for b in s.blocks)
+    assert "in human communications often garners more" in document.abstract
+    assert "we constructed the Japanese Massive Multitask Language Understanding Benchmark (JMMLU)" in body
+    assert not runs_together(body)
+    assert "§3 JMMLU Construction" in labels(document)  # pypdf's lines, which the headings come from
+    # A page that reads well is left as it is, and only pieces found in the reference change.
+    attention = PdfReader(ATTENTION_PDF).pages[2].extract_text()
+    assert not runs_together(attention)
+    assert respaced("Weuse MMLU, not that.", "We use MMLU,\nnot that.") == "We use MMLU, not that."
+    assert respaced("unknownpiece stays", "something else") == "unknownpiece stays"
 
 
 def test_arxiv_html_gives_sections_with_anchors_captions_and_math_as_text() -> None:

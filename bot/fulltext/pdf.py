@@ -1,5 +1,10 @@
 """PDF → Document from the text layer (pypdf: BSD-licensed, pure Python; PyMuPDF is AGPL).
 
+Some PDFs set words apart by position alone, without a space glyph, and pypdf runs them together
+("inhumancommunicationsoftengarnersmore"). On such a page the word gaps pdfminer.six (MIT, pure
+Python) finds from the glyph positions are copied into pypdf's text, which keeps pypdf's lines, the
+ones the heading and caption rules below were written for.
+
 Page 1 gives the title (the largest type on the page), the authors (the lines between title and
 abstract that read as names) and arXiv's side stamp ("arXiv:2004.04906v3 [cs.CL] …"). Section
 headings are lines such as "3.2 Training" whose numbers follow on from the last heading's, which
@@ -13,6 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import structlog
 from pypdf import PdfReader
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
@@ -41,6 +47,15 @@ _NOT_A_NAME = re.compile(
     re.IGNORECASE,
 )
 MAX_CAPTION_LINES = 8
+# A page whose words run together: more than this share of its words are 18 letters or longer (none
+# of the 9 PDFs of ../shared/data/fulltext but one, where 24 of 27 pages are).
+RUN_TOGETHER_SHARE = 0.01
+_LONG_WORD = 18
+_WORD = re.compile(r"[^\W\d_]+")
+# Shorter pieces are left as pypdf wrote them: too short to be found in the right place.
+MIN_RESPACED_CHARS = 4
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -101,14 +116,72 @@ def _page_one_title(reader: PdfReader) -> str:
     return tidy(" ".join(t for _, t in pieces[first : end + 1]))
 
 
-def _lines(reader: PdfReader, source: str) -> tuple[list[_Line], str | None]:
-    lines: list[_Line] = []
-    arxiv_id: str | None = None
+def runs_together(text: str) -> bool:
+    words = _WORD.findall(text)
+    return bool(words) and sum(len(w) >= _LONG_WORD for w in words) > RUN_TOGETHER_SHARE * len(words)
+
+
+def respaced(text: str, reference: str) -> str:
+    """`text` with the word gaps of `reference` (the same page's text from another extractor, its
+    own line order) put back into each piece of `text` found in it, in reading order."""
+    stream: list[str] = []
+    gaps: set[int] = set()
+    for char in reference:
+        if char.isspace():
+            gaps.add(len(stream))
+        else:
+            stream.append(char)
+    joined = "".join(stream)
+    out: list[str] = []
+    cursor = end = 0
+    for match in re.finditer(r"\S+", text):
+        piece = match.group()
+        out.append(text[end : match.start()])
+        end = match.end()
+        at = joined.find(piece, cursor) if len(piece) >= MIN_RESPACED_CHARS else -1
+        if at < 0 and len(piece) >= _LONG_WORD:
+            at = joined.find(piece)  # out of order (a caption, a column): the first place
+        if at < 0:
+            out.append(piece)
+            continue
+        cursor = at + len(piece)
+        out.append("".join(" " + c if i and at + i in gaps else c for i, c in enumerate(piece)))
+    out.append(text[end:])
+    return "".join(out)
+
+
+def _pdfminer_pages(data: bytes, numbers: list[int], source: str) -> dict[int, str]:
+    """pdfminer.six's text of the pages `numbers` (1-based); {} when it cannot read them."""
+    from pdfminer.high_level import extract_text  # only for PDFs that need it
+
+    try:
+        text = extract_text(io.BytesIO(data), page_numbers=[n - 1 for n in numbers])
+    except Exception as exc:  # pdfminer raises many kinds on what pypdf read; keep pypdf's text
+        log.warning("fulltext.pdf_respacing_failed", source=source, error=str(exc))
+        return {}
+    return {n: _normalized(page) for n, page in zip(numbers, text.split("\f"), strict=False)}
+
+
+def _page_texts(reader: PdfReader, data: bytes, source: str) -> list[str]:
+    texts: list[str] = []
     for number, page in enumerate(reader.pages, start=1):
         try:
-            text = _normalized(page.extract_text() or "")
+            texts.append(_normalized(page.extract_text() or ""))
         except Exception as exc:  # pypdf raises many kinds on a damaged content stream
             raise FullTextError(f"{source}: page {number} cannot be read ({exc})") from exc
+    glued = [n for n, text in enumerate(texts, start=1) if runs_together(text)]
+    if glued:
+        references = _pdfminer_pages(data, glued, source)
+        for number, reference in references.items():
+            texts[number - 1] = respaced(texts[number - 1], reference)
+        log.info("fulltext.pdf_respaced", source=source, pages=len(references))
+    return texts
+
+
+def _lines(reader: PdfReader, data: bytes, source: str) -> tuple[list[_Line], str | None]:
+    lines: list[_Line] = []
+    arxiv_id: str | None = None
+    for number, text in enumerate(_page_texts(reader, data, source), start=1):
         for match in _ARXIV_STAMP.finditer(text):
             arxiv_id = arxiv_id or match.group(1)
         text = _ARXIV_STAMP.sub("", text)
@@ -174,7 +247,7 @@ def _authors(lines: list[_Line], title: str) -> list[str]:
 
 def parse_pdf(data: bytes, *, source: str = "PDF") -> Document:
     reader = _open(data, source)
-    lines, arxiv_id = _lines(reader, source)
+    lines, arxiv_id = _lines(reader, data, source)
     document = Document(source_format="pdf", arxiv_id=arxiv_id)
     metadata_title = ""
     try:
