@@ -453,6 +453,7 @@ class AnswerService:
             llm_calls=result.llm_calls,
             citations=len(result.citations),
             cannot_answer=result.cannot_answer,
+            closest_match=result.closest_match,
             seconds=round(result.seconds, 2),
         )
         return result
