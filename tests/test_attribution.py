@@ -11,7 +11,7 @@ from bot.core.config import EmbeddingSettings
 from bot.core.papers import Paper
 from bot.ingest.sources import parse_path
 from bot.rag.attribution import attribute, is_refusal, score_sentences, split_sentences
-from bot.rag.extractive import MIN_RELEVANCE, pick_passages
+from bot.rag.extractive import MIN_RELEVANCE, passages, pick_passages
 from bot.rag.packing import Source
 from bot.retrieval.embedding import OpenAIEmbedder
 from tests.conftest import SEED_PAGE
@@ -210,6 +210,17 @@ async def test_without_the_dense_model_attribution_is_lexical(scripted_llm: Scri
     ((_, support),) = scored
     assert support.dense == {} and support.supporters == [2]
     await embedder.aclose()
+
+
+def test_a_passage_cut_after_an_abbreviation_or_inside_brackets_is_not_quoted() -> None:
+    """Seen quoting Tell me about yourself's §5.2: the excerpt was cut at "… in the prompt (e.g.", and
+    the fallback and the closest match quoted that half sentence as if it ended there."""
+    said = "Models describe Quanta-Lingua in several ways."
+    for cut in ("It never says the name if it is not in the prompt (e.g.", "It is shown in (see Fig."):
+        source = Source(number=1, paper=paper(TITANS), text=f"{said} {cut}", score=1.0)
+        assert passages(source) == [said]
+    whole = Source(number=1, paper=paper(TITANS), text=f"{said} It scores 0.82 (Table 2).", score=1.0)
+    assert passages(whole) == [said, "It scores 0.82 (Table 2)."]
 
 
 def test_passages_one_per_paper_before_a_second_and_the_top_paper_first() -> None:

@@ -36,13 +36,16 @@ LEXICAL_WEIGHT = 0.3
 # Unrelated sentences score about 0 to 0.3 on the seed papers, related ones 0.4 and up.
 MIN_RELEVANCE = 0.35
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+# An excerpt cut just after an abbreviation or inside brackets ends with a period that ends nothing:
+# "… if it is not included in the prompt (e.g."
+_CUT_SHORT = re.compile(r"(?:\b(?:e\.g|i\.e|cf|vs|et al|Fig|Eq|Sec|Tab)\.|\([^)]*)$")
 
 
 def passages(source: Source) -> list[str]:
     """The source's whole sentences as the model would have seen them (instructions removed); not
     the last one when the excerpt was cut inside it."""
     sentences = [s.strip() for s in _SENTENCE.split(format_source(source).partition("\n")[2])]
-    if sentences and not re.search(r"[.!?][\"')\]”’]*$", sentences[-1]):
+    if sentences and (not re.search(r"[.!?][\"')\]”’]*$", sentences[-1]) or _CUT_SHORT.search(sentences[-1])):
         sentences.pop()
     return [s for s in sentences if len(s) >= MIN_PASSAGE_CHARS]
 
