@@ -148,6 +148,11 @@ class Term:
     long_number: bool  # two digits or more: must be in the excerpt
 
 
+def inner_capital(word: str) -> bool:
+    """A capital after the first letter (SHERL, LogQuant, RoBERTa): a name wherever it stands."""
+    return any(c.isupper() for c in word[1:])
+
+
 def terms(text: str, names: frozenset[str] = frozenset()) -> list[Term]:
     """The content words of a sentence, stemmed, numbers and names marked; `names` are the stems of
     the names the excerpts use, so that a name opening the sentence counts as one too."""
@@ -161,7 +166,7 @@ def terms(text: str, names: frozenset[str] = frozenset()) -> list[Term]:
         if lower in _STOP or lower in _FRAMING or len(lower) < 2:
             continue
         # A capital after the first letter (SHERL, LogQuant), or a capitalised word inside the sentence.
-        named = any(c.isupper() for c in word[1:]) or (word[0].isupper() and position > 0)
+        named = inner_capital(word) or (word[0].isupper() and position > 0)
         stemmed = stem(lower)
         found.append(Term(stemmed, specific=named or stemmed in names, long_number=False))
     return found
@@ -186,7 +191,7 @@ def names_in(sources: Sequence[Source]) -> frozenset[str]:
         for sentence in _EXCERPT_SENTENCE.split(format_source(source).partition("\n")[2]):
             words = _TOKEN.findall(sentence)[1:]
             if title_cased(words):
-                found |= {stem(w.lower()) for w in words if any(c.isupper() for c in w[1:])}
+                found |= {stem(w.lower()) for w in words if inner_capital(w)}
                 continue
             found |= {stem(w.lower()) for w in words if w[0].isupper()}
     return frozenset(found)

@@ -93,6 +93,11 @@ def pick_passages(
     return picked
 
 
+def quote(picked: Sequence[tuple[int, str]]) -> str:
+    """(source number, passage) pairs as quoted lines, each with its [n]."""
+    return "\n".join(f"> {text} [{number}]" for number, text in picked)
+
+
 async def extractive_answer(
     question: str,
     sources: Sequence[Source],
@@ -105,8 +110,7 @@ async def extractive_answer(
         return label
     ranked = await rank_passages(question, sources, embedder)
     top = min(s.number for s in sources)  # numbered by retrieval rank: 1 is the top-ranked paper
-    lines = [f"> {text} [{number}]" for number, text in pick_passages(ranked, top=top, limit=max_passages)]
-    return label + "\n" + "\n".join(lines)
+    return label + "\n" + quote(pick_passages(ranked, top=top, limit=max_passages))
 
 
 async def closest_match(question: str, sources: Sequence[Source], embedder: Embedder | None) -> str | None:
@@ -115,10 +119,9 @@ async def closest_match(question: str, sources: Sequence[Source], embedder: Embe
     if embedder is None or not sources:
         return None
     ranked = await rank_passages(question, sources, embedder)
-    scored = [(found[0][0], number, found[0][1]) for number, found in ranked.items() if found]
-    if not scored:
+    best = max(  # the most relevant passage; on a tie, the higher-ranked source's
+        ((found[0][0], -number, found[0][1]) for number, found in ranked.items() if found), default=None
+    )
+    if best is None or best[0] < CLOSEST_MATCH_MIN:
         return None
-    relevance, number, text = max(scored, key=lambda best: (best[0], -best[1]))
-    if relevance < CLOSEST_MATCH_MIN:
-        return None
-    return f"{CLOSEST_MATCH_LABEL}\n> {text} [{number}]"
+    return CLOSEST_MATCH_LABEL + "\n" + quote([(-best[1], best[2])])
