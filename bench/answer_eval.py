@@ -69,10 +69,12 @@ def load_questions(path: Path, split: str, limit: int | None, form: str = "all")
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if split != "all":
         items = [item for item in items if item.get("split") == split]
-    if form == "whether":  # only yes/no questions ("Is there a paper that …?")
-        from bot.rag.question_form import asks_whether
+    from bot.rag.question_form import asks_whether, seeks_paper
 
+    if form == "whether":  # only yes/no questions ("Is there a paper that …?")
         items = [item for item in items if asks_whether(item["q"])]
+    elif form == "seeks":  # asking for a work by what it does, not yes/no ("Which method …?")
+        items = [item for item in items if seeks_paper(item["q"]) and not asks_whether(item["q"])]
     return items[:limit] if limit is not None else items
 
 
@@ -514,8 +516,10 @@ async def main() -> None:
                         help="comma-separated embedded models (known names or .gguf paths)")  # fmt: skip
     parser.add_argument("--iterations", type=lambda s: [int(x) for x in s.split(",")], default=[2])
     parser.add_argument("--split", choices=("dev", "test", "all"), default="all")
-    parser.add_argument("--form", choices=("all", "whether"), default="all",
-                        help="whether: only the yes/no questions (is there…, can…, has anyone…)")  # fmt: skip
+    parser.add_argument("--form", choices=("all", "whether", "seeks"), default="all",
+                        help="whether: only the yes/no questions (is there…, can…, has anyone…); "
+                        "seeks: only the other questions that ask for a paper (which method…, where "
+                        "can I find…, looking for a survey…)")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="answerable questions per split filter")
     parser.add_argument("--unanswerable-limit", type=int, default=None)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)

@@ -387,37 +387,41 @@ async def test_an_unsupported_draft_does_not_replace_a_refusal(
     assert answer.text == CANNOT_ANSWER and answer.cannot_answer and answer.citations == []
 
 
-async def test_a_yes_no_question_the_model_does_not_answer_gets_the_closest_passage_quoted(
+async def test_a_question_for_a_paper_the_model_does_not_answer_gets_the_closest_passage_quoted(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:
     """Seen on issue 12's dev yes/no questions with Qwen 1.5B: "Does any model keep a memory module
     that goes on learning …?" was declined, then denied, with Titans shown first. The reply quotes
-    the passage closest to the question, labelled; far from every passage, or asked as "which …?",
-    the same refusal stays the fixed reply."""
+    the passage closest to the question, labelled; so does "Which model …?", which asks for a paper
+    too. Far from every passage, or asking for a fact ("What … does Titans …?"), the same refusal
+    stays the fixed reply."""
     question = (
         "Does any model keep a memory module that goes on learning while it is being used, "
         "to handle very long contexts?"
     )
     denial = "No, any model does not keep a memory module that goes on learning while it is being used [2]."
-    scripted_llm.script(ScriptedReply(f"Answer: {CANNOT_ANSWER}"), ScriptedReply(f"Answer: {denial}"))
-    answer = await make_service(index, embedder, scripted_llm).answer(question, iterations=2)
-    assert answer.closest_match and not answer.cannot_answer and not answer.fallback
-    label, quote = answer.text.split("\n")
-    assert label == CLOSEST_MATCH_LABEL and quote.startswith("> ")
-    (citation,) = answer.citations
-    assert citation.title.startswith("Titans") and quote.endswith(f"[{citation.n}]")
-    titans = next(s for s in answer.sources if s.number == citation.n)
-    assert quote.removeprefix("> ").removesuffix(f" [{citation.n}]") in titans.text
-    assert answer.to_json()["closest_match"] is True and answer.llm_calls == 2
+    which = "Which model keeps a memory module that goes on learning while it is being used?"
+    for asked, last_reply in ((question, denial), (which, CANNOT_ANSWER)):
+        scripted_llm.script(ScriptedReply(f"Answer: {CANNOT_ANSWER}"), ScriptedReply(f"Answer: {last_reply}"))
+        answer = await make_service(index, embedder, scripted_llm).answer(asked, iterations=2)
+        assert answer.closest_match and not answer.cannot_answer and not answer.fallback, asked
+        label, quote = answer.text.split("\n")
+        assert label == CLOSEST_MATCH_LABEL and quote.startswith("> ")
+        (citation,) = answer.citations
+        assert citation.title.startswith("Titans") and quote.endswith(f"[{citation.n}]")
+        titans = next(s for s in answer.sources if s.number == citation.n)
+        assert quote.removeprefix("> ").removesuffix(f" [{citation.n}]") in titans.text
+        assert answer.to_json()["closest_match"] is True and answer.llm_calls == 2
 
-    for far_or_which in (
+    for far_or_fact in (
         "Is there a paper on keeping a sourdough starter alive?",
-        "Which model keeps a memory module that goes on learning while it is being used?",
+        "Which paper predicts CRISPR off-target effects with a deep network?",
+        "What batch size does Titans train its memory module with?",
     ):
         scripted_llm.script(
             ScriptedReply(f"Answer: {CANNOT_ANSWER}"), ScriptedReply(f"Answer: {CANNOT_ANSWER}")
         )
-        refused = await make_service(index, embedder, scripted_llm).answer(far_or_which, iterations=2)
+        refused = await make_service(index, embedder, scripted_llm).answer(far_or_fact, iterations=2)
         assert refused.text == CANNOT_ANSWER and refused.cannot_answer and not refused.closest_match
         assert refused.to_json()["closest_match"] is False
 
@@ -875,3 +879,27 @@ def test_yes_no_questions_are_told_from_requests_and_wh_questions(question: str,
     from bot.rag.question_form import asks_whether
 
     assert asks_whether(question) is yes_no
+
+
+@pytest.mark.parametrize(
+    ("question", "seeks"),
+    [
+        ("Is there work on biomedical sentence embeddings?", True),
+        ("Which paper compresses videos by fitting a small network to each group of frames?", True),
+        ("What neural architecture outputs positions of its own input?", True),
+        ("Where can I find baselines and a leaderboard for zero-shot retrieval?", True),
+        ("I'm looking for a survey on dense retrieval.", True),
+        ("I need a review of recurrent networks for sequence learning", True),
+        ("Give me a survey of LLMs in search engines", True),
+        ("Can you recommend a paper on generative retrieval?", True),
+        ("What window size does Mistral use?", False),
+        ("Which dataset does Titans train on?", False),
+        ("Which team won the 2016 NBA Finals?", False),
+        ("How can I fine-tune a backbone when GPU memory is tight?", False),
+        ("Can you explain what SHERL does?", False),
+    ],
+)
+def test_questions_asking_for_a_paper_are_told_from_questions_about_facts(question: str, seeks: bool) -> None:
+    from bot.rag.question_form import seeks_paper
+
+    assert seeks_paper(question) is seeks

@@ -31,7 +31,7 @@ from bot.rag.diversity import cap_per_section
 from bot.rag.echo import PromptEcho
 from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, closest_match, extractive_answer
 from bot.rag.packing import Source, pack_sources, render_sources
-from bot.rag.question_form import asks_whether
+from bot.rag.question_form import seeks_paper
 from bot.retrieval.index import ChunkHit, SearchFilter
 from bot.retrieval.index.base import fused_ranking
 from bot.retrieval.search import SearchService
@@ -432,9 +432,10 @@ class AnswerService:
             log.warning("rag.answer_was_prompt_echo")
             return await self._fallback(result, sources, started, label=UNUSABLE_LABEL)
         quoted = None
-        if attributed is None and asks_whether(result.standalone_question):
-            # "Is there a paper that …?": the small model often declines, denies or only repeats the
-            # question while the paper asked about is shown; the passage closest to it answers best.
+        if attributed is None and seeks_paper(result.standalone_question):
+            # "Is there a paper that …?", "Which method …?": the small model often declines, denies or
+            # only repeats the question while the paper asked about is shown; the passage closest to
+            # it answers best.
             quoted = await closest_match(result.standalone_question, sources, self._search.embedder)
         if quoted is not None:
             result.text, result.citations = verify_citations(quoted, sources)

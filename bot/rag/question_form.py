@@ -1,4 +1,4 @@
-"""What kind of question a user asked, read from its first words."""
+"""What kind of question a user asked, read from its words."""
 
 from __future__ import annotations
 
@@ -16,8 +16,40 @@ _REQUEST = re.compile(
     r"|outline|point|know|recommend|suggest|find)\b",
     re.IGNORECASE,
 )
+# What a paper is, in the words people ask for one with.
+_WORK = (
+    r"(?:papers?|works?|stud(?:y|ies)|surveys?|reviews?|overviews?|theses|thesis|articles?|methods?"
+    r"|models?|systems?|frameworks?|approach(?:es)?|architectures?|techniques?|algorithms?|benchmarks?"
+    r"|datasets?|retrievers?|recommenders?|agents?|encoders?|resources?|baselines?|leaderboards?)"
+)
+# "Which paper …", "What neural architecture …", "Where can I find …", "I'm looking for a survey …",
+# "I need a review of …", "Which model lets you …": the answer is a paper, not a fact from one
+# ("What dataset does Titans train on?" asks for a fact).
+_SEEKS = re.compile(
+    _LEAD_IN
+    + r"(?:(?:which|what)\s+(?:[\w-]+\s+){0,3}?"
+    + _WORK
+    + r"\b(?!\s+(?:do|does|did)\b)"
+    + r"|where\s+(?:can|could|do|should|would)\s+(?:i|we|one|you)\s+(?:find|get|look)\b"
+    + r"|(?:i\s*(?:'m|am)|we\s*(?:'re|are))\s+looking\s+for\b|looking\s+for\b"
+    + r"|(?:i|we)\s+(?:want|need|would\s+like|'d\s+like)\b.{0,40}?\b"
+    + _WORK
+    + r"\b"
+    + r"|(?:please\s+)?(?:give|show|send|recommend|suggest)\s+(?:me\s+|us\s+)?(?:a|an|some|the|any)?\s*"
+    + r"(?:[\w-]+\s+){0,2}?"
+    + _WORK
+    + r"\b"
+    + r"|(?:can|could)\s+(?:you|u)\s+(?:please\s+)?(?:recommend|suggest|point\s+me\s+to|find)\b)",
+    re.IGNORECASE,
+)
 
 
 def asks_whether(question: str) -> bool:
     """A yes/no question ("Is there work on …?", "Can a model …?"), not a request ("Can you explain …")."""
     return bool(_WHETHER.match(question)) and not _REQUEST.match(question)
+
+
+def seeks_paper(question: str) -> bool:
+    """A question whose answer is a paper: a yes/no question ("Is there work on …?") or one asking for
+    a work by what it does ("Which method …?", "Where can I find …?", "I'm looking for a survey on …")."""
+    return asks_whether(question) or bool(_SEEKS.match(question))
