@@ -21,12 +21,13 @@ from bot.retrieval.embedding import Embedder
 EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the most relevant passages:"
 UNUSABLE_LABEL = "The language model gave no usable answer, so here are the most relevant passages:"
 BUSY_LABEL = "The language model is busy with other questions, so here are the most relevant passages:"
-# A yes/no question the model answered with nothing the excerpts hold ("Is there a paper that …?"):
-# the passage closest to it, quoted, when it is close enough to be the paper asked about.
+# A question asking for a paper ("Is there a paper that …?", "Which method …?") the model answered
+# with nothing the excerpts hold: the passage closest to it, quoted, when it is close enough to be
+# the paper asked about.
 CLOSEST_MATCH_LABEL = "The language model did not confirm this from the excerpts; the closest passage:"
 # Relevance (below) of the closest passage: on the dev yes/no questions, the closest passage to an
 # answerable one scored 0.65 or more when it was the expected paper's, to an unanswerable one at
-# most 0.53 (bench/README.md, issue 12).
+# most 0.53; on the dev "which …?" questions, 0.57-0.86 and at most 0.56 (bench/README.md, issue 12).
 CLOSEST_MATCH_MIN = 0.6
 MAX_PASSAGES = 3
 MIN_PASSAGE_CHARS = 20

@@ -4,9 +4,9 @@ plus that draft, generate again; the last generation is the answer.
 Each generation sees only its own iteration's sources. A conversation's follow-up is first made
 standalone. Each sentence of the answer shows the excerpt that supports it, checked in code
 (`bot.rag.attribution`), and a sentence none supports is dropped; the Sources list is the excerpts
-cited, taken from the retrieval results, never from the model's text. A yes/no question the model
-does not answer from the excerpts gets the closest passage, quoted and labelled, when one is close
-enough (`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply.
+cited, taken from the retrieval results, never from the model's text. A question asking for a paper
+(yes/no, "Which method …?", "Where can I find …?") that the model does not answer from the excerpts
+gets the closest passage, quoted and labelled, when one is close enough (`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class Answer:
     llm_seconds: float = 0.0  # time inside LLM calls; the rest is retrieval and prompt assembly
     fallback: bool = False  # extractive answer: the LLM was unavailable
     cannot_answer: bool = False
-    # A yes/no question the model did not answer from the excerpts: the closest passage, quoted.
+    # A question asking for a paper that the model did not answer from the excerpts: the closest
+    # passage, quoted.
     closest_match: bool = False
     # Kept for the JSON and the Sources heading: every sentence shown now cites the excerpt that
     # supports it, so this is always True.

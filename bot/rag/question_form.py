@@ -22,26 +22,21 @@ _WORK = (
     r"|models?|systems?|frameworks?|approach(?:es)?|architectures?|techniques?|algorithms?|benchmarks?"
     r"|datasets?|retrievers?|recommenders?|agents?|encoders?|resources?|baselines?|leaderboards?)"
 )
+# "What do models …", "Which dataset does …": a question about the work named next, not for one.
+_AUXILIARY = r"(?:do|does|did)"
 # "Which paper …", "What neural architecture …", "Where can I find …", "I'm looking for a survey …",
 # "I need a review of …", "Which model lets you …": the answer is a paper, not a fact from one
 # ("What dataset does Titans train on?" asks for a fact).
-_SEEKS = re.compile(
-    _LEAD_IN
-    + r"(?:(?:which|what)\s+(?:[\w-]+\s+){0,3}?"
-    + _WORK
-    + r"\b(?!\s+(?:do|does|did)\b)"
-    + r"|where\s+(?:can|could|do|should|would)\s+(?:i|we|one|you)\s+(?:find|get|look)\b"
-    + r"|(?:i\s*(?:'m|am)|we\s*(?:'re|are))\s+looking\s+for\b|looking\s+for\b"
-    + r"|(?:i|we)\s+(?:want|need|would\s+like|'d\s+like)\b.{0,40}?\b"
-    + _WORK
-    + r"\b"
-    + r"|(?:please\s+)?(?:give|show|send|recommend|suggest)\s+(?:me\s+|us\s+)?(?:a|an|some|the|any)?\s*"
-    + r"(?:[\w-]+\s+){0,2}?"
-    + _WORK
-    + r"\b"
-    + r"|(?:can|could)\s+(?:you|u)\s+(?:please\s+)?(?:recommend|suggest|point\s+me\s+to|find)\b)",
-    re.IGNORECASE,
+_SEEK_FORMS = (
+    rf"(?:which|what)\s+(?:(?!{_AUXILIARY}\b)[\w-]+\s+){{0,3}}?{_WORK}\b(?!\s+{_AUXILIARY}\b)",
+    r"where\s+(?:can|could|do|should|would)\s+(?:i|we|one|you)\s+(?:find|get|look)\b",
+    r"(?:i\s*(?:['’]m|am)\s+|we\s*(?:['’]re|are)\s+)?looking\s+for\b",
+    rf"(?:i|we)\s+(?:want|need|would\s+like|['’]d\s+like)\b.{{0,40}}?\b{_WORK}\b",
+    rf"(?:please\s+)?(?:give|show|send|recommend|suggest)\s+(?:me\s+|us\s+)?(?:(?:a|an|some|the|any)\s+)?"
+    rf"(?:[\w-]+\s+){{0,2}}?{_WORK}\b",
+    r"(?:can|could)\s+(?:you|u)\s+(?:please\s+)?(?:recommend|suggest|point\s+me\s+to|find)\b",
 )
+_SEEKS = re.compile(_LEAD_IN + "(?:" + "|".join(_SEEK_FORMS) + ")", re.IGNORECASE)
 
 
 def asks_whether(question: str) -> bool:
