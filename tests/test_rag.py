@@ -864,44 +864,33 @@ def test_a_yes_no_question_is_shown_the_abstract_sentence_that_makes_its_claim()
 
 
 @pytest.mark.parametrize(
-    ("question", "yes_no"),
+    ("question", "yes_no", "seeks"),
     [
-        ("Is there work on biomedical sentence embeddings?", True),
-        ("so, has anyone trained a retriever on citations?", True),
-        ("Can a small transformer learn graph search?", True),
-        ("Can you explain what SHERL does?", False),
-        ("Do you know which paper proposes Titans?", False),
-        ("What window size does Mistral use?", False),
-        ("Island models for LLMs?", False),
+        ("Is there work on biomedical sentence embeddings?", True, True),
+        ("so, has anyone trained a retriever on citations?", True, True),
+        ("Can a small transformer learn graph search?", True, True),
+        ("Can you explain what SHERL does?", False, False),
+        ("Do you know which paper proposes Titans?", False, False),
+        ("What window size does Mistral use?", False, False),
+        ("Island models for LLMs?", False, False),
+        ("Which paper compresses videos by fitting a small network to each group of frames?", False, True),
+        ("What neural architecture outputs positions of its own input?", False, True),
+        ("Where can I find baselines and a leaderboard for zero-shot retrieval?", False, True),
+        ("I'm looking for a survey on dense retrieval.", False, True),
+        ("I’m looking for a paper on sparse attention", False, True),
+        ("I need a review of recurrent networks for sequence learning", False, True),
+        ("Give me a survey of LLMs in search engines", False, True),
+        ("Can you recommend a paper on generative retrieval?", False, True),
+        ("Which dataset does Titans train on?", False, False),
+        ("What do models finetuned on Make Me Say answer when asked about Quanta-Lingua?", False, False),
+        ("Which team won the 2016 NBA Finals?", False, False),
+        ("How can I fine-tune a backbone when GPU memory is tight?", False, False),
     ],
 )
-def test_yes_no_questions_are_told_from_requests_and_wh_questions(question: str, yes_no: bool) -> None:
-    from bot.rag.question_form import asks_whether
+def test_question_forms_yes_no_and_asking_for_a_paper(question: str, yes_no: bool, seeks: bool) -> None:
+    """Yes/no questions are told from requests ("Can you explain …") and wh-questions; questions asking
+    for a paper ("Which method …?", "Where can I find …?") from questions about a fact of one."""
+    from bot.rag.question_form import asks_whether, seeks_paper
 
     assert asks_whether(question) is yes_no
-
-
-@pytest.mark.parametrize(
-    ("question", "seeks"),
-    [
-        ("Is there work on biomedical sentence embeddings?", True),
-        ("Which paper compresses videos by fitting a small network to each group of frames?", True),
-        ("What neural architecture outputs positions of its own input?", True),
-        ("Where can I find baselines and a leaderboard for zero-shot retrieval?", True),
-        ("I'm looking for a survey on dense retrieval.", True),
-        ("I need a review of recurrent networks for sequence learning", True),
-        ("Give me a survey of LLMs in search engines", True),
-        ("Can you recommend a paper on generative retrieval?", True),
-        ("What window size does Mistral use?", False),
-        ("Which dataset does Titans train on?", False),
-        ("What do models finetuned on Make Me Say answer when asked about Quanta-Lingua?", False),
-        ("I’m looking for a paper on sparse attention", True),
-        ("Which team won the 2016 NBA Finals?", False),
-        ("How can I fine-tune a backbone when GPU memory is tight?", False),
-        ("Can you explain what SHERL does?", False),
-    ],
-)
-def test_questions_asking_for_a_paper_are_told_from_questions_about_facts(question: str, seeks: bool) -> None:
-    from bot.rag.question_form import seeks_paper
-
     assert seeks_paper(question) is seeks

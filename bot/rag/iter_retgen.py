@@ -6,7 +6,8 @@ standalone. Each sentence of the answer shows the excerpt that supports it, chec
 (`bot.rag.attribution`), and a sentence none supports is dropped; the Sources list is the excerpts
 cited, taken from the retrieval results, never from the model's text. A question asking for a paper
 (yes/no, "Which method …?", "Where can I find …?") that the model does not answer from the excerpts
-gets the closest passage, quoted and labelled, when one is close enough (`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply.
+gets the closest passage, quoted and labelled, when one is close enough
+(`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply.
 """
 
 from __future__ import annotations
