@@ -407,3 +407,34 @@ async def test_a_title_cased_caption_makes_none_of_its_words_names(embedder) -> 
     invented = "The Talker's first-packet latency is 234 ms [2]."
     ((_, with_name),) = await score_sentences(invented, [prose, sources[1]], embedder, question=question)
     assert not with_name.lexical[2].names_held
+
+
+async def test_an_excerpt_that_counts_the_thing_otherwise_does_not_support_it(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Seen with Qwen 1.5B on the politeness paper: the draft said "four foundational politeness
+    levels", the final answer "Three …", and the excerpt's "three languages" and its other words let
+    the wrong count through. An excerpt that gives the counted thing another number, and never the
+    sentence's, supports no such sentence; a list of numbers ("33,511 / 1,000 / 1,000 query-paper
+    pairs") counts each of them."""
+    politeness = Paper(paper_id="2402.14531", title="Should We Respect LLMs? A Study on Prompt Politeness")
+    excerpt = Source(
+        number=1, paper=politeness, score=1.0, section="§4.1 Languages, LLMs, and Prompt", kind="body",
+        text="In our study, we developed prompt templates for three languages, beginning with creating four "
+        "foundational politeness levels —very polite, relatively polite, neutral, and impolite.",
+    )  # fmt: skip
+    question = "How many foundational politeness levels were the prompt templates built from?"
+    wrong = "Three foundational politeness levels were built from the prompt templates [1]."
+    right = "The prompt templates were built from four foundational politeness levels [1]."
+    ((_, miscounted),) = await score_sentences(wrong, [excerpt], embedder, question=question)
+    assert not miscounted.supported_by(1)
+    assert (await attribute(wrong, [excerpt], embedder, question=question)).text == ""
+    assert (await attribute(right, [excerpt], embedder, question=question)).text == right
+
+    pasa = Paper(paper_id="2501.10120", title="PaSa: An LLM Agent for Comprehensive Academic Paper Search")
+    splits = Source(
+        number=1, paper=pasa, score=1.0, section="§1 Introduction", kind="body",
+        text="AutoScholarQuery includes 33,511 / 1,000 / 1,000 query-paper pairs in the training / "
+        "development / test split.",
+    )  # fmt: skip
+    answer = "AutoScholarQuery has 33,511 query-paper pairs in the training split [1]."
+    asked = "How many query-paper pairs are in the AutoScholarQuery training split?"
+    assert (await attribute(answer, [splits], embedder, question=asked)).text == answer

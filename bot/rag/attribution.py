@@ -23,8 +23,10 @@ is cited beside it (at most two: the reader then sees each passage that states t
 the words they look for); a sentence no excerpt supports is dropped,
 and so is one that only says the excerpts do not hold the answer, or only denies the question in its
 own words ("No, there is no paper that …"): an excerpt about the question shares its words, so such
-a denial would otherwise pass as supported by the very paper it denies. A sentence with no claim of its
-own (a label, Discord mentions, the question repeated, "Yes.") stays as written.
+a denial would otherwise pass as supported by the very paper it denies. An excerpt that counts the
+same thing otherwise ("four foundational politeness levels" for the sentence's "Three foundational
+politeness levels") does not support the sentence, whatever words they share. A sentence with no
+claim of its own (a label, Discord mentions, the question repeated, "Yes.") stays as written.
 
 The thresholds were chosen on real answers of Qwen2.5-Coder 1.5B and 0.5B to 12 questions over the
 seed papers (all 16 grounded answers kept, the 0.5B's 2 wrong [n] corrected, its 4 invented answers
@@ -178,6 +180,35 @@ def title_cased(words: Sequence[str]) -> bool:
     content = [w for w in words if len(w) >= 3 and w.lower() not in STOP_WORDS and not w[0].isdigit()]
     capitalised = sum(1 for w in content if w[0].isupper())
     return capitalised >= TITLE_CASE_MIN_WORDS and capitalised >= TITLE_CASE_SHARE * len(content)
+
+
+_NUMBER_WORDS = {
+    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
+}  # fmt: skip
+# A number, or a list of them, and the word it counts: "four foundational politeness levels",
+# "8 P100 GPUs", "33,511 / 1,000 / 1,000 query-paper pairs".
+_NUMBER = r"(?:\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
+_COUNT = re.compile(
+    rf"\b({_NUMBER}(?:[ \t]*(?:/|,|,?[ \t]+(?:and|or|to))[ \t]*{_NUMBER})*)[ \t]+([^\W\d_][\w-]*)",
+    re.IGNORECASE,
+)
+
+
+def counts(text: str) -> dict[str, set[str]]:
+    """The stem of each word a number counts in `text`, with the numbers it is given (as digits)."""
+    found: dict[str, set[str]] = {}
+    for numbers, word in _COUNT.findall(_normalized(text)):
+        if word.lower() in _STOP:
+            continue  # "one of the …", "2 for each"
+        given = found.setdefault(stem(word.lower()), set())
+        given.update(_NUMBER_WORDS.get(n.lower(), n) for n in re.findall(_NUMBER, numbers, re.IGNORECASE))
+    return found
+
+
+def miscounts(sentence: dict[str, set[str]], excerpt: dict[str, set[str]]) -> bool:
+    """The excerpt gives another number for something the sentence counts, and never the sentence's."""
+    return any(word in excerpt and numbers.isdisjoint(excerpt[word]) for word, numbers in sentence.items())
 
 
 def names_in(sources: Sequence[Source]) -> frozenset[str]:
@@ -346,6 +377,7 @@ async def score_sentences(
     """Each sentence of `answer` with its support by each shown source."""
     shown = {s.number: s for s in sources}
     vocab = {s.number: vocabulary(format_source(s)) for s in sources}  # its title line and text
+    excerpt_counts = {s.number: counts(format_source(s)) for s in sources}
     pieces = split_sentences(answer)
     names = names_in(sources)
     claims = [claim_text(sentence, question) for _, sentence in pieces]
@@ -382,7 +414,11 @@ async def score_sentences(
         added = [t for t in sentence_terms[i] if t.stem not in asked]
         lexical = {}
         by_addition: set[int] = set()
+        sentence_counts = counts(claims[i])
         for n in shown:
+            if miscounts(sentence_counts, excerpt_counts[n]):
+                lexical[n] = Overlap(0.0, names_held=False, substantial=False)
+                continue
             lexical[n] = lexical_support(sentence_terms[i], vocab[n])
             if added and n in about_question and not supports(lexical[n], dense.get(n)):
                 addition = lexical_support(added, vocab[n])  # what the sentence adds, on its own
