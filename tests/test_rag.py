@@ -309,6 +309,20 @@ async def test_a_wrong_citation_is_corrected_to_the_excerpt_that_supports_the_se
     assert [c.title.split(":")[0] for c in answer.citations] == ["Titans"]
 
 
+async def test_a_papers_own_citation_copied_into_the_answer_is_left_out(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Seen with Qwen 1.5B on a LaTeX full text: the answer copied the paper's "(ref. DBLP:journals/…)",
+    which points into that paper's bibliography, and the period of "ref." split the sentence in
+    two: "… ϵ_ls=0.1 (ref [1]. DBLP:journals/corr/SzegedyVISW15) [1]."."""
+    question = "How do SHERL and Titans save memory?"
+    for copied in ("(ref. DBLP:journals/corr/Behrouz2024)", "(ref. 27, 31)"):
+        answer, numbers = await attributed_answer(
+            index, embedder, scripted_llm, f"{TITANS_SAYS} {copied} [2].", question
+        )
+        assert answer.text == f"{TITANS_SAYS} [{numbers['Titans']}]."
+
+
 async def test_a_fabricated_sentence_is_dropped(index, embedder, scripted_llm: ScriptedLLMServer) -> None:
     invented = "SHERL was developed at NASA in 1969 and trained on 512 GPUs [1]."
     answer, numbers = await attributed_answer(

@@ -48,6 +48,8 @@ ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n", "\n[", "\
 MAX_RETRIEVAL_QUERY_TOKENS = 512
 # Candidates retrieved per excerpt slot when RAG_MAX_PER_SECTION caps passages from one section.
 SECTION_CAP_OVERFETCH = 3
+# How full-text passages write the paper's own citations (bot.fulltext.chunking, bot.fulltext.latex).
+_PAPER_REFERENCE = re.compile(r"[ \t]*\(ref\.[^()]*\)")
 # The usual reciprocal-rank-fusion constant (Cormack et al., 2009).
 ANCHOR_RRF_K = 60
 
@@ -148,9 +150,11 @@ class Answer:
 
 
 def final_answer_line(generation: str) -> str:
-    """The text after the last "Answer:"; the whole generation when the model skipped the line."""
+    """The text after the last "Answer:"; the whole generation when the model skipped the line. A
+    paper's own citation copied from an excerpt ("(ref. 27)", "(ref. DBLP:journals/…)") is left
+    out: it points into that paper's bibliography, not to a source the reader is shown."""
     parts = re.split(r"(?im)^\s*answer\s*:", generation)
-    return (parts[-1] if len(parts) > 1 else generation).strip()
+    return _PAPER_REFERENCE.sub("", parts[-1] if len(parts) > 1 else generation).strip()
 
 
 def named_pointers(text: str, sources: Sequence[Source]) -> str:
