@@ -35,6 +35,8 @@ _SEEK_FORMS = (
     rf"(?:please\s+)?(?:give|show|send|recommend|suggest)\s+(?:me\s+|us\s+)?(?:(?:a|an|some|the|any)\s+)?"
     rf"(?:[\w-]+\s+){{0,2}}?{_WORK}\b",
     r"(?:can|could)\s+(?:you|u)\s+(?:please\s+)?(?:recommend|suggest|point\s+me\s+to|find)\b",
+    rf"(?:do|does)\s+(?:you|u|anyone)\s+know\s+(?:of\s+)?(?:(?:a|an|any|some|which|what)\s+)?"
+    rf"(?:[\w-]+\s+){{0,2}}?{_WORK}\b",
 )
 _SEEKS = re.compile(_LEAD_IN + "(?:" + "|".join(_SEEK_FORMS) + ")", re.IGNORECASE)
 
