@@ -26,6 +26,12 @@ def paper(title_start: str) -> Paper:
     return found
 
 
+def body_passage(paper_id: str, title: str, section: str, text: str) -> Source:
+    """A full-text passage of one paper, shown alone as excerpt [1]."""
+    return Source(number=1, paper=Paper(paper_id=paper_id, title=title), score=1.0, section=section,
+                  kind="body", text=text)  # fmt: skip
+
+
 def shown(*titles: str) -> list[Source]:
     """The excerpts as the answer prompt numbers them: [1] the first title, [2] the second…"""
     return [
@@ -415,12 +421,13 @@ async def test_an_excerpt_that_counts_the_thing_otherwise_does_not_support_it(em
     the wrong count through. An excerpt that gives the counted thing another number, and never the
     sentence's, supports no such sentence; a list of numbers ("33,511 / 1,000 / 1,000 query-paper
     pairs") counts each of them."""
-    politeness = Paper(paper_id="2402.14531", title="Should We Respect LLMs? A Study on Prompt Politeness")
-    excerpt = Source(
-        number=1, paper=politeness, score=1.0, section="§4.1 Languages, LLMs, and Prompt", kind="body",
-        text="In our study, we developed prompt templates for three languages, beginning with creating four "
+    excerpt = body_passage(
+        "2402.14531",
+        "Should We Respect LLMs? A Study on Prompt Politeness",
+        "§4.1 Languages and Prompt",
+        "In our study, we developed prompt templates for three languages, beginning with creating four "
         "foundational politeness levels —very polite, relatively polite, neutral, and impolite.",
-    )  # fmt: skip
+    )
     question = "How many foundational politeness levels were the prompt templates built from?"
     wrong = "Three foundational politeness levels were built from the prompt templates [1]."
     right = "The prompt templates were built from four foundational politeness levels [1]."
@@ -429,12 +436,13 @@ async def test_an_excerpt_that_counts_the_thing_otherwise_does_not_support_it(em
     assert (await attribute(wrong, [excerpt], embedder, question=question)).text == ""
     assert (await attribute(right, [excerpt], embedder, question=question)).text == right
 
-    pasa = Paper(paper_id="2501.10120", title="PaSa: An LLM Agent for Comprehensive Academic Paper Search")
-    splits = Source(
-        number=1, paper=pasa, score=1.0, section="§1 Introduction", kind="body",
-        text="AutoScholarQuery includes 33,511 / 1,000 / 1,000 query-paper pairs in the training / "
+    splits = body_passage(
+        "2501.10120",
+        "PaSa: An LLM Agent for Comprehensive Academic Paper Search",
+        "§1 Introduction",
+        "AutoScholarQuery includes 33,511 / 1,000 / 1,000 query-paper pairs in the training / "
         "development / test split.",
-    )  # fmt: skip
+    )
     answer = "AutoScholarQuery has 33,511 query-paper pairs in the training split [1]."
     asked = "How many query-paper pairs are in the AutoScholarQuery training split?"
     assert (await attribute(answer, [splits], embedder, question=asked)).text == answer

@@ -124,3 +124,13 @@ class SearchHit(BaseModel):
     score: float
     chunk_no: int = 0
     chunk_text: str = ""
+
+
+# A paper's own citation in passage text ("(ref. 27)", "(ref. vaswani2017attention)"): it says that a
+# claim is cited, and never as brackets an answer's [n] source number could be taken for.
+PAPER_REFERENCE = re.compile(r"[ \t]*\(ref\.[^()]*\)")
+
+
+def paper_reference(keys: str) -> str:
+    """How a paper's own citation of `keys` ("27", "6, 3", "srivastava2014dropout") reads in a passage."""
+    return f"(ref. {keys})"

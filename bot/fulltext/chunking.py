@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.core.papers import paper_reference
 from bot.fulltext.document import BlockKind, Document, Section
 from bot.retrieval.index.base import FULLTEXT_FIRST_CHUNK
 from bot.retrieval.tokens import get_encoding
@@ -17,7 +18,7 @@ _PAPER_CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,–-]\s*\d{1,3})*)\]")
 
 
 def paper_citations_as_text(text: str) -> str:
-    return _PAPER_CITATION.sub(r"(ref. \1)", text)
+    return _PAPER_CITATION.sub(lambda match: paper_reference(match.group(1)), text)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,15 @@ from pathlib import Path, PurePosixPath
 import structlog
 from pylatexenc.latex2text import LatexNodes2Text
 
-from bot.fulltext.document import Block, Document, FullTextError, Section, require_sections, tidy
+from bot.core.papers import paper_reference
+from bot.fulltext.document import (
+    Block,
+    Document,
+    FullTextError,
+    Section,
+    require_sections,
+    tidy,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -241,7 +249,7 @@ def latex_text(fragment: str) -> str:
 def _cite_text(match: re.Match[str]) -> str:
     """\\cite{a,b} → "(ref. a, b)": the keys stay readable and say that a claim is cited, in the
     same form as a PDF's "[27]" (chunking), never as brackets an answer's [n] could be taken for."""
-    return "(ref. " + ", ".join(key.strip() for key in match.group(1).split(",")) + ")"
+    return paper_reference(", ".join(key.strip() for key in match.group(1).split(",")))
 
 
 def _table_text(body: str) -> str:

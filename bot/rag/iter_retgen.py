@@ -22,7 +22,7 @@ import structlog
 
 from bot.core.config import MAX_ITERATIONS, MAX_TOP_K, LLMSettings, RagSettings
 from bot.core.errors import UserInputError
-from bot.core.papers import clean_user_text
+from bot.core.papers import PAPER_REFERENCE, clean_user_text
 from bot.core.prompts import load_prompt
 from bot.llm.client import LLMClient, completion_prompt
 from bot.llm.errors import LLMBusyError, LLMError
@@ -48,8 +48,6 @@ ANSWER_STOPS = ["\nQuestion:", "<<<EXCERPTS", "EXCERPTS>>>", "\n\n\n", "\n[", "\
 MAX_RETRIEVAL_QUERY_TOKENS = 512
 # Candidates retrieved per excerpt slot when RAG_MAX_PER_SECTION caps passages from one section.
 SECTION_CAP_OVERFETCH = 3
-# How full-text passages write the paper's own citations (bot.fulltext.chunking, bot.fulltext.latex).
-_PAPER_REFERENCE = re.compile(r"[ \t]*\(ref\.[^()]*\)")
 # The usual reciprocal-rank-fusion constant (Cormack et al., 2009).
 ANCHOR_RRF_K = 60
 
@@ -154,7 +152,7 @@ def final_answer_line(generation: str) -> str:
     paper's own citation copied from an excerpt ("(ref. 27)", "(ref. DBLP:journals/…)") is left
     out: it points into that paper's bibliography, not to a source the reader is shown."""
     parts = re.split(r"(?im)^\s*answer\s*:", generation)
-    return _PAPER_REFERENCE.sub("", parts[-1] if len(parts) > 1 else generation).strip()
+    return PAPER_REFERENCE.sub("", parts[-1] if len(parts) > 1 else generation).strip()
 
 
 def named_pointers(text: str, sources: Sequence[Source]) -> str:
