@@ -7,6 +7,7 @@ through bot.db, and the scripted OpenAI-compatible server for the LLM.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -222,6 +223,17 @@ async def test_readiness_over_discord_py_qdrant_edge_and_sqlite(
         await database.close()
 
 
+async def _aiosqlite_workers_stopped() -> None:
+    """Wait, with this test's loop still running, for aiosqlite's worker threads to end.
+
+    When SQLite cannot open the file, aiosqlite stops its worker with a future it never awaits; the
+    worker later hands the result to that loop and, if the loop is closed by then, raises in its
+    thread (a warning in a later test)."""
+    workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+    await asyncio.gather(*(asyncio.to_thread(worker.join, 5.0) for worker in workers))
+    assert not any(worker.is_alive() for worker in workers)
+
+
 async def test_index_and_database_checks_fail_when_their_store_is_gone(tmp_path: Path) -> None:
     from bot.core.config import QdrantSettings
     from bot.db import Database
@@ -238,6 +250,7 @@ async def test_index_and_database_checks_fail_when_their_store_is_gone(tmp_path:
     finally:
         await index.close()
         await database.close()
+        await _aiosqlite_workers_stopped()
     assert qdrant.ok is False and "unreachable" in qdrant.detail
     assert db.ok is False and db.detail
 
