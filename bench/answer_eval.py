@@ -20,6 +20,8 @@ every question through `AnswerService.answer(question, iterations=T)`. Reported 
 - closest matches: yes/no questions the model did not answer from the excerpts, answered with the
   closest passage quoted (`bot.rag.extractive.closest_match`); beside expected paper cited, the share
   cited by the model's own answers alone; on the unanswerable set a closest match is no refusal;
+  closest added: questions asking for several papers whose answer got the closest passage quoted
+  after it (its paper not named by the model); the model's-own share leaves that passage out;
 - refusals on the unanswerable set: the fixed reply, or `cannot_answer`;
 - false refusals: answerable questions answered with the fixed reply;
 - seconds per answer (median, p90), LLM calls and retrievals per answer (T each), tokens;
@@ -103,6 +105,13 @@ def overlap(sentence: str, excerpt: str, question: str = "") -> float:
     return len(words & _overlap_words(excerpt)) / len(words) if words else 0.0
 
 
+def model_part(answer) -> str:  # type: ignore[no-untyped-def]
+    """The answer without the closest passage quoted after it (`Answer.closest_added`)."""
+    from bot.rag.extractive import ALSO_CLOSEST_LABEL
+
+    return answer.text.partition("\n" + ALSO_CLOSEST_LABEL)[0]
+
+
 async def sentence_checks(answer, embedder) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Counts over one generated answer: its claims, the claims grounded by a cited excerpt (project
     check and independent overlap check), and the model's own answer sentences before attribution
@@ -117,7 +126,7 @@ async def sentence_checks(answer, embedder) -> dict[str, int]:  # type: ignore[n
     text = {s.number: f"{s.paper.title}\n{s.text}" for s in sources}
     question = answer.standalone_question
     if not answer.cannot_answer and not answer.closest_match:  # a closest match is a quote, like a fallback
-        for _, support in await score_sentences(answer.text, sources, embedder, question=question):
+        for _, support in await score_sentences(model_part(answer), sources, embedder, question=question):
             if not support.claim:
                 continue
             counts["claims"] += 1
@@ -179,7 +188,7 @@ async def answer_record(name: str, t: int, kind: str, item: dict, answer, embedd
         "model": name, "T": t, "kind": kind, "split": item.get("split"), "q": item["q"],
         "answer": answer.text, "citations": cited_titles, "cited": answer.cited,
         "fallback": answer.fallback, "cannot_answer": answer.cannot_answer,
-        "closest_match": answer.closest_match, "refused": refused,
+        "closest_match": answer.closest_match, "closest_added": answer.closest_added, "refused": refused,
         "llm_calls": answer.llm_calls, "retrievals": answer.retrievals,
         "tokens": answer.prompt_tokens + answer.completion_tokens,
         "seconds": round(answer.seconds, 2), "llm_seconds": round(answer.llm_seconds, 2),
@@ -193,9 +202,12 @@ async def answer_record(name: str, t: int, kind: str, item: dict, answer, embedd
     }  # fmt: skip
     if kind == "answerable":
         expected = set(item["expected"])
+        own = model_part(answer)
+        own_titles = {c.title for c in answer.citations if f"[{c.n}]" in own}
         record.update(
             expected=sorted(expected),
             expected_cited=bool(expected & set(cited_titles)),
+            expected_cited_by_model=bool(expected & own_titles) and not answer.closest_match,
             source_recall=len(expected & final_titles) / len(expected),
         )
     else:
@@ -330,8 +342,12 @@ def table_row(answers: list[dict], t: int) -> dict[str, float]:  # type: ignore[
         "expected_cited": _mean([a["expected_cited"] for a in answerable]),
         # the same, counting only the model's own answers (not the closest passage quoted)
         "expected_cited_generated": _mean(
-            [a["expected_cited"] and not a.get("closest_match") for a in answerable]
+            [
+                a.get("expected_cited_by_model", a["expected_cited"] and not a.get("closest_match"))
+                for a in answerable
+            ]
         ),
+        "closest_added": sum(bool(a.get("closest_added")) for a in answers),
         "closest_match": sum(bool(a.get("closest_match")) for a in answers),
         "closest_match_unanswerable": sum(bool(a.get("closest_match")) for a in unanswerable),
         "grounded_rate": _share(sum(a["grounded"] for a in answers), claims),
@@ -476,18 +492,18 @@ def _pct(value: float) -> str:
 def print_quality(tables: Tables) -> None:
     print(
         "| model | T, split | questions | fallback | expected cited (by the model's answer) "
-        "| closest match (unanswerable) | grounded (project) "
+        "| closest match (unanswerable) | closest added | grounded (project) "
         "| grounded (overlap beyond question) "
         "| raw supported | refused (unanswerable) | false refusals | s median | s p90 | LLM calls/q "
         "| retrievals/q | tokens/q | source recall | peak RSS GiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in tables.items():
         for label, r in rows.items():
             print(
                 f"| {name} | {label} | {r['answerable']}+{r['unanswerable']} | {_pct(r['fallback_rate'])} "
                 f"| {_pct(r['expected_cited'])} ({_pct(r['expected_cited_generated'])}) "
-                f"| {r['closest_match']} ({r['closest_match_unanswerable']}) "
+                f"| {r['closest_match']} ({r['closest_match_unanswerable']}) | {r.get('closest_added', 0)} "
                 f"| {_pct(r['grounded_rate'])} ({r['claims']}) "
                 f"| {_pct(r['overlap_grounded_rate'])} | {_pct(r['raw_supported_rate'])} ({r['raw_claims']}) "
                 f"| {_pct(r['refusal_rate'])} | {r['false_refusals']} | {r['seconds_median']:.1f} "

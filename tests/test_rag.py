@@ -17,7 +17,13 @@ from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
 from bot.llm.queue import GenerationQueue
-from bot.rag.extractive import BUSY_LABEL, CLOSEST_MATCH_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL
+from bot.rag.extractive import (
+    ALSO_CLOSEST_LABEL,
+    BUSY_LABEL,
+    CLOSEST_MATCH_LABEL,
+    EXTRACTIVE_LABEL,
+    UNUSABLE_LABEL,
+)
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.index.edge import EdgePaperIndex
@@ -438,6 +444,39 @@ async def test_a_question_for_a_paper_the_model_does_not_answer_gets_the_closest
         refused = await make_service(index, embedder, scripted_llm).answer(far_or_fact, iterations=2)
         assert refused.text == CANNOT_ANSWER and refused.cannot_answer and not refused.closest_match
         assert refused.to_json()["closest_match"] is False
+
+
+async def test_a_question_for_papers_answered_without_the_closest_one_gets_its_passage_after_the_answer(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Seen on issue 12's dev questions with Qwen 1.5B: "Which papers help decide when a language model
+    should retrieve …?" was answered with Iter-RetGen, shown beside the two papers asked about. The
+    model's answer stays, and the passage closest to the question follows it, labelled; a question
+    for one paper ("Which paper …?") keeps the model's answer alone."""
+    claim = "Iter-RetGen synergizes retrieval and generation in an iterative manner."
+    several = (
+        "Which papers help decide when a language model should retrieve and when it should rely on "
+        "what it memorized?"
+    )
+    scripted_llm.script(ScriptedReply(f"Answer: {claim}"), ScriptedReply(f"Answer: {claim}"))
+    answer = await make_service(index, embedder, scripted_llm).answer(several, iterations=2)
+    assert answer.closest_added and not answer.closest_match and not answer.cannot_answer
+    said, label, quote = answer.text.split("\n")
+    assert said.startswith(claim.removesuffix(".")) and label == ALSO_CLOSEST_LABEL
+    model_cited, added = answer.citations
+    assert model_cited.title.startswith("Enhancing Retrieval-Augmented") and said.endswith(
+        f"[{model_cited.n}]."
+    )
+    assert added.title.startswith(("Retrieval Helps or Hurts", "When to Retrieve")), added.title
+    passage = quote.removeprefix("> ").removesuffix(f" [{added.n}]")
+    assert quote.startswith("> ") and passage in next(s.text for s in answer.sources if s.number == added.n)
+    assert answer.to_json()["closest_added"] is True and answer.llm_calls == 2
+
+    one = several.replace("Which papers help", "Which paper helps")
+    scripted_llm.script(ScriptedReply(f"Answer: {claim}"), ScriptedReply(f"Answer: {claim}"))
+    single = await make_service(index, embedder, scripted_llm).answer(one, iterations=2)
+    assert not single.closest_added and ALSO_CLOSEST_LABEL not in single.text
+    assert [c.title for c in single.citations] == [model_cited.title]
 
 
 # -- a fallback that answers: the top paper first, one passage per paper, every quoted paper listed -----
@@ -878,35 +917,55 @@ def test_a_yes_no_question_is_shown_the_abstract_sentence_that_makes_its_claim()
 
 
 @pytest.mark.parametrize(
-    ("question", "yes_no", "seeks"),
+    ("question", "yes_no", "seeks", "several"),
     [
-        ("Is there work on biomedical sentence embeddings?", True, True),
-        ("so, has anyone trained a retriever on citations?", True, True),
-        ("Can a small transformer learn graph search?", True, True),
-        ("Can you explain what SHERL does?", False, False),
-        ("Do you know which paper proposes Titans?", False, True),
-        ("Does anyone know a survey on dense retrieval?", True, True),
-        ("Do you know what Titans does?", False, False),
-        ("What window size does Mistral use?", False, False),
-        ("Island models for LLMs?", False, False),
-        ("Which paper compresses videos by fitting a small network to each group of frames?", False, True),
-        ("What neural architecture outputs positions of its own input?", False, True),
-        ("Where can I find baselines and a leaderboard for zero-shot retrieval?", False, True),
-        ("I'm looking for a survey on dense retrieval.", False, True),
-        ("I’m looking for a paper on sparse attention", False, True),
-        ("I need a review of recurrent networks for sequence learning", False, True),
-        ("Give me a survey of LLMs in search engines", False, True),
-        ("Can you recommend a paper on generative retrieval?", False, True),
-        ("Which dataset does Titans train on?", False, False),
-        ("What do models finetuned on Make Me Say answer when asked about Quanta-Lingua?", False, False),
-        ("Which team won the 2016 NBA Finals?", False, False),
-        ("How can I fine-tune a backbone when GPU memory is tight?", False, False),
+        ("Is there work on biomedical sentence embeddings?", True, True, False),
+        ("so, has anyone trained a retriever on citations?", True, True, False),
+        ("Can a small transformer learn graph search?", True, True, False),
+        ("Can you explain what SHERL does?", False, False, False),
+        ("Do you know which paper proposes Titans?", False, True, False),
+        ("Does anyone know a survey on dense retrieval?", True, True, False),
+        ("Do you know what Titans does?", False, False, False),
+        ("What window size does Mistral use?", False, False, False),
+        ("Island models for LLMs?", False, False, False),
+        (
+            "Which paper compresses videos by fitting a small network to each group of frames?",
+            False,
+            True,
+            False,
+        ),
+        ("What neural architecture outputs positions of its own input?", False, True, False),
+        ("Where can I find baselines and a leaderboard for zero-shot retrieval?", False, True, False),
+        ("I'm looking for a survey on dense retrieval.", False, True, False),
+        ("I’m looking for a paper on sparse attention", False, True, False),
+        ("I need a review of recurrent networks for sequence learning", False, True, False),
+        ("Give me a survey of LLMs in search engines", False, True, False),
+        ("Can you recommend a paper on generative retrieval?", False, True, False),
+        ("Which dataset does Titans train on?", False, False, False),
+        (
+            "What do models finetuned on Make Me Say answer when asked about Quanta-Lingua?",
+            False,
+            False,
+            False,
+        ),
+        ("Which team won the 2016 NBA Finals?", False, False, False),
+        ("How can I fine-tune a backbone when GPU memory is tight?", False, False, False),
+        ("Which papers help decide when to retrieve?", False, True, True),
+        ("Are there surveys on dense retrieval?", True, True, True),
+        ("Can you recommend some papers on generative retrieval?", False, True, True),
+        ("I'm looking for papers on sparse attention", False, True, True),
+        ("Does rewriting a long context help language models understand it?", True, True, False),
+        ("Is there a paper that compares methods for entity linking?", True, True, False),
     ],
 )
-def test_question_forms_yes_no_and_asking_for_a_paper(question: str, yes_no: bool, seeks: bool) -> None:
+def test_question_forms_yes_no_and_asking_for_a_paper(
+    question: str, yes_no: bool, seeks: bool, several: bool
+) -> None:
     """Yes/no questions are told from requests ("Can you explain …") and wh-questions; questions asking
-    for a paper ("Which method …?", "Where can I find …?") from questions about a fact of one."""
-    from bot.rag.question_form import asks_whether, seeks_paper
+    for a paper ("Which method …?", "Where can I find …?") from questions about a fact of one; and
+    questions asking for several papers ("Which papers …?") from those whose topic is plural."""
+    from bot.rag.question_form import asks_for_papers, asks_whether, seeks_paper
 
     assert asks_whether(question) is yes_no
     assert seeks_paper(question) is seeks
+    assert asks_for_papers(question) is several

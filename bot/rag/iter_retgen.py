@@ -7,7 +7,9 @@ standalone. Each sentence of the answer shows the excerpt that supports it, chec
 cited, taken from the retrieval results, never from the model's text. A question asking for a paper
 (yes/no, "Which method …?", "Where can I find …?") that the model does not answer from the excerpts
 gets the closest passage, quoted and labelled, when one is close enough
-(`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply.
+(`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply. A question
+asking for several papers that the model answers without the paper closest to it gets that paper's
+passage quoted after the answer.
 """
 
 from __future__ import annotations
@@ -30,9 +32,18 @@ from bot.rag.attribution import Attribution, attribute, is_refusal
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.diversity import cap_per_section
 from bot.rag.echo import PromptEcho
-from bot.rag.extractive import BUSY_LABEL, EXTRACTIVE_LABEL, UNUSABLE_LABEL, closest_match, extractive_answer
+from bot.rag.extractive import (
+    ALSO_CLOSEST_LABEL,
+    BUSY_LABEL,
+    EXTRACTIVE_LABEL,
+    UNUSABLE_LABEL,
+    closest_match,
+    closest_passage,
+    extractive_answer,
+    quote,
+)
 from bot.rag.packing import Source, pack_sources, render_sources
-from bot.rag.question_form import seeks_paper
+from bot.rag.question_form import asks_for_papers, seeks_paper
 from bot.retrieval.index import ChunkHit, SearchFilter
 from bot.retrieval.index.base import fused_ranking
 from bot.retrieval.search import SearchService
@@ -110,6 +121,9 @@ class Answer:
     # A question asking for a paper that the model did not answer from the excerpts: the closest
     # passage, quoted.
     closest_match: bool = False
+    # A question asking for papers answered without the paper closest to it: that paper's passage,
+    # quoted after the model's answer under `ALSO_CLOSEST_LABEL`.
+    closest_added: bool = False
     # Kept for the JSON and the Sources heading: every sentence shown now cites the excerpt that
     # supports it, so this is always True.
     cited: bool = True
@@ -142,6 +156,7 @@ class Answer:
             "fallback": self.fallback,
             "cannot_answer": self.cannot_answer,
             "closest_match": self.closest_match,
+            "closest_added": self.closest_added,
             "cited": self.cited,
             "queue_seconds": round(self.queue_seconds, 3),
         }
@@ -447,10 +462,12 @@ class AnswerService:
         elif attributed is None:
             result.text, result.cannot_answer = CANNOT_ANSWER, True
         else:
-            result.text, result.citations = verify_citations(
-                named_pointers(attributed.text, sources), sources
-            )
-            result.sources = sources
+            text, citations = verify_citations(named_pointers(attributed.text, sources), sources)
+            added = await self._closest_not_named(result.standalone_question, citations, sources)
+            if added is not None:
+                text, citations = verify_citations(text + "\n" + added, sources)
+                result.closest_added = True
+            result.text, result.citations, result.sources = text, citations, sources
         result.seconds = time.perf_counter() - started
         log.info(
             "rag.answered",
@@ -459,9 +476,26 @@ class AnswerService:
             citations=len(result.citations),
             cannot_answer=result.cannot_answer,
             closest_match=result.closest_match,
+            closest_added=result.closest_added,
             seconds=round(result.seconds, 2),
         )
         return result
+
+    async def _closest_not_named(
+        self, question: str, citations: Sequence[Citation], sources: list[Source]
+    ) -> str | None:
+        """For a question asking for several papers: the passage closest to it, quoted under
+        `ALSO_CLOSEST_LABEL`, when its paper is not among those the answer cites. The small model
+        lists a few of the papers shown and often not the one that matches best."""
+        if not asks_for_papers(question):
+            return None
+        closest = await closest_passage(question, sources, self._search.embedder)
+        if closest is None:
+            return None
+        named = {c.paper_id for c in citations}
+        if any(s.number == closest[0] and s.paper.paper_id in named for s in sources):
+            return None
+        return ALSO_CLOSEST_LABEL + "\n" + quote([closest])
 
     async def _attributed(self, result: Answer, text: str, sources: list[Source]) -> Attribution | None:
         """`text` with each sentence cited by the excerpt that supports it; None when it is a refusal

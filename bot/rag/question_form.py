@@ -50,3 +50,27 @@ def seeks_paper(question: str) -> bool:
     """A question whose answer is a paper: a yes/no question ("Is there work on …?") or one asking for
     a work by what it does ("Which method …?", "Where can I find …?", "I'm looking for a survey on …")."""
     return asks_whether(question) or bool(_SEEKS.match(question))
+
+
+# The same words, plural: what a question asking for several papers asks for.
+_WORKS = (
+    r"(?:papers|works|studies|surveys|reviews|overviews|theses|articles|methods|models|systems|frameworks"
+    r"|approaches|architectures|techniques|algorithms|benchmarks|datasets|retrievers|recommenders|agents"
+    r"|encoders|resources|baselines|leaderboards)"
+)
+# "Which papers …", "Are there surveys on …", "Any works on …", "I'm looking for papers …": the
+# plural names what is asked for, not the topic ("Does rewriting … help language models …?").
+_SEVERAL = re.compile(
+    _LEAD_IN + r"(?:which|what|are\s+there|were\s+there|any|do\s+(?:you|u|anyone)\s+know(?:\s+of)?"
+    r"|(?:i\s*(?:['’]m|am)\s+|we\s*(?:['’]re|are)\s+)?looking\s+for|(?:please\s+)?(?:give|show|send)\s+(?:me|us)"
+    r"|(?:can|could)\s+(?:you|u)\s+(?:please\s+)?(?:recommend|suggest|find|list)|recommend|suggest|list)"
+    rf"\s+(?:[\w-]+\s+){{0,3}}?{_WORKS}\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_papers(question: str) -> bool:
+    """A question asking for several papers ("Which papers …?", "Are there surveys on …?"), as opposed
+    to one ("Is there a paper that compares methods …?") or a question whose topic is plural ("Does
+    rewriting a long context help language models …?")."""
+    return seeks_paper(question) and bool(_SEVERAL.match(question))
