@@ -67,8 +67,12 @@ _OVERLAP_STOP_WORDS = """the and for are was were that this with from which what
 _OVERLAP_STOP = frozenset(_OVERLAP_STOP_WORDS.split())
 
 
-def load_questions(path: Path, split: str, limit: int | None, form: str = "all") -> list[dict]:  # type: ignore[type-arg]
+def load_questions(  # type: ignore[type-arg]
+    path: Path, split: str, limit: int | None, form: str = "all", matching: str | None = None
+) -> list[dict]:
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if matching is not None:
+        items = [item for item in items if re.search(matching, item["q"], re.IGNORECASE)]
     if split != "all":
         items = [item for item in items if item.get("split") == split]
     from bot.rag.question_form import asks_whether, seeks_paper
@@ -392,8 +396,8 @@ def tabulate(records: list[dict]) -> Tables:  # type: ignore[type-arg]
 
 
 async def quality(args: argparse.Namespace, embedder) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
-    answerable = load_questions(QUESTIONS, args.split, args.limit, args.form)
-    unanswerable = load_questions(UNANSWERABLE, args.split, args.unanswerable_limit, args.form)
+    answerable = load_questions(QUESTIONS, args.split, args.limit, args.form, args.matching)
+    unanswerable = load_questions(UNANSWERABLE, args.split, args.unanswerable_limit, args.form, args.matching)
     print(
         f"{len(answerable)} answerable + {len(unanswerable)} unanswerable questions (split {args.split}), "
         f"T = {args.iterations}, models {args.models}",
@@ -532,6 +536,8 @@ async def main() -> None:
                         help="comma-separated embedded models (known names or .gguf paths)")  # fmt: skip
     parser.add_argument("--iterations", type=lambda s: [int(x) for x in s.split(",")], default=[2])
     parser.add_argument("--split", choices=("dev", "test", "all"), default="all")
+    parser.add_argument("--matching", default=None, metavar="REGEX",
+                        help="only the questions matching REGEX (case-insensitive)")  # fmt: skip
     parser.add_argument("--form", choices=("all", "whether", "seeks"), default="all",
                         help="whether: only the yes/no questions (is there…, can…, has anyone…); "
                         "seeks: only the other questions that ask for a paper (which method…, where "
