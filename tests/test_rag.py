@@ -479,6 +479,30 @@ async def test_a_question_for_papers_answered_without_the_closest_one_gets_its_p
     assert [c.title for c in single.citations] == [model_cited.title]
 
 
+async def test_a_link_does_not_make_a_sentence_the_closest_passage(embedder) -> None:
+    """Tried as a user: "Any papers on making sentence embeddings you can truncate?" was answered with
+    "Our code is made publicly available at https://github.com/microsoft/Distilled-Sentence-Embedding."
+    The link's words are not what the sentence says; the sentence stays a passage, quoted whole."""
+    from bot.rag.extractive import closest_passage, rank_passages
+    from bot.rag.packing import Source
+
+    papers = {p.title: p for p in parse_path(SEED_PAGE).papers}
+    two_d = papers["2D Matryoshka Sentence Embeddings"]
+    dse = papers["Scalable Attentive Sentence-Pair Modeling via Distilled Sentence Embedding"]
+    assert "https://github.com/microsoft/Distilled-Sentence-Embedding" in dse.abstract
+    sources = [Source(1, two_d, two_d.abstract, 1.0), Source(2, dse, dse.abstract, 0.9)]
+
+    truncate = await closest_passage(
+        "Any papers on making sentence embeddings you can truncate?", sources, embedder
+    )
+    assert truncate is not None and "http" not in truncate[1], truncate
+    code = "Where can I find the code of Distilled Sentence Embedding?"
+    linked = [text for _, text in (await rank_passages(code, sources, embedder))[2] if "https://" in text]
+    assert linked == [
+        "Our code is made publicly available at https://github.com/microsoft/Distilled-Sentence-Embedding."
+    ]
+
+
 # -- a fallback that answers: the top paper first, one passage per paper, every quoted paper listed -----
 
 

@@ -41,6 +41,10 @@ LEXICAL_WEIGHT = 0.3
 # Unrelated sentences score about 0 to 0.3 on the seed papers, related ones 0.4 and up.
 MIN_RELEVANCE = 0.35
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+# A link's words ("github.com/microsoft/Distilled-Sentence-Embedding") are a name, not what the
+# sentence says: read whole by the dense model, "Our code is made publicly available at https://…"
+# was the passage closest to "Any papers on making sentence embeddings you can truncate?".
+_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
 # An excerpt cut just after an abbreviation or inside brackets ends with a period that ends nothing:
 # "… if it is not included in the prompt (e.g."
 _CUT_SHORT = re.compile(r"(?:\b(?:e\.g|i\.e|cf|vs|et al|Fig|Eq|Sec|Tab)\.|\([^)]*)$")
@@ -64,7 +68,8 @@ async def rank_passages(
 ) -> dict[int, list[tuple[float, str]]]:
     """Source number → its passages with their relevance to the question, the best first."""
     candidates = [(s.number, text) for s in sources for text in passages(s)]
-    vectors = await embed_sentences(embedder, [question, *(text for _, text in candidates)])
+    # The dense model reads a sentence without its links; the word overlap still counts their words.
+    vectors = await embed_sentences(embedder, [question, *(_URL.sub("", text) for _, text in candidates)])
     wanted = {t.stem for t in terms(question)}
     ranked: dict[int, list[tuple[float, str]]] = {s.number: [] for s in sources}
     for i, (number, text) in enumerate(candidates):
