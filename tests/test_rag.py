@@ -970,6 +970,10 @@ def test_a_yes_no_question_is_shown_the_abstract_sentence_that_makes_its_claim()
         ("I'm looking for papers on sparse attention", False, True, True),
         ("Does rewriting a long context help language models understand it?", True, True, False),
         ("Is there a paper that compares methods for entity linking?", True, True, False),
+        ("Which papers do retrieval by generating document identifiers?", False, True, True),
+        ("Which methods do you recommend for long-context retrieval?", False, True, True),
+        ("Which datasets do the Titans authors use?", False, False, False),
+        ("Which benchmark did they evaluate on?", False, False, False),
     ],
 )
 def test_question_forms_yes_no_and_asking_for_a_paper(

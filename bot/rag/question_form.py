@@ -24,11 +24,17 @@ _WORK = (
 )
 # "What do models …", "Which dataset does …": a question about the work named next, not for one.
 _AUXILIARY = r"(?:do|does|did)"
+# "Which dataset does Titans / the model / it …": "does" asks about what follows. "Which papers do
+# retrieval by …" has "do" as its verb, and "Which methods do you recommend …?" asks the bot.
+_ABOUT_WHAT_FOLLOWS = (
+    rf"\s+{_AUXILIARY}\s+(?:(?:the|a|an|this|that|these|those|its|their|his|her|our|my|it|they|he|she|we"
+    r"|i)\b|(?-i:[A-Z]))"
+)
 # "Which paper …", "What neural architecture …", "Where can I find …", "I'm looking for a survey …",
 # "I need a review of …", "Which model lets you …": the answer is a paper, not a fact from one
 # ("What dataset does Titans train on?" asks for a fact).
 _SEEK_FORMS = (
-    rf"(?:which|what)\s+(?:(?!{_AUXILIARY}\b)[\w-]+\s+){{0,3}}?{_WORK}\b(?!\s+{_AUXILIARY}\b)",
+    rf"(?:which|what)\s+(?:(?!{_AUXILIARY}\b)[\w-]+\s+){{0,3}}?{_WORK}\b(?!{_ABOUT_WHAT_FOLLOWS})",
     r"where\s+(?:can|could|do|should|would)\s+(?:i|we|one|you)\s+(?:find|get|look)\b",
     r"(?:i\s*(?:['’]m|am)\s+|we\s*(?:['’]re|are)\s+)?looking\s+for\b",
     rf"(?:i|we)\s+(?:want|need|would\s+like|['’]d\s+like)\b.{{0,40}}?\b{_WORK}\b",
