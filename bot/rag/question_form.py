@@ -16,12 +16,18 @@ _REQUEST = re.compile(
     r"|outline|point|know|recommend|suggest|find)\b",
     re.IGNORECASE,
 )
-# What a paper is, in the words people ask for one with.
-_WORK = (
-    r"(?:papers?|works?|stud(?:y|ies)|surveys?|reviews?|overviews?|theses|thesis|articles?|methods?"
-    r"|models?|systems?|frameworks?|approach(?:es)?|architectures?|techniques?|algorithms?|benchmarks?"
-    r"|datasets?|retrievers?|recommenders?|agents?|encoders?|resources?|baselines?|leaderboards?)"
-)
+# What a paper is, in the words people ask for one with: singular → plural.
+_WORK_NOUNS = {
+    "paper": "papers", "work": "works", "study": "studies", "survey": "surveys", "review": "reviews",
+    "overview": "overviews", "thesis": "theses", "article": "articles", "method": "methods",
+    "model": "models", "system": "systems", "framework": "frameworks", "approach": "approaches",
+    "architecture": "architectures", "technique": "techniques", "algorithm": "algorithms",
+    "benchmark": "benchmarks", "dataset": "datasets", "retriever": "retrievers",
+    "recommender": "recommenders", "agent": "agents", "encoder": "encoders", "resource": "resources",
+    "baseline": "baselines", "leaderboard": "leaderboards",
+}  # fmt: skip
+_WORK = "(?:" + "|".join(word for pair in _WORK_NOUNS.items() for word in pair) + ")"
+_WORKS = "(?:" + "|".join(_WORK_NOUNS.values()) + ")"  # asking for several
 # "What do models …", "Which dataset does …": a question about the work named next, not for one.
 _AUXILIARY = r"(?:do|does|did)"
 # "Which dataset does Titans / the model / it …": "does" asks about what follows. "Which papers do
@@ -58,12 +64,6 @@ def seeks_paper(question: str) -> bool:
     return asks_whether(question) or bool(_SEEKS.match(question))
 
 
-# The same words, plural: what a question asking for several papers asks for.
-_WORKS = (
-    r"(?:papers|works|studies|surveys|reviews|overviews|theses|articles|methods|models|systems|frameworks"
-    r"|approaches|architectures|techniques|algorithms|benchmarks|datasets|retrievers|recommenders|agents"
-    r"|encoders|resources|baselines|leaderboards)"
-)
 # "Which papers …", "Are there surveys on …", "Any works on …", "I'm looking for papers …": the
 # plural names what is asked for, not the topic ("Does rewriting … help language models …?").
 _SEVERAL = re.compile(
