@@ -764,6 +764,24 @@ def test_anchoring_fuses_rankings_by_reciprocal_rank() -> None:
     assert fused == ["C", "A", "X", "B", "Y"]
 
 
+def test_the_question_s_best_chunk_stays_among_the_excerpts_however_much_the_rankings_share() -> None:
+    """With the 15-long rankings of a capped search, every chunk both rankings found outranks one
+    only the question found, even its best: a draft that named another paper pushed the paper asked
+    about out of round 2 (seen on the held-out split). Its best chunk now keeps a place in the k."""
+
+    def hit(paper: str) -> ChunkHit:
+        return ChunkHit(paper=Paper(paper_id=paper, title=paper, abstract=""), chunk_no=0, text="", score=0.0)
+
+    question = [hit(p) for p in "ABCDEFGH"]
+    draft = [hit(p) for p in "XBCDEFGH"]
+    assert "A" not in [h.paper.paper_id for h in anchor_to_question(draft, question, limit=5)]
+    fused = [h.paper.paper_id for h in anchor_to_question(draft, question, limit=8, shown=5)]
+    assert fused == ["B", "C", "D", "E", "A", "F", "G", "H"]
+    # Where fusion already keeps it among the k, its place is fusion's.
+    kept = anchor_to_question(question, question, limit=5, shown=5)
+    assert [h.paper.paper_id for h in kept] == list("ABCDE")
+
+
 async def test_a_reworded_copy_of_the_worked_example_is_no_answer_and_steers_nothing(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:

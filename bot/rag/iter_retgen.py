@@ -181,13 +181,14 @@ def named_pointers(text: str, sources: Sequence[Source]) -> str:
 
 
 def anchor_to_question(
-    draft_hits: list[ChunkHit], question_hits: list[ChunkHit], *, limit: int
+    draft_hits: list[ChunkHit], question_hits: list[ChunkHit], *, limit: int, shown: int | None = None
 ) -> list[ChunkHit]:
     """Reciprocal-rank fusion of the question + draft ranking with the question's own ranking.
 
     A chunk both rankings found rises to the top; otherwise the two alternate, the question's first
     on ties. A good draft still brings in what the question missed; a draft about the wrong paper
-    can no longer displace the question's best matches."""
+    cannot displace the question's best match: it stays among the first `shown` (the k excerpts the
+    model reads), though with long rankings every chunk both found outranks it by fusion alone."""
     chunks = {(h.paper.paper_id, h.chunk_no): h for h in [*question_hits, *draft_hits]}
     ranked = fused_ranking(
         [((h.paper.paper_id, h.chunk_no), h.score) for h in draft_hits],
@@ -196,7 +197,13 @@ def anchor_to_question(
         fusion="rrf",
         rrf_k=ANCHOR_RRF_K,
     )
-    return [chunks[key] for key, _ in ranked]
+    keys = [key for key, _ in ranked]
+    if question_hits and shown:
+        best = (question_hits[0].paper.paper_id, question_hits[0].chunk_no)
+        if best not in keys[:shown]:
+            keys = [key for key in keys if key != best]
+            keys.insert(shown - 1, best)
+    return [chunks[key] for key in keys[:limit]]
 
 
 def check_answer_options(iterations: int | None, top_k: int | None) -> None:
@@ -314,7 +321,7 @@ class AnswerService:
             elif self._rag.anchor_question and query != standalone:
                 # As many as the retrieval returned: a caller's retriever may return more than k
                 # (scope:channel adds the channel's messages to k papers), and round 1 showed them all.
-                hits = anchor_to_question(hits, question_hits, limit=max(fetch, len(hits)))
+                hits = anchor_to_question(hits, question_hits, limit=max(fetch, len(hits)), shown=k)
             if capped:
                 hits = cap_per_section(hits, limit=k, per_section=self._rag.max_per_section)
             sources = pack_sources(
