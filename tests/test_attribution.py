@@ -10,7 +10,7 @@ import pytest
 from bot.core.config import EmbeddingSettings
 from bot.core.papers import Paper
 from bot.ingest.sources import parse_path
-from bot.rag.attribution import attribute, is_refusal, score_sentences, split_sentences
+from bot.rag.attribution import attribute, excerpt_sentences, is_refusal, score_sentences, split_sentences
 from bot.rag.extractive import MIN_RELEVANCE, passages, pick_passages
 from bot.rag.packing import Source
 from bot.retrieval.embedding import OpenAIEmbedder
@@ -227,6 +227,19 @@ def test_a_passage_cut_after_an_abbreviation_or_inside_brackets_is_not_quoted() 
         assert passages(source) == [said]
     whole = Source(number=1, paper=paper(TITANS), text=f"{said} It scores 0.82 (Table 2).", score=1.0)
     assert passages(whole) == [said, "It scores 0.82 (Table 2)."]
+
+
+def test_a_paper_s_own_citation_does_not_end_a_sentence() -> None:
+    """ "(ref. 27)" is how a passage shows the paper's own citation; its period was read as a sentence
+    end, so "Dropout helps (ref." was quoted and checked as a sentence of its own."""
+    text = "Dropout helps deep networks (ref. 27) in practice. Layer norm (ref. Ba et al., 2016) helps too."
+    source = body_passage("p", "A paper", "§2 Method", text)
+    expected = [
+        "Dropout helps deep networks (ref. 27) in practice.",
+        "Layer norm (ref. Ba et al., 2016) helps too.",
+    ]
+    assert passages(source) == expected
+    assert excerpt_sentences(source)[-2:] == expected
 
 
 def test_passages_one_per_paper_before_a_second_and_the_top_paper_first() -> None:

@@ -127,6 +127,17 @@ def test_passages_stay_within_a_section_carry_it_and_make_paper_citations_plain_
     assert any("(ref. " in p.text for p in passages)
 
 
+def test_a_passage_never_starts_inside_a_citation() -> None:
+    """The period of "(ref. JonasFaceNet2017)" was a sentence end: a passage began "JonasFaceNet2017).
+    In this work, …", the citation cut from the claim it supports."""
+    for name in ("attention-is-all-you-need", "deepseek-v3"):
+        document = parse_latex(read_folder(FULLTEXT / name / "latex"), name=name)
+        passages = document_passages(document, max_tokens=160, overlap=32, encoding="cl100k_base")
+        assert len(passages) > 50
+        cut = [p.text[:40] for p in passages if re.match(r"[A-Za-z][\w:/-]*\d{2,4}[a-z]?\)", p.text)]
+        assert cut == [], name
+
+
 def test_paths_that_are_full_texts() -> None:
     assert (
         is_fulltext_path(MISTRAL_LATEX) and is_fulltext_path(ATTENTION_PDF) and is_fulltext_path(TELL_ME_HTML)

@@ -129,6 +129,9 @@ class SearchHit(BaseModel):
 # A paper's own citation in passage text ("(ref. 27)", "(ref. vaswani2017attention)"): it says that a
 # claim is cited, and never as brackets an answer's [n] source number could be taken for.
 PAPER_REFERENCE = re.compile(r"[ \t]*\(ref\.[^()]*\)")
+# Put after a sentence splitter's "(?<=[.!?])": the period of "(ref. 27)" ends no sentence, so a
+# passage is never cut between a claim's citation and its key.
+NOT_A_REFERENCE_PERIOD = r"(?<!\(ref\.)"
 
 
 def paper_reference(keys: str) -> str:

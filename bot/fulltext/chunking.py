@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.core.papers import paper_reference
+from bot.core.papers import NOT_A_REFERENCE_PERIOD, paper_reference
 from bot.fulltext.document import BlockKind, Document, Section
 from bot.retrieval.index.base import FULLTEXT_FIRST_CHUNK
 from bot.retrieval.tokens import get_encoding
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_SENTENCE = re.compile(rf"(?<=[.!?]){NOT_A_REFERENCE_PERIOD}\s+(?=[A-Z0-9\"'(\[])")
 # A paper's own numbered citations ("[27]", "[6, 3]", "[12-14]") would read as the answer's [n]
 # source numbers; they become "(ref. 27)".
 _PAPER_CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,–-]\s*\d{1,3})*)\]")

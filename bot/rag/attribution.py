@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from bot.core.papers import NOT_A_REFERENCE_PERIOD
 from bot.core.words import STOP_WORDS
 from bot.rag.packing import Source, format_source
 from bot.retrieval.embedding import Embedder, EmbeddingError
@@ -68,7 +69,7 @@ _SENTENCE_END = re.compile(r"[.!?]+(?:[ \t]*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])*(?=
 # A list of titles without sentence ends ("[1] HyperAttention: … Time [3] Retrieval Head …"): each
 # "[n] Title" is an item of its own, so each can be checked against its own excerpt.
 _LIST_ITEM = re.compile(r"(?<=[^\W_)])[ \t]+(?=\[\s*\d+\s*\][ \t]+[A-Z])")
-_EXCERPT_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[^a-z\s])")
+_EXCERPT_SENTENCE = re.compile(rf"(?<=[.!?]){NOT_A_REFERENCE_PERIOD}\s+(?=[^a-z\s])")
 # What a removed [n] can leave at the end of a sentence: "… memory [1] and [9]." → "… memory [1] and."
 # "[1] and [7]", "[1], [2]": one list of citations, so dropping a number drops its "and" too.
 _JOINED_GROUPS = re.compile(r"\][ \t]*(?:,|;|&|and|or)[ \t]*\[")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bot.core.papers import NOT_A_REFERENCE_PERIOD
 from bot.rag.attribution import cosine, embed_sentences, terms
 from bot.rag.packing import Source, format_source
 from bot.retrieval.embedding import Embedder
@@ -40,7 +41,7 @@ MIN_PASSAGE_CHARS = 20
 LEXICAL_WEIGHT = 0.3
 # Unrelated sentences score about 0 to 0.3 on the seed papers, related ones 0.4 and up.
 MIN_RELEVANCE = 0.35
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+_SENTENCE = re.compile(rf"(?<=[.!?]){NOT_A_REFERENCE_PERIOD}\s+(?=[A-Z0-9])")
 # A link's words ("github.com/microsoft/Distilled-Sentence-Embedding") are a name, not what the
 # sentence says: read whole by the dense model, "Our code is made publicly available at https://…"
 # was the passage closest to "Any papers on making sentence embeddings you can truncate?".
