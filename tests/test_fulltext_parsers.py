@@ -16,7 +16,14 @@ from bot.fulltext.chunking import document_passages
 from bot.fulltext.document import FullTextError
 from bot.fulltext.files import is_fulltext_path, parse_bytes, parse_path
 from bot.fulltext.html import parse_html
-from bot.fulltext.latex import LatexSource, SourceLimits, parse_latex, read_folder, read_tarball
+from bot.fulltext.latex import (
+    LatexSource,
+    SourceLimits,
+    citation_labels,
+    parse_latex,
+    read_folder,
+    read_tarball,
+)
 from bot.fulltext.pdf import parse_pdf, respaced, runs_together
 from bot.retrieval.index.base import FULLTEXT_FIRST_CHUNK
 from tests.support.fake_arxiv import FULLTEXT, eprint_tarball
@@ -99,11 +106,27 @@ def test_latex_folder_resolves_inputs_expands_macros_and_numbers_sections_and_fl
     regularization = next(s for s in document.sections if s.number == "5.4")
     text = " ".join(b.text for b in regularization.blocks)
     assert "P_drop=0.1" in text  # math as readable text
-    assert "(ref. srivastava2014dropout)" in text  # \cite as its keys
+    # \cite{srivastava2014dropout}, numbered as the PDF prints it ("apply dropout [33]")
+    assert "apply dropout (ref. 33) to the output" in text
     variations = next(s for s in document.sections if s.number == "6.2")
     assert "as described in Section 3.2.2" in " ".join(b.text for b in variations.blocks)  # \ref resolved
     mistral = parse_latex(read_folder(MISTRAL_LATEX), name="mistral")
     assert mistral.title == "Mistral 7B"  # \title{\mistral}: a \def macro expanded
+
+
+def test_latex_citations_read_as_the_paper_s_reference_list_names_them() -> None:
+    """\\cite keys ("DBLP:journals/corr/abs-1912…", "llama3_1_405b") mean nothing to a reader: natbib's
+    .bbl labels give "(ref. AI@Meta, 2024b)", a numbered list the number the PDF prints."""
+    labels = citation_labels((FULLTEXT / "deepseek-v3" / "latex" / "main.bbl").read_text())
+    assert labels["llama3"] == "AI@Meta, 2024a" and labels["llama3_1_405b"] == "AI@Meta, 2024b"
+    assert citation_labels((FULLTEXT / "s2orc" / "latex" / "main.bbl").read_text())["Ahmad2018CADAA"] == (
+        "Ahmad and Afzal, 2018"
+    )  # a label wrapped in braces and spread over lines
+    assert citation_labels((MISTRAL_LATEX / "main.bbl").read_text())["beltagy2020longformer"] == "3"
+    document = parse_latex(read_folder(FULLTEXT / "deepseek-v3" / "latex"), name="deepseek")
+    text = " ".join(b.text for s in document.sections for b in s.blocks)
+    assert "(ref. Touvron et al., 2023a; Touvron et al., 2023b; AI@Meta, 2024a; AI@Meta, 2024b)" in text
+    assert not re.search(r"\(ref\.[^()]*_", text)  # no raw key ("llama3_1_405b") is left
 
 
 def test_an_eprint_tarball_parses_like_its_folder() -> None:

@@ -246,10 +246,55 @@ def latex_text(fragment: str) -> str:
     return tidy(text)
 
 
-def _cite_text(match: re.Match[str]) -> str:
-    """\\cite{a,b} → "(ref. a, b)": the keys stay readable and say that a claim is cited, in the
-    same form as a PDF's "[27]" (chunking), never as brackets an answer's [n] could be taken for."""
-    return paper_reference(", ".join(key.strip() for key in match.group(1).split(",")))
+def _bracket_end(text: str, start: int) -> int:
+    """The index of the "]" closing the [ opening at text[start], outside any {…} inside it."""
+    depth = 0
+    for i in range(start + 1, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+        elif text[i] == "]" and depth <= 0:
+            return i
+    return len(text)
+
+
+def _short_label(label: str) -> str:
+    """natbib's \\bibitem label "Vaswani et~al.(2017)Vaswani, Shazeer, …" → "Vaswani et al., 2017";
+    another style's label ("VSP+17") as it reads. Never with brackets: "(ref. …)" must stay one group."""
+    label = re.sub(r"\{\\natexlab\{([^{}]*)\}\}", r"\1", label.strip())
+    if label.startswith("{") and _group(label, 0)[1] == len(label):
+        label = label[1:-1]
+    natbib = re.match(r"(.*?)\(([^()]*)\)", label, re.DOTALL)
+    text = f"{latex_text(natbib.group(1))}, {latex_text(natbib.group(2))}" if natbib else latex_text(label)
+    return re.sub(r"\s+", " ", re.sub(r"[()\[\]]", "", text)).strip(" ,")
+
+
+def citation_labels(bbl: str) -> dict[str, str]:
+    """Each \\bibitem's key → how the paper's reference list names it: natbib's short label
+    ("Vaswani et al., 2017") where the .bbl has one, else its number in the list ("12"), as the PDF
+    shows it. What a reader can look up, where a key ("DBLP:journals/corr/abs-1912") is not."""
+    labels: dict[str, str] = {}
+    for number, match in enumerate(re.finditer(r"\\bibitem\s*", bbl), start=1):
+        position, label = match.end(), ""
+        if bbl.startswith("[", position):
+            end = _bracket_end(bbl, position)
+            label, position = bbl[position + 1 : end], end + 1
+        position += len(bbl[position:]) - len(bbl[position:].lstrip())
+        if not bbl.startswith("{", position):
+            continue
+        key = _group(bbl, position)[0].strip()
+        if key:
+            labels[key] = (_short_label(label) if label else "") or str(number)
+    return labels
+
+
+def _cite_text(match: re.Match[str], labels: dict[str, str]) -> str:
+    """\\cite{a,b} → "(ref. Vaswani et al., 2017; Ba et al., 2016)", "(ref. 3, 12)" or, with no
+    bibliography to name them, "(ref. a, b)": it says that a claim is cited, in the same form as a
+    PDF's "[27]" (chunking), never as brackets an answer's [n] could be taken for."""
+    names = [labels.get(key.strip(), key.strip()) for key in match.group(1).split(",") if key.strip()]
+    return paper_reference(("; " if any("," in name for name in names) else ", ").join(names))
 
 
 def _table_text(body: str) -> str:
@@ -296,19 +341,22 @@ def parse_latex(source: LatexSource, *, name: str = "LaTeX source") -> Document:
     )
     document.references = [latex_text(item) for item in _BIBITEM.split(bbl)[1:] if item.strip()][:2000]
     body = _DROP_ENVS.sub(" ", body)
-    document.sections = _sections(body)
+    document.sections = _sections(body, citation_labels(bbl))
     return require_sections(document, name)
 
 
-def _sections(body: str) -> list[Section]:
+def _sections(body: str, citations: dict[str, str]) -> list[Section]:
     counters = [0, 0, 0]
     labels: dict[str, str] = {}
     floats: list[tuple[str, str, str]] = []  # (kind, number, text)
     figure_no = table_no = 0
 
+    def cite(match: re.Match[str]) -> str:
+        return _cite_text(match, citations)
+
     def take_float(match: re.Match[str]) -> str:
         nonlocal figure_no, table_no
-        environment, content = match.group(1), _CITE.sub(_cite_text, match.group(2))
+        environment, content = match.group(1), _CITE.sub(cite, match.group(2))
         is_table = environment.startswith(("table", "wraptable"))
         if is_table:
             table_no += 1
@@ -358,7 +406,7 @@ def _sections(body: str) -> list[Section]:
 
     def readable(fragment: str) -> str:
         fragment = _REF.sub(lambda m: labels.get(m.group(1).split(",")[0], "?"), fragment)
-        fragment = _CITE.sub(_cite_text, fragment)
+        fragment = _CITE.sub(cite, fragment)
         return latex_text(_LABEL.sub("", fragment))
 
     sections: list[Section] = []
