@@ -271,21 +271,20 @@ def _short_label(label: str) -> str:
 
 
 def citation_labels(bbl: str) -> dict[str, str]:
-    """Each \\bibitem's key → how the paper's reference list names it: natbib's short label
-    ("Vaswani et al., 2017") where the .bbl has one, else its number in the list ("12"), as the PDF
-    shows it. What a reader can look up, where a key ("DBLP:journals/corr/abs-1912") is not."""
+    """Each labelled \\bibitem's key → the short label the paper prints for it: natbib's "Vaswani
+    et al., 2017", which a reader can look up where a key ("DBLP:journals/corr/abs-1912") is not.
+    A numbered list's items keep their keys ("beltagy2020longformer"): a bare "(ref. 3)" says less,
+    and the small model took such a number beside "sliding window attention" for the window size."""
     labels: dict[str, str] = {}
-    for number, match in enumerate(re.finditer(r"\\bibitem\s*", bbl), start=1):
-        position, label = match.end(), ""
-        if bbl.startswith("[", position):
-            end = _bracket_end(bbl, position)
-            label, position = bbl[position + 1 : end], end + 1
+    for match in re.finditer(r"\\bibitem\s*\[", bbl):
+        end = _bracket_end(bbl, match.end() - 1)
+        label, position = bbl[match.end() : end], end + 1
         position += len(bbl[position:]) - len(bbl[position:].lstrip())
         if not bbl.startswith("{", position):
             continue
-        key = _group(bbl, position)[0].strip()
-        if key:
-            labels[key] = (_short_label(label) if label else "") or str(number)
+        key, short = _group(bbl, position)[0].strip(), _short_label(label)
+        if key and short:
+            labels[key] = short
     return labels
 
 
