@@ -292,6 +292,31 @@ async def attributed_answer(index, embedder, server: ScriptedLLMServer, reply: s
     return answer, numbers
 
 
+async def test_a_sentence_copied_up_to_where_its_excerpt_was_cut_ends_with_an_ellipsis(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Tried as a user: "what does the titans paper actually propose?" got "… helps attention to attend
+    to the current context while utilizing [1]." — the abstract was cut there to fit the embedded
+    model's prompt, and the model copied it up to the cut."""
+    question = "What does the Titans paper propose?"
+    service = make_service(index, embedder, scripted_llm, OPENAI_BASE_URL="")  # the embedded budget
+
+    async def answer_with(reply: str):  # type: ignore[no-untyped-def]
+        scripted_llm.script(ScriptedReply(f"Answer: {reply}"))
+        return await service.answer(question, iterations=1)
+
+    first = await answer_with(CANNOT_ANSWER)
+    titans = next(x for x in first.trace[-1].sources if x.paper.title.startswith("Titans"))
+    excerpt, n = titans.text.strip(), titans.number
+    assert not excerpt.endswith(".")  # cut mid-sentence to fit the prompt
+    copied = " ".join(excerpt.split()[-14:])
+    answer = await answer_with(f"Titans {copied} [{n}].")
+    assert answer.text == f"Titans {copied.rstrip('.,;')}… [{n}]"
+    whole = next(x for x in excerpt.split(". ") if len(x.split()) > 6)  # a sentence the excerpt holds whole
+    answer = await answer_with(f"{whole} [{n}].")
+    assert "…" not in answer.text and answer.citations
+
+
 async def test_an_uncited_grounded_answer_shows_the_excerpt_that_supports_each_sentence(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:
