@@ -273,8 +273,8 @@ def _short_label(label: str) -> str:
 def citation_labels(bbl: str) -> dict[str, str]:
     """Each labelled \\bibitem's key → the short label the paper prints for it: natbib's "Vaswani
     et al., 2017", which a reader can look up where a key ("DBLP:journals/corr/abs-1912") is not.
-    A numbered list's items keep their keys ("beltagy2020longformer"): a bare "(ref. 3)" says less,
-    and the small model took such a number beside "sliding window attention" for the window size."""
+    A numbered list's items keep their keys ("beltagy2020longformer"): a bare "(ref. 3)" tells a
+    reader less, and puts one more number beside the paper's own figures for the model to misread."""
     labels: dict[str, str] = {}
     for match in re.finditer(r"\\bibitem\s*\[", bbl):
         end = _bracket_end(bbl, match.end() - 1)
