@@ -289,9 +289,9 @@ def citation_labels(bbl: str) -> dict[str, str]:
 
 
 def _cite_text(match: re.Match[str], labels: dict[str, str]) -> str:
-    """\\cite{a,b} → "(ref. Vaswani et al., 2017; Ba et al., 2016)", "(ref. 3, 12)" or, with no
-    bibliography to name them, "(ref. a, b)": it says that a claim is cited, in the same form as a
-    PDF's "[27]" (chunking), never as brackets an answer's [n] could be taken for."""
+    """\\cite{a,b} → "(ref. Vaswani et al., 2017; Ba et al., 2016)" with natbib labels, else the keys
+    "(ref. a, b)": it says that a claim is cited, in the same form as a PDF's "[27]" (chunking),
+    never as brackets an answer's [n] could be taken for."""
     names = [labels.get(key.strip(), key.strip()) for key in match.group(1).split(",") if key.strip()]
     return paper_reference(("; " if any("," in name for name in names) else ", ").join(names))
 
