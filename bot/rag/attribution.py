@@ -48,7 +48,7 @@ import structlog
 
 from bot.core.papers import NOT_A_REFERENCE_PERIOD
 from bot.core.words import STOP_WORDS
-from bot.rag.packing import Source, format_source
+from bot.rag.packing import Source, cut_mid_sentence, format_source
 from bot.retrieval.embedding import Embedder, EmbeddingError
 
 log = structlog.get_logger(__name__)
@@ -450,6 +450,25 @@ def _with_citations(sentence: str, numbers: Sequence[int]) -> str:
     if end:
         return f"{bare[: end.start()].rstrip()} {markers}{end.group()}"
     return f"{bare.rstrip()} {markers}"
+
+
+def _last_words(text: str, count: int) -> list[str]:
+    return [w.strip(".,;:").lower() for w in text.split()[-count:]]
+
+
+def mark_cut_ends(text: str, sources: Sequence[Source]) -> str:
+    """A sentence copied up to where a cited excerpt was cut ("… the current context while
+    utilizing [1].": the excerpt ended mid-sentence to fit the prompt) ends with "…", so it does
+    not read as the paper's whole sentence."""
+    cut = {s.number: _last_words(s.text, 2) for s in sources if s.text.strip() and cut_mid_sentence(s.text)}
+    out = []
+    for separator, sentence in split_sentences(text):
+        cited = [int(n) for group in _CITATION_GROUP.findall(sentence) for n in re.split(r"[,;]", group)]
+        body = _CITATION_GROUP.sub("", sentence).rstrip(" .")
+        if len(body.split()) > 2 and any(_last_words(body, 2) == cut.get(n) for n in cited):
+            sentence = _with_citations(f"{body}…", list(dict.fromkeys(cited)))
+        out.append(separator + sentence)
+    return "".join(out)
 
 
 def _kept_as_written(sentence: str, keep: set[int]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from bot.core.papers import NOT_A_REFERENCE_PERIOD
 from bot.rag.attribution import cosine, embed_sentences, terms
-from bot.rag.packing import Source, format_source
+from bot.rag.packing import Source, cut_mid_sentence, format_source
 from bot.retrieval.embedding import Embedder
 
 EXTRACTIVE_LABEL = "The language model is unavailable right now, so here are the most relevant passages:"
@@ -55,7 +55,7 @@ def passages(source: Source) -> list[str]:
     """The source's whole sentences as the model would have seen them (instructions removed); not
     the last one when the excerpt was cut inside it."""
     sentences = [s.strip() for s in _SENTENCE.split(format_source(source).partition("\n")[2])]
-    if sentences and (not re.search(r"[.!?][\"')\]”’]*$", sentences[-1]) or _CUT_SHORT.search(sentences[-1])):
+    if sentences and (cut_mid_sentence(sentences[-1]) or _CUT_SHORT.search(sentences[-1])):
         sentences.pop()
     return [s for s in sentences if len(s) >= MIN_PASSAGE_CHARS]
 

@@ -28,7 +28,7 @@ from bot.core.papers import PAPER_REFERENCE, clean_user_text
 from bot.core.prompts import load_prompt
 from bot.llm.client import LLMClient, completion_prompt
 from bot.llm.errors import LLMBusyError, LLMError
-from bot.rag.attribution import Attribution, attribute, is_refusal, split_sentences
+from bot.rag.attribution import Attribution, attribute, is_refusal, mark_cut_ends
 from bot.rag.citations import Citation, verify_citations
 from bot.rag.diversity import cap_per_section
 from bot.rag.echo import PromptEcho
@@ -178,34 +178,6 @@ def named_pointers(text: str, sources: Sequence[Source]) -> str:
     titles = {s.number: s.paper.title for s in sources}
     numbers = [int(n) for n in re.findall(r"\d+", text) if int(n) in titles]
     return "\n".join(f"- {titles[n]} [{n}]" for n in dict.fromkeys(numbers)) if numbers else text
-
-
-_CITATION_GROUPS = re.compile(r"(?:\s*\[[\d,;\s]*\])+")
-_WHOLE_END = re.compile(r"[.!?][\"')\]”’]*$")
-
-
-def _last_words(text: str, count: int) -> list[str]:
-    return [w.strip(".,;:").lower() for w in text.split()[-count:]]
-
-
-def mark_cut_ends(text: str, sources: Sequence[Source]) -> str:
-    """A sentence copied up to where a cited excerpt was cut ("… the current context while
-    utilizing [1].": the excerpt ended mid-sentence to fit the prompt) ends with "…", so it does
-    not read as the paper's whole sentence."""
-    cut = {
-        s.number: _last_words(s.text, 2)
-        for s in sources
-        if s.text.strip() and not _WHOLE_END.search(s.text.strip())
-    }
-    out = []
-    for separator, sentence in split_sentences(text):
-        groups = _CITATION_GROUPS.search(sentence)
-        body = _CITATION_GROUPS.sub("", sentence).rstrip(" .")
-        cited = [int(n) for n in re.findall(r"\d+", groups.group()) if int(n) in cut] if groups else []
-        if any(len(body.split()) > 2 and _last_words(body, 2) == cut[n] for n in cited):
-            sentence = f"{body}… {' '.join(_CITATION_GROUPS.findall(sentence)).strip()}"
-        out.append(separator + sentence)
-    return "".join(out)
 
 
 def anchor_to_question(

@@ -19,6 +19,13 @@ MIN_SOURCE_TOKENS = 48
 # of the prompt's structure ("Question:", "Answer:", "[2] Title") inside it: each source is one line,
 # without the invisible characters that could hide a delimiter ("EXCERPTS>\u200b>>").
 _DELIMITERS = re.compile(r"<<<\s*EXCERPTS|EXCERPTS\s*>>>|<<<|>>>", re.IGNORECASE)
+# The end of a whole sentence, closing quotes or brackets allowed.
+_WHOLE_SENTENCE_END = re.compile(r"[.!?][\"')\]”’]*$")
+
+
+def cut_mid_sentence(text: str) -> bool:
+    """`text` stops inside a sentence: an excerpt cut to fit its share of the prompt."""
+    return not _WHOLE_SENTENCE_END.search(text.strip())
 
 
 @dataclass(frozen=True)
