@@ -4,7 +4,8 @@ Questions (hand-written, bench/data/, see bench/README.md):
 - seed_questions.jsonl: answerable questions, single- and multi-paper, expected papers by title;
 - unanswerable_questions.jsonl: off-topic questions and on-topic details no abstract holds, each with
   the reason;
-each marked "split": "dev" (choose settings on it) or "test" (held out; report on it).
+each marked "split": "dev" (choose settings on it), "test" (held out; report on it) or "test2" (a
+second held-out split, written on 2026-12-08 before any run, since "test" had been read too often).
 
 Each model in --models is served by the project's own path (`bot.llm.llm_session` with
 `LLMSettings(LOCAL_LLM_MODEL=name)` and its recommended limits), one model at a time, and answers
@@ -535,7 +536,7 @@ async def main() -> None:
     parser.add_argument("--models", type=parse_models, default=list(DEFAULT_MODELS),
                         help="comma-separated embedded models (known names or .gguf paths)")  # fmt: skip
     parser.add_argument("--iterations", type=lambda s: [int(x) for x in s.split(",")], default=[2])
-    parser.add_argument("--split", choices=("dev", "test", "all"), default="all")
+    parser.add_argument("--split", choices=("dev", "test", "test2", "all"), default="all")
     parser.add_argument("--matching", default=None, metavar="REGEX",
                         help="only the questions matching REGEX (case-insensitive)")  # fmt: skip
     parser.add_argument("--form", choices=("all", "whether", "seeks"), default="all",
