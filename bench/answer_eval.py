@@ -536,7 +536,7 @@ async def main() -> None:
     parser.add_argument("--models", type=parse_models, default=list(DEFAULT_MODELS),
                         help="comma-separated embedded models (known names or .gguf paths)")  # fmt: skip
     parser.add_argument("--iterations", type=lambda s: [int(x) for x in s.split(",")], default=[2])
-    parser.add_argument("--split", choices=("dev", "test", "test2", "all"), default="all")
+    parser.add_argument("--split", choices=("dev", "test", "dev2", "test2", "all"), default="all")
     parser.add_argument("--matching", default=None, metavar="REGEX",
                         help="only the questions matching REGEX (case-insensitive)")  # fmt: skip
     parser.add_argument("--form", choices=("all", "whether", "seeks"), default="all",

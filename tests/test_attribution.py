@@ -10,7 +10,14 @@ import pytest
 from bot.core.config import EmbeddingSettings
 from bot.core.papers import Paper
 from bot.ingest.sources import parse_path
-from bot.rag.attribution import attribute, excerpt_sentences, is_refusal, score_sentences, split_sentences
+from bot.rag.attribution import (
+    attribute,
+    excerpt_sentences,
+    is_refusal,
+    mark_cut_ends,
+    score_sentences,
+    split_sentences,
+)
 from bot.rag.extractive import MIN_RELEVANCE, passages, pick_passages
 from bot.rag.packing import Source
 from bot.retrieval.embedding import OpenAIEmbedder
@@ -227,6 +234,22 @@ def test_a_passage_cut_after_an_abbreviation_or_inside_brackets_is_not_quoted() 
         assert passages(source) == [said]
     whole = Source(number=1, paper=paper(TITANS), text=f"{said} It scores 0.82 (Table 2).", score=1.0)
     assert passages(whole) == [said, "It scores 0.82 (Table 2)."]
+
+
+def test_only_a_sentence_that_ends_in_the_cut_excerpt_s_last_words_gets_an_ellipsis() -> None:
+    """The "…" says the paper's sentence goes on; a sentence that merely ends in the same two words as
+    the cut excerpt ("… of the model") was not copied up to the cut."""
+    excerpt = "Titans add a neural memory that learns to memorize the context of the model"
+    cut = Source(number=1, paper=paper(TITANS), text=excerpt, score=1.0)
+    copied = "Titans add a neural memory that learns to memorize the context of the model [1]."
+    assert (
+        mark_cut_ends(copied, [cut])
+        == "Titans add a neural memory that learns to memorize the context of the model… [1]"
+    )
+    unrelated = "Its memory is updated at test time, unlike the weights of the model [1]."
+    assert mark_cut_ends(unrelated, [cut]) == unrelated
+    whole = Source(number=1, paper=paper(TITANS), text=excerpt + ".", score=1.0)
+    assert mark_cut_ends(copied, [whole]) == copied
 
 
 def test_a_paper_s_own_citation_does_not_end_a_sentence() -> None:

@@ -48,6 +48,7 @@ import structlog
 
 from bot.core.papers import NOT_A_REFERENCE_PERIOD
 from bot.core.words import STOP_WORDS
+from bot.rag.citations import CITATION_GROUP
 from bot.rag.packing import Source, cut_mid_sentence, format_source
 from bot.retrieval.embedding import Embedder, EmbeddingError
 
@@ -62,7 +63,6 @@ SPECIFIC_WEIGHT = 2.0
 TITLE_CASE_MIN_WORDS = 3
 TITLE_CASE_SHARE = 0.75
 
-_CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 # A sentence ends at . ! or ? (with any [n] written after it) before a space and a word that does
 # not start in lower case ("e.g. the" goes on), or at the end of the line.
 _SENTENCE_END = re.compile(r"[.!?]+(?:[ \t]*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])*(?=[ \t]+[^a-z \t]|[ \t]*$)")
@@ -140,7 +140,7 @@ def stem(word: str) -> str:
 
 
 def _normalized(text: str) -> str:
-    text = _CITATION_GROUP.sub(" ", text)
+    text = CITATION_GROUP.sub(" ", text)
     return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 → 1000
 
 
@@ -280,7 +280,7 @@ def supports(lexical: Overlap, dense: float | None) -> bool:
 def excerpt_sentences(source: Source) -> list[str]:
     """The excerpt as the model saw it (title line, text without instructions), in sentences."""
     title, _, body = format_source(source).partition("\n")
-    title = _CITATION_GROUP.sub("", title, count=1).strip()
+    title = CITATION_GROUP.sub("", title, count=1).strip()
     return [title, *(s.strip() for s in _EXCERPT_SENTENCE.split(body) if len(s.strip()) >= 3)]
 
 
@@ -403,7 +403,7 @@ async def score_sentences(
                 dense[number] = max((cosine(vectors[i], v) for v in own), default=0.0)
         cited = tuple(
             n
-            for group in _CITATION_GROUP.findall(sentence)
+            for group in CITATION_GROUP.findall(sentence)
             for n in (int(x) for x in re.split(r"[,;]", group))
             if n in shown
         )
@@ -442,7 +442,7 @@ class Attribution:
 
 def _with_citations(sentence: str, numbers: Sequence[int]) -> str:
     """`sentence` with its markers replaced by `numbers`, placed before the final punctuation."""
-    bare = _CITATION_GROUP.sub("", _JOINED_GROUPS.sub(", ", sentence))
+    bare = CITATION_GROUP.sub("", _JOINED_GROUPS.sub(", ", sentence))
     bare = re.sub(r"[ \t]+([.,;:!?])", r"\1", bare)
     bare = _DANGLING.sub("", bare.rstrip())
     markers = "".join(f"[{n}]" for n in numbers)
@@ -450,6 +450,11 @@ def _with_citations(sentence: str, numbers: Sequence[int]) -> str:
     if end:
         return f"{bare[: end.start()].rstrip()} {markers}{end.group()}"
     return f"{bare.rstrip()} {markers}"
+
+
+# A sentence counts as copied up to an excerpt's cut when it ends in the excerpt's last words, this
+# many: two alone ("the model") also end unrelated sentences.
+CUT_TAIL_WORDS = 4
 
 
 def _last_words(text: str, count: int) -> list[str]:
@@ -460,12 +465,18 @@ def mark_cut_ends(text: str, sources: Sequence[Source]) -> str:
     """A sentence copied up to where a cited excerpt was cut ("… the current context while
     utilizing [1].": the excerpt ended mid-sentence to fit the prompt) ends with "…", so it does
     not read as the paper's whole sentence."""
-    cut = {s.number: _last_words(s.text, 2) for s in sources if s.text.strip() and cut_mid_sentence(s.text)}
+    cut = {
+        s.number: _last_words(s.text, CUT_TAIL_WORDS)
+        for s in sources
+        if s.text.strip() and cut_mid_sentence(s.text)
+    }
     out = []
     for separator, sentence in split_sentences(text):
-        cited = [int(n) for group in _CITATION_GROUP.findall(sentence) for n in re.split(r"[,;]", group)]
-        body = _CITATION_GROUP.sub("", sentence).rstrip(" .")
-        if len(body.split()) > 2 and any(_last_words(body, 2) == cut.get(n) for n in cited):
+        cited = [int(n) for group in CITATION_GROUP.findall(sentence) for n in re.split(r"[,;]", group)]
+        body = CITATION_GROUP.sub("", sentence).rstrip(" .")
+        if len(body.split()) > CUT_TAIL_WORDS and any(
+            _last_words(body, CUT_TAIL_WORDS) == cut.get(n) for n in cited
+        ):
             sentence = _with_citations(f"{body}…", list(dict.fromkeys(cited)))
         out.append(separator + sentence)
     return "".join(out)
@@ -478,7 +489,7 @@ def _kept_as_written(sentence: str, keep: set[int]) -> str:
         numbers = [int(n) for n in re.split(r"[,;]", match.group(1))]
         return "".join(f"[{n}]" for n in numbers if n in keep)
 
-    text = _CITATION_GROUP.sub(keep_valid, _JOINED_GROUPS.sub(", ", sentence))
+    text = CITATION_GROUP.sub(keep_valid, _JOINED_GROUPS.sub(", ", sentence))
     text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
     text = _DANGLING.sub("", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from bot.rag.packing import Source
 
 ABSTRACT_SECTION = "Abstract"
-_CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+# "[2]", "[1, 3]", "[1; 3]": one citation group, its numbers in group 1.
+CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def verify_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[
                 used.append(n)
         return "".join(f"[{n}]" for n in valid)
 
-    cleaned = _CITATION_GROUP.sub(keep_valid, answer)
+    cleaned = CITATION_GROUP.sub(keep_valid, answer)
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     citations = [
