@@ -22,9 +22,15 @@ from bot.rag.extractive import (
     BUSY_LABEL,
     CLOSEST_MATCH_LABEL,
     EXTRACTIVE_LABEL,
+    LEADER_MARGIN,
     UNUSABLE_LABEL,
+    clear_leader,
+    closest_passage,
+    leader_match,
+    names_a_shown_work,
 )
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
+from bot.rag.packing import Source
 from bot.retrieval.index import ChunkHit
 from bot.retrieval.index.edge import EdgePaperIndex
 from bot.retrieval.search import SearchService
@@ -471,6 +477,50 @@ async def test_a_question_for_a_paper_the_model_does_not_answer_gets_the_closest
         assert refused.to_json()["closest_match"] is False
 
 
+async def test_a_question_for_a_paper_that_its_search_ranks_first_by_far_gets_that_paper_s_passage(
+    index, embedder, scripted_llm: ScriptedLLMServer
+) -> None:
+    """Seen on issue 12's dev2 questions: "Has anyone built a neural video codec …?" ranks NIRVANA
+    first by far, yet the model declined and no passage reaches the closest-match threshold. The
+    search's clear favourite answers, quoted and labelled. A question naming a work ("Which six
+    datasets was Recformer evaluated on?") asks for a detail of it: its favourite is not quoted."""
+    question = "Has anyone built a neural video codec that quantizes its own weights while it is being fit?"
+    declines = (ScriptedReply(f"Answer: {CANNOT_ANSWER}"), ScriptedReply(f"Answer: {CANNOT_ANSWER}"))
+    scripted_llm.script(*declines)
+    answer = await make_service(index, embedder, scripted_llm).answer(question, iterations=2)
+    assert answer.closest_match and not answer.cannot_answer and answer.llm_calls == 2
+    label, quote = answer.text.split("\n")
+    (citation,) = answer.citations
+    assert label == CLOSEST_MATCH_LABEL and citation.title.startswith("NIRVANA")
+    assert answer.trace[0].sources[0].paper.title.startswith("NIRVANA")  # the question's own first
+    assert await closest_passage(question, answer.sources, embedder) is None  # below CLOSEST_MATCH_MIN
+    nirvana = next(s for s in answer.sources if s.number == citation.n)
+    assert quote.removeprefix("> ").removesuffix(f" [{citation.n}]") in nirvana.text
+
+    named = "Which six datasets was Recformer evaluated on?"
+    scripted_llm.script(*declines)
+    detail = await make_service(index, embedder, scripted_llm).answer(named, iterations=2)
+    recformer = detail.trace[0].sources
+    assert recformer[0].paper.title.startswith("Text Is All You Need") and clear_leader(recformer) is not None
+    assert names_a_shown_work(named, detail.trace[-1].sources)
+    assert await leader_match(named, recformer, detail.trace[-1].sources, embedder) is None
+
+
+def test_a_paper_leads_the_search_only_by_a_clear_margin_over_the_next_paper() -> None:
+    def ranked(*scored: tuple[str, float]) -> list[Source]:
+        return [
+            Source(number=n, paper=Paper(paper_id=pid, title=pid), text="", score=score)
+            for n, (pid, score) in enumerate(scored, start=1)
+        ]
+
+    assert clear_leader(ranked(("a", 1.0), ("b", 0.99 - LEADER_MARGIN))) is not None
+    assert clear_leader(ranked(("a", 1.0), ("b", 0.7))) is None
+    # a second passage of the same paper is not the runner-up
+    leader = clear_leader(ranked(("a", 1.0), ("a", 0.95), ("b", 0.4)))
+    assert leader is not None and leader.paper.paper_id == "a"
+    assert clear_leader([]) is None
+
+
 async def test_a_question_for_papers_answered_without_the_closest_one_gets_its_passage_after_the_answer(
     index, embedder, scripted_llm: ScriptedLLMServer
 ) -> None:
@@ -508,8 +558,7 @@ async def test_a_link_does_not_make_a_sentence_the_closest_passage(embedder) -> 
     """Tried as a user: "Any papers on making sentence embeddings you can truncate?" was answered with
     "Our code is made publicly available at https://github.com/microsoft/Distilled-Sentence-Embedding."
     The link's words are not what the sentence says; the sentence stays a passage, quoted whole."""
-    from bot.rag.extractive import closest_passage, rank_passages
-    from bot.rag.packing import Source
+    from bot.rag.extractive import rank_passages
 
     papers = {p.title: p for p in parse_path(SEED_PAGE).papers}
     two_d = papers["2D Matryoshka Sentence Embeddings"]

@@ -40,6 +40,7 @@ from bot.rag.extractive import (
     closest_match,
     closest_passage,
     extractive_answer,
+    leader_match,
     quote,
 )
 from bot.rag.packing import Source, pack_sources, render_sources
@@ -121,6 +122,9 @@ class Answer:
     # A question asking for a paper that the model did not answer from the excerpts: the closest
     # passage, quoted.
     closest_match: bool = False
+    # False when a caller's retriever (scope:channel) ranked the excerpts: its scores do not tell how
+    # far the first paper leads (`bot.rag.extractive.leader_match`).
+    ranked_by_search: bool = True
     # A question asking for papers answered without the paper closest to it: that paper's passage,
     # quoted after the model's answer under `ALSO_CLOSEST_LABEL`.
     closest_added: bool = False
@@ -294,6 +298,7 @@ class AnswerService:
         t_max = iterations or self._rag.iterations
         k = top_k or self._rag.top_k
         result = Answer(question=question, standalone_question=question, text="", citations=[], iterations=0)
+        result.ranked_by_search = retrieve is None
         if history and self._llm is not None:
             result.standalone_question = await self._standalone(question, history, result)
         standalone = result.standalone_question
@@ -460,9 +465,11 @@ class AnswerService:
         quoted = None
         if attributed is None and seeks_paper(result.standalone_question):
             # "Is there a paper that …?", "Which method …?": the small model often declines, denies or
-            # only repeats the question while the paper asked about is shown; the passage closest to
-            # it answers best.
-            quoted = await closest_match(result.standalone_question, sources, self._search.embedder)
+            # only repeats the question while the paper asked about is shown. The search's clear
+            # favourite answers best, else the passage closest to the question.
+            quoted = await self._leader_match(result, sources)
+            if quoted is None:
+                quoted = await closest_match(result.standalone_question, sources, self._search.embedder)
         if quoted is not None:
             result.text, result.citations = verify_citations(quoted, sources)
             result.sources, result.closest_match = sources, True
@@ -488,6 +495,14 @@ class AnswerService:
             seconds=round(result.seconds, 2),
         )
         return result
+
+    async def _leader_match(self, result: Answer, sources: list[Source]) -> str | None:
+        """The passage of the paper that the question's own search ranked first by a clear margin
+        (`leader_match`), for a question asking for a paper that the model left unconfirmed."""
+        if not result.ranked_by_search or not result.trace:
+            return None
+        ranking = result.trace[0].sources  # the first retrieval's: the question's alone
+        return await leader_match(result.standalone_question, ranking, sources, self._search.embedder)
 
     async def _closest_not_named(
         self, question: str, citations: Sequence[Citation], sources: list[Source]
