@@ -6,7 +6,8 @@ standalone. Each sentence of the answer shows the excerpt that supports it, chec
 (`bot.rag.attribution`), and a sentence none supports is dropped; the Sources list is the excerpts
 cited, taken from the retrieval results, never from the model's text. A question asking for a paper
 (yes/no, "Which method …?", "Where can I find …?") that the model does not answer from the excerpts
-gets the closest passage, quoted and labelled, when one is close enough
+gets a passage, quoted and labelled: that of the paper its search ranked first by a clear margin
+(`bot.rag.extractive.leader_match`), else the closest one when it is close enough
 (`bot.rag.extractive.closest_match`); other unanswered questions get the fixed reply. A question
 asking for several papers that the model answers without the paper closest to it gets that paper's
 passage quoted after the answer.
