@@ -519,6 +519,7 @@ def test_a_paper_leads_the_search_only_by_a_clear_margin_over_the_next_paper() -
     leader = clear_leader(ranked(("a", 1.0), ("a", 0.95), ("b", 0.4)))
     assert leader is not None and leader.paper.paper_id == "a"
     assert clear_leader([]) is None
+    assert clear_leader(ranked(("a", 1.0), ("a", 0.2))) is None  # one paper's passages only: nothing to lead
 
 
 async def test_a_question_for_papers_answered_without_the_closest_one_gets_its_passage_after_the_answer(

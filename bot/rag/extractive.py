@@ -151,12 +151,13 @@ _WORD = re.compile(r"[^\W\d_][\w-]*")
 
 
 def clear_leader(ranking: Sequence[Source]) -> Source | None:
-    """The search's first source when its paper leads the next paper by `LEADER_MARGIN`."""
+    """The search's first source when its paper leads the next paper by `LEADER_MARGIN`; None when
+    no other paper was ranked (a question about one paper's full text): nothing to lead."""
     if not ranking:
         return None
     first = ranking[0]
-    runner_up = next((s.score for s in ranking[1:] if s.paper.paper_id != first.paper.paper_id), 0.0)
-    return first if first.score - runner_up >= LEADER_MARGIN else None
+    runner_up = next((s.score for s in ranking[1:] if s.paper.paper_id != first.paper.paper_id), None)
+    return first if runner_up is not None and first.score - runner_up >= LEADER_MARGIN else None
 
 
 def names_a_shown_work(question: str, sources: Sequence[Source]) -> bool:
