@@ -131,21 +131,27 @@ async def closest_passage(
     `CLOSEST_MATCH_MIN` or there is no dense model to tell."""
     if embedder is None or not sources:
         return None
-    ranked = await rank_passages(question, sources, embedder)
-    best = max(  # the most relevant passage; on a tie, the higher-ranked source's
-        ((found[0][0], -number, found[0][1]) for number, found in ranked.items() if found), default=None
-    )
+    best = _most_relevant(await rank_passages(question, sources, embedder))
     if best is None or best[0] < CLOSEST_MATCH_MIN:
         return None
-    return -best[1], best[2]
+    return best[1], best[2]
+
+
+def _most_relevant(ranked: dict[int, list[tuple[float, str]]]) -> tuple[float, int, str] | None:
+    """(relevance, source number, passage) of the most relevant passage; on a tie, the higher-ranked
+    source's."""
+    best = max(
+        ((found[0][0], -number, found[0][1]) for number, found in ranked.items() if found), default=None
+    )
+    return None if best is None else (best[0], -best[1], best[2])
 
 
 # How far (fused search score, 0-1) the question's first paper must stand ahead of the next paper for
 # its passage to answer a question asking for a paper that the model left unconfirmed. Chosen on
 # bench/answer_eval.py's dev and dev2 splits: unanswerable questions led by at most 0.41, answerable
 # ones the model declined or restated with a wrong [n] by 0.45-0.77, their first paper the expected
-# one each time (bench/README.md, issue 12). Scores of another fusion (RRF) or of dense search alone
-# are smaller and never lead by this much: the rule then stays off.
+# one each time (bench/README.md, issue 12). Under RRF fusion (scores sum 1/(k + rank), k >= 2) the
+# first paper leads by at most 2/3 - 1/4 < 0.45, so the rule stays off there.
 LEADER_MARGIN = 0.45
 _WORD = re.compile(r"[^\W\d_][\w-]*")
 
@@ -180,11 +186,10 @@ async def leader_match(
     shown = [s for s in sources if s.paper.paper_id == leader.paper.paper_id]
     if not shown:
         return None
-    ranked = await rank_passages(question, shown, embedder)
-    best = max(((found[0][0], -n, found[0][1]) for n, found in ranked.items() if found), default=None)
+    best = _most_relevant(await rank_passages(question, shown, embedder))
     if best is None or best[0] < MIN_RELEVANCE:
         return None
-    return CLOSEST_MATCH_LABEL + "\n" + quote([(-best[1], best[2])])
+    return CLOSEST_MATCH_LABEL + "\n" + quote([(best[1], best[2])])
 
 
 async def closest_match(question: str, sources: Sequence[Source], embedder: Embedder | None) -> str | None:
