@@ -17,6 +17,7 @@ from bot.ingest.pipeline import Ingestor
 from bot.ingest.sources import parse_path
 from bot.llm.client import LLMClient
 from bot.llm.queue import GenerationQueue
+from bot.rag.attribution import names_a_shown_work
 from bot.rag.extractive import (
     ALSO_CLOSEST_LABEL,
     BUSY_LABEL,
@@ -27,7 +28,6 @@ from bot.rag.extractive import (
     clear_leader,
     closest_passage,
     leader_match,
-    names_a_shown_work,
 )
 from bot.rag.iter_retgen import CANNOT_ANSWER, AnswerService, QuestionError, Turn, anchor_to_question
 from bot.rag.packing import Source

@@ -229,6 +229,14 @@ def names_in(sources: Sequence[Source]) -> frozenset[str]:
     return frozenset(found)
 
 
+def names_a_shown_work(question: str, sources: Sequence[Source]) -> bool:
+    """The question names something the excerpts write as a name (`names_in`; "Which six datasets
+    was Recformer evaluated on?"): it asks about a detail of that work, not for a paper. Its words
+    are read as the excerpts' are; the first is left out, capitalised as any sentence's first."""
+    named = {stem(w.lower()) for w in _TOKEN.findall(question)[1:] if any(c.isupper() for c in w)}
+    return not named.isdisjoint(names_in(sources))
+
+
 def vocabulary(text: str) -> frozenset[str]:
     """Every word stem of an excerpt, hyphenated words also joined ("pre-trained" → "pretrain");
     not the markers of an enumeration ("(1) … (2) …"), which are no numbers of the paper's."""

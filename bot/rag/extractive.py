@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from bot.core.papers import NOT_A_REFERENCE_PERIOD
-from bot.rag.attribution import cosine, embed_sentences, names_in, stem, terms
+from bot.rag.attribution import cosine, embed_sentences, names_a_shown_work, terms
 from bot.rag.packing import Source, cut_mid_sentence, format_source
 from bot.retrieval.embedding import Embedder
 
@@ -153,7 +153,6 @@ def _most_relevant(ranked: dict[int, list[tuple[float, str]]]) -> tuple[float, i
 # one each time (bench/README.md, issue 12). Under RRF fusion (scores sum 1/(k + rank), k >= 2) the
 # first paper leads by at most 2/3 - 1/4 < 0.45, so the rule stays off there.
 LEADER_MARGIN = 0.45
-_WORD = re.compile(r"[^\W\d_][\w-]*")
 
 
 def clear_leader(ranking: Sequence[Source]) -> Source | None:
@@ -164,13 +163,6 @@ def clear_leader(ranking: Sequence[Source]) -> Source | None:
     first = ranking[0]
     runner_up = next((s.score for s in ranking[1:] if s.paper.paper_id != first.paper.paper_id), None)
     return first if runner_up is not None and first.score - runner_up >= LEADER_MARGIN else None
-
-
-def names_a_shown_work(question: str, sources: Sequence[Source]) -> bool:
-    """The question names something the excerpts write as a name ("Which six datasets was Recformer
-    evaluated on?"): it asks about a detail of that work, not for a paper."""
-    named = {stem(w.lower()) for w in _WORD.findall(question)[1:] if any(c.isupper() for c in w)}
-    return not named.isdisjoint(names_in(sources))
 
 
 async def leader_match(

@@ -298,8 +298,10 @@ class AnswerService:
         check_answer_options(iterations, top_k)
         t_max = iterations or self._rag.iterations
         k = top_k or self._rag.top_k
-        result = Answer(question=question, standalone_question=question, text="", citations=[], iterations=0)
-        result.ranked_by_search = retrieve is None
+        result = Answer(
+            question=question, standalone_question=question, text="", citations=[], iterations=0,
+            ranked_by_search=retrieve is None,
+        )  # fmt: skip
         if history and self._llm is not None:
             result.standalone_question = await self._standalone(question, history, result)
         standalone = result.standalone_question
